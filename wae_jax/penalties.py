@@ -1,0 +1,309 @@
+"""Latent-space penalties and reconstruction costs for Wasserstein Auto-Encoders.
+
+Everything here is a pure function of arrays: no module state and no Flax, so
+each function works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+Argument checks look only at shapes and Python values, which are static under
+``jit``, so a bad call fails at trace time with a ``ValueError``.
+
+Conventions: the leading axis is the batch. Codes of any shape ``[n, ...]`` are
+flattened to ``[n, d]`` before any kernel or density, and images ``[n, ...]``
+are reduced over every non-batch axis, so a per-image cost is a sum over pixels
+and channels.
+
+References: Tolstikhin, Bousquet, Gelly, Schoelkopf, "Wasserstein
+Auto-Encoders", ICLR 2018 (Algorithms 1 and 2, Appendix C); see
+``docs/DESIGN.md`` section 1.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Multipliers of the base IMQ scale C that the authors' code sums over.
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+KERNELS = ('rbf', 'imq', 'imq_multiscale')
+RECONSTRUCTION_COSTS = ('l2sq', 'l2', 'l1', 'bernoulli')
+
+# Inside the square root of the l2 cost, so its gradient stays finite when a
+# reconstruction is exact (the authors' code uses the same constant).
+_L2_EPS = 1e-8
+
+
+def _flatten(x):
+  """Reshapes [n, ...] to [n, d]; a kernel only sees a code as a vector."""
+  x = jnp.asarray(x)
+  if x.ndim == 0:
+    raise ValueError('expected an array with a leading batch axis, got a scalar')
+  return x.reshape(x.shape[0], -1)
+
+
+def _sum_per_image(x):
+  """Sums over every non-batch axis: [n, ...] -> [n]."""
+  return jnp.sum(_flatten(x), axis=1)
+
+
+def _check_choice(argument, value, allowed):
+  if value not in allowed:
+    raise ValueError(f'{argument} must be one of {allowed}, got {value!r}')
+
+
+def _check_same_shape(x, y, x_name='x', y_name='y'):
+  # Broadcasting [n, ...] against a differently shaped batch would silently
+  # compute a cost between the wrong pairs of images.
+  if jnp.shape(x) != jnp.shape(y):
+    raise ValueError(f'{x_name} and {y_name} must have the same shape, got '
+                     f'{jnp.shape(x)} and {jnp.shape(y)}')
+
+
+# ----------------------------------------------------------------- kernels ---
+
+
+def squared_distances(x, y):
+  """Pairwise squared Euclidean distances, [n, ...] x [m, ...] -> [n, m].
+
+  Uses ||x||^2 + ||y||^2 - 2 <x, y>, which costs one matrix product instead of
+  an [n, m, d] tensor of differences. The expansion cancels large terms, so:
+  both sets are first centred on the mean of y (distances do not change, the
+  norms that cancel shrink: codes far from the origin keep their precision);
+  the product runs at full float32 precision (accelerators may otherwise round
+  it to TF32/bfloat16); and the remaining rounding, which can make the result
+  slightly negative for (near-)equal points, is clipped at 0.
+  """
+  x, y = _flatten(x), _flatten(y)
+  if x.shape[1] != y.shape[1]:
+    raise ValueError('x and y must have the same flattened dimension, got '
+                     f'{x.shape[1]} and {y.shape[1]}')
+  centre = jnp.mean(y, axis=0)
+  x, y = x - centre, y - centre
+  x_norms = jnp.sum(jnp.square(x), axis=1)
+  y_norms = jnp.sum(jnp.square(y), axis=1)
+  cross = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(x_norms[:, None] + y_norms[None, :] - 2.0 * cross, 0.0)
+
+
+def rbf_kernel(sq_dists, scale):
+  """Gaussian kernel exp(-||x - y||^2 / scale) from squared distances."""
+  return jnp.exp(-sq_dists / scale)
+
+
+def imq_kernel(sq_dists, scale):
+  """Inverse multiquadratics scale / (scale + ||x - y||^2).
+
+  The paper prefers it to the RBF kernel: its heavy tails still give gradients
+  for codes far from the prior samples, where an RBF kernel is flat.
+  """
+  return scale / (scale + sq_dists)
+
+
+def default_kernel_scale(latent_dim, prior_variance):
+  """The paper's base kernel scale C = 2 * d_z * sigma_z^2.
+
+  2 * d_z * sigma_z^2 is the expected squared distance between two independent
+  samples of the N(0, sigma_z^2 I) prior, so C matches the typical distance.
+  """
+  return 2.0 * latent_dim * prior_variance
+
+
+def _kernel_matrix(sq_dists, kernel, base_scale, scales):
+  if kernel == 'rbf':
+    return rbf_kernel(sq_dists, base_scale)
+  if kernel == 'imq':
+    return imq_kernel(sq_dists, base_scale)
+  # 'imq_multiscale': no single scale has to be right for every stage of
+  # training, so sum the kernel over a range of them.
+  return sum(imq_kernel(sq_dists, base_scale * s) for s in scales)
+
+
+def _mean_off_diagonal(k):
+  """Mean of a square matrix over its n(n-1) off-diagonal entries."""
+  n = k.shape[0]
+  off_diagonal = 1.0 - jnp.eye(n, dtype=k.dtype)
+  return jnp.sum(k * off_diagonal) / (n * (n - 1))
+
+
+def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
+        scale=None, scales=IMQ_SCALES):
+  """Unbiased (U-statistic) estimate of MMD_k^2(Q_Z, P_Z); the WAE-MMD penalty.
+
+  Within-sample terms leave out the diagonal k(z_i, z_i) and average over the
+  n(n-1) remaining pairs; the cross term averages over all n * m pairs. That
+  makes the estimate unbiased, so for Q_Z = P_Z it scatters around 0 and can be
+  negative: that is correct, not a bug.
+
+  Args:
+    codes: [n, ...] encoder outputs z~ (flattened to [n, d]).
+    prior_samples: [m, ...] samples z of the prior, same flattened d.
+    kernel: one of KERNELS. 'imq_multiscale' sums the IMQ kernel over the
+      scales C * s for s in ``scales``; 'imq' and 'rbf' use C alone.
+    prior_variance: sigma_z^2 of the N(0, sigma_z^2 I) prior; sets the default C.
+    scale: base scale C; defaults to default_kernel_scale(d, prior_variance).
+    scales: multipliers of C for 'imq_multiscale'.
+
+  Returns:
+    A scalar.
+  """
+  _check_choice('kernel', kernel, KERNELS)
+  codes, prior_samples = _flatten(codes), _flatten(prior_samples)
+  (n, d), (m, d_prior) = codes.shape, prior_samples.shape
+  if d != d_prior:
+    raise ValueError('codes and prior_samples must have the same flattened '
+                     f'dimension, got {d} and {d_prior}')
+  if n < 2 or m < 2:
+    raise ValueError('the unbiased MMD needs at least 2 codes and 2 prior '
+                     f'samples, got n={n} codes and m={m} prior samples')
+  base_scale = default_kernel_scale(d, prior_variance) if scale is None else scale
+
+  def k(a, b):
+    return _kernel_matrix(squared_distances(a, b), kernel, base_scale, scales)
+
+  return (_mean_off_diagonal(k(prior_samples, prior_samples))
+          + _mean_off_diagonal(k(codes, codes))
+          - 2.0 * jnp.mean(k(codes, prior_samples)))
+
+
+# ------------------------------------------------------------ WAE-GAN ---
+
+
+def gaussian_log_density(z, variance):
+  """log N(z; 0, variance * I) per sample, [n, ...] -> [n], constant included.
+
+  The full constant -d/2 * log(2 pi variance) matters when this is added to
+  adversary logits (log_prior_logits): it shifts every logit equally.
+  """
+  z = _flatten(z)
+  d = z.shape[1]
+  return (-0.5 * jnp.sum(jnp.square(z), axis=1) / variance
+          - 0.5 * d * jnp.log(2.0 * math.pi * variance))
+
+
+def log_prior_logits(logits, z, prior_variance):
+  """Adds log p_Z(z) to adversary logits: the WAE-GAN "log-prior trick".
+
+  The optimal adversary's logit is log p_Z(z) - log q_Z(z); adding the known
+  first term leaves the network only the second to learn. Returns shape [n]:
+  the authors' TF code broadcast [n, 1] + [n] into an [n, n] matrix.
+
+  Args:
+    logits: [n, 1] or [n] adversary logits.
+    z: [n, ...] the latent points the logits were computed on.
+    prior_variance: sigma_z^2 of the N(0, sigma_z^2 I) prior.
+  """
+  logits = jnp.asarray(logits)
+  n = jnp.shape(z)[0]
+  if logits.shape not in ((n,), (n, 1)):
+    raise ValueError(f'logits must have shape ({n},) or ({n}, 1) to match z of '
+                     f'shape {jnp.shape(z)}, got {logits.shape}')
+  return logits.reshape(n) + gaussian_log_density(z, prior_variance)
+
+
+def adversary_loss(prior_logits, code_logits):
+  """Adversary loss: cross-entropy of prior samples as 1 and codes as 0.
+
+  Equals -mean log D(z) - mean log(1 - D(z~)), so descending it ascends the
+  adversary objective of Algorithm 1. Computed from logits, which avoids the
+  log(0) NaNs of probabilities. The caller multiplies by lambda.
+  """
+  prior_logits, code_logits = jnp.asarray(prior_logits), jnp.asarray(code_logits)
+  real = optax.sigmoid_binary_cross_entropy(prior_logits,
+                                            jnp.ones_like(prior_logits))
+  fake = optax.sigmoid_binary_cross_entropy(code_logits,
+                                            jnp.zeros_like(code_logits))
+  return jnp.mean(real) + jnp.mean(fake)
+
+
+def adversary_accuracy(prior_logits, code_logits):
+  """Fraction of prior samples and codes the adversary classifies correctly.
+
+  A logit > 0 means "prior". Near 0.5 means Q_Z fools the adversary; near 1
+  means the penalty is far from matched.
+  """
+  prior_logits, code_logits = jnp.asarray(prior_logits), jnp.asarray(code_logits)
+  correct = jnp.sum(prior_logits > 0) + jnp.sum(code_logits <= 0)
+  return correct / (prior_logits.size + code_logits.size)
+
+
+def encoder_adversarial_loss(code_logits):
+  """Non-saturating encoder loss -mean log D(z~), from logits.
+
+  Pushing log D(z~) up, rather than log(1 - D(z~)) down, keeps the encoder's
+  gradient large while the adversary still wins easily.
+  """
+  code_logits = jnp.asarray(code_logits)
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(
+      code_logits, jnp.ones_like(code_logits)))
+
+
+# ------------------------------------------------------------- VAE ---
+
+
+def gaussian_kl(mean, log_variance, prior_variance=1.0):
+  """KL(N(mean, diag exp(log_variance)) || N(0, prior_variance I)).
+
+  The VAE baseline's penalty: summed over latent dimensions (all non-batch
+  axes), averaged over the batch. Taking the log-variance keeps the encoder's
+  variance positive without a constraint.
+  """
+  _check_same_shape(mean, log_variance, 'mean', 'log_variance')
+  per_dim = 0.5 * ((jnp.exp(log_variance) + jnp.square(mean)) / prior_variance
+                   - 1.0 - log_variance + jnp.log(prior_variance))
+  return jnp.mean(_sum_per_image(per_dim))
+
+
+# ----------------------------------------------------- reconstruction ---
+
+
+def per_image_squared_error(x, y):
+  """||x - y||^2 summed over every non-batch axis, [n, ...] -> [n]."""
+  _check_same_shape(x, y)
+  return _sum_per_image(jnp.square(jnp.asarray(x) - jnp.asarray(y)))
+
+
+def squared_l2_cost(x, y, scale=1.0):
+  """The paper's cost c(x, y) = ||x - y||^2, batch mean times ``scale``."""
+  return scale * jnp.mean(per_image_squared_error(x, y))
+
+
+def l2_cost(x, y, scale=1.0):
+  """c(x, y) = ||x - y||, batch mean times ``scale``.
+
+  A small epsilon inside the square root keeps the gradient finite (zero) at
+  an exact reconstruction, where sqrt has an infinite derivative.
+  """
+  return scale * jnp.mean(jnp.sqrt(per_image_squared_error(x, y) + _L2_EPS))
+
+
+def l1_cost(x, y, scale=1.0):
+  """c(x, y) = ||x - y||_1, batch mean times ``scale``."""
+  _check_same_shape(x, y)
+  return scale * jnp.mean(_sum_per_image(jnp.abs(jnp.asarray(x) - jnp.asarray(y))))
+
+
+def bernoulli_cost(x, logits, scale=1.0):
+  """Bernoulli negative log-likelihood of targets x in [0, 1] under decoder logits.
+
+  Summed over pixels, batch mean times ``scale``; the VAE baseline's MNIST
+  decoder. Computed from logits for numerical stability.
+  """
+  _check_same_shape(x, logits, 'x', 'logits')
+  logits = jnp.asarray(logits)
+  per_pixel = optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(x))
+  return scale * jnp.mean(_sum_per_image(per_pixel))
+
+
+_COST_FNS = {
+    'l2sq': squared_l2_cost,
+    'l2': l2_cost,
+    'l1': l1_cost,
+    'bernoulli': bernoulli_cost,
+}
+
+
+def reconstruction_cost(x, y, *, name='l2sq', scale=1.0):
+  """Dispatches to the cost ``name`` in RECONSTRUCTION_COSTS.
+
+  For 'bernoulli', ``y`` are the decoder's logits, not images.
+  """
+  _check_choice('name', name, RECONSTRUCTION_COSTS)
+  return _COST_FNS[name](x, y, scale=scale)
