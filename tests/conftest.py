@@ -1,0 +1,38 @@
+"""Shared test helpers: where the real MNIST files are, and tiny configs."""
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
+                                        REPO.parent / 'shared' / 'data' / 'mnist'))
+
+
+def load_config(name: str, arg: str):
+  """`get_config(arg)` of configs/<name>.py, loaded by path as the CLI does."""
+  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):
+  """A config with a very narrow model and few steps, for fast tests."""
+  config = load_config(dataset, objective)
+  config.model.width = 1 / 32
+  config.model.adversary_width = 1 / 32
+  config.data.dir = str(MNIST_DIR)
+  config.train.batch_size = 8
+  config.train.pretrain_steps = 0
+  return config
+
+
+@pytest.fixture(scope='session')
+def mnist_dir():
+  if not (MNIST_DIR / 'train-images-idx3-ubyte.gz').exists():
+    raise FileNotFoundError(f'the MNIST IDX files are expected in {MNIST_DIR} '
+                            '(or set WAE_JAX_MNIST_DIR)')
+  return MNIST_DIR

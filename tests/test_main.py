@@ -1,0 +1,51 @@
+"""End to end through the command line, as a user runs it."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import REPO
+
+
+def _run(*args, env=None):
+  result = subprocess.run([sys.executable, '-m', 'wae_jax.main', *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+  assert result.returncode == 0, result.stderr[-4000:]
+  return result
+
+
+def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
+  workdir = tmp_path / 'run'
+  result = _run('--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}',
+                '--config.train.num_steps=6', '--config.train.log_every=2',
+                '--config.train.checkpoint_every=3', '--config.train.image_every=6',
+                '--config.train.pretrain_steps=2', '--config.model.width=0.0625',
+                env={'WAE_JAX_MNIST_DIR': str(mnist_dir)})
+  log = result.stderr
+  assert 'IDX files' in log                      # which data source was used
+  assert 'steps/s' in log and 'ETA' in log       # the progress line
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps == [3, 6]
+  assert list(workdir.glob('events.out.tfevents.*'))
+  for name in ('samples', 'reconstructions', 'interpolations'):
+    with Image.open(workdir / 'images' / f'{name}_0000006.png') as image:
+      image.load()
+      assert min(image.size) > 28
+
+  _run('--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}', '--mode=sample',
+       '--config.model.width=0.0625')
+  with Image.open(workdir / 'samples_step6.png') as image:
+    assert image.size == (8 * 29 + 1, 8 * 29 + 1)
+
+
+def test_cli_sample_without_checkpoint_says_what_is_missing(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small',
+       f'--workdir={tmp_path}', '--mode=sample'], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode != 0
+  assert 'no checkpoint in' in result.stderr and str(tmp_path) in result.stderr

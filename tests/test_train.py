@@ -1,0 +1,125 @@
+"""Train steps for the three objectives, the schedule, pre-training and exact resumption."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wae_jax import models
+from wae_jax import train
+from conftest import tiny_config
+
+
+def _random_images(config, n, seed=0):
+  lo, hi = config.data.pixel_range
+  shape = (n,) + tuple(config.data.image_shape)
+  return np.random.default_rng(seed).uniform(lo, hi, shape).astype(np.float32)
+
+
+def _run_steps(config, num_steps):
+  model = models.build_autoencoder(config)
+  adversary = models.build_adversary(config)
+  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+  step = jax.jit(train.make_train_step(config, model, adversary, 10, jax.random.PRNGKey(1)))
+  images = _random_images(config, config.train.batch_size)
+  metrics = []
+  new_state = state
+  for _ in range(num_steps):
+    new_state, m = step(new_state, images)
+    metrics.append(jax.device_get(m))
+  return state, new_state, metrics
+
+
+@pytest.mark.parametrize('objective,extra_metrics', [
+    ('wae_mmd', ()),
+    ('wae_gan', ('adversary_loss', 'adversary_accuracy')),
+    ('vae', ('encoder_variance',)),
+])
+def test_train_step_learns(objective, extra_metrics):
+  config = tiny_config(objective)
+  before, after, metrics = _run_steps(config, 8)
+  assert int(after.step) == 8
+  for key in ('loss', 'reconstruction', 'penalty', 'learning_rate', 'codes_mean_gap',
+              'codes_cov_gap') + extra_metrics:
+    assert all(np.isfinite(m[key]) for m in metrics), key
+  # The same batch, eight times: its reconstruction cost must fall.
+  assert metrics[-1]['reconstruction'] < metrics[0]['reconstruction']
+  changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), before.params,
+                                   after.params)
+  assert all(jax.tree_util.tree_leaves(changed))
+  if objective == 'wae_gan':
+    assert not np.allclose(jax.tree_util.tree_leaves(before.adversary_params)[0],
+                           jax.tree_util.tree_leaves(after.adversary_params)[0])
+    assert 0.0 <= metrics[-1]['adversary_accuracy'] <= 1.0
+  else:
+    assert before.adversary_params == {}
+
+
+def test_celeba_config_trains_a_step_on_random_data():
+  for objective in ('wae_mmd', 'wae_gan', 'vae'):
+    config = tiny_config(objective, dataset='celeba')
+    assert config.model.latent_dim == 64 and config.model.prior_variance == 2.0
+  assert config.model.kernel_size == 5
+  config = tiny_config('wae_gan', dataset='celeba')
+  assert config.penalty.log_prior_trick and config.penalty.lam == 1.0
+  config.train.batch_size = 4
+  _, after, metrics = _run_steps(config, 1)
+  assert int(after.step) == 1
+  assert np.isfinite(metrics[0]['loss']) and np.isfinite(metrics[0]['adversary_loss'])
+
+
+def test_learning_rate_schedule_follows_the_paper():
+  schedule = train.learning_rate_schedule(1e-3, ((30, 0.5), (50, 0.2)), steps_per_epoch=600)
+  assert float(schedule(0)) == pytest.approx(1e-3)
+  assert float(schedule(30 * 600 - 1)) == pytest.approx(1e-3)
+  assert float(schedule(30 * 600 + 1)) == pytest.approx(5e-4)
+  assert float(schedule(50 * 600 + 1)) == pytest.approx(1e-4)
+
+
+def test_prior_moment_gaps():
+  codes = jnp.asarray(np.random.default_rng(0).normal(size=(200000, 3)) * 2.0 + 1.0)
+  mean_gap, cov_gap = train.prior_moment_gaps(codes, prior_variance=4.0)
+  assert float(mean_gap) == pytest.approx(np.sqrt(3.0), rel=0.02)
+  assert float(cov_gap) < 0.1
+
+
+def test_pretraining_moves_codes_towards_the_prior():
+  config = tiny_config('wae_mmd')
+  config.train.batch_size = 32  # a covariance of 8-d codes needs more than 8 of them
+  config.train.pretrain_steps = 40
+  config.train.pretrain_learning_rate = 3e-3
+  model = models.build_autoencoder(config)
+  state = train.create_train_state(config, jax.random.PRNGKey(0), 10)
+  images = _random_images(config, 64)
+
+  def gap(s):
+    codes = model.apply({'params': s.params, 'batch_stats': s.batch_stats}, images,
+                        train=True, method=model.encode, mutable=['batch_stats'])[0][0]
+    m, c = train.prior_moment_gaps(codes, 1.0)
+    return float(m**2 + c**2)
+
+  pretrained = train.pretrain_encoder(config, model, state, images, jax.random.PRNGKey(2))
+  assert gap(pretrained) < 0.5 * gap(state)
+  np.testing.assert_array_equal(
+      jax.tree_util.tree_leaves(pretrained.params['decoder'])[0],
+      jax.tree_util.tree_leaves(state.params['decoder'])[0])
+
+
+@pytest.mark.parametrize('objective', ['wae_mmd', 'wae_gan'])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir, objective):
+  config = tiny_config(objective)
+  config.train.pretrain_steps = 3
+  config.train.checkpoint_every = 4
+  config.train.log_every = 2
+  config.train.image_every = 100
+  config.train.num_steps = 8
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  config.train.num_steps = 4
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  config.train.num_steps = 8
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert int(straight.step) == int(resumed.step) == 8
+  for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  assert sorted(p.name for p in (tmp_path / 'resumed' / 'checkpoints').iterdir()
+                if p.name.isdigit()) == ['4', '8']

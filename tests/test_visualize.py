@@ -1,0 +1,43 @@
+"""Picture grids: layout, pixel mapping, and the three grids from encode/decode functions."""
+
+import numpy as np
+
+from wae_jax import visualize
+
+
+def test_image_grid_layout_and_pixel_mapping():
+  images = np.zeros((5, 3, 4, 1), np.float32)
+  images[1] = 1.0
+  grid = visualize.image_grid(images, (0.0, 1.0), ncols=2, pad=1)
+  assert grid.shape == (3 * 4 + 1, 2 * 5 + 1, 1) and grid.dtype == np.uint8
+  assert (grid[1:4, 1:5] == 0).all()          # image 0: black
+  assert (grid[1:4, 6:10] == 255).all()       # image 1: white
+  assert (grid[0] == 255).all()               # padding
+  signed = visualize.image_grid(-np.ones((1, 2, 2, 3)), (-1.0, 1.0), ncols=1)
+  assert (signed[1:3, 1:3] == 0).all()
+
+
+def test_make_pictures_with_identity_autoencoder():
+  rng = np.random.default_rng(0)
+  test_images = rng.uniform(size=(40, 4, 4, 1)).astype(np.float32)
+  flat = lambda x: x.reshape(len(x), -1)
+  unflat = lambda z: z.reshape(len(z), 4, 4, 1)
+  noise = rng.uniform(size=(9, 16)).astype(np.float32)
+  grids = visualize.make_pictures(flat, unflat, test_images, noise, (0.0, 1.0),
+                                  num_pairs=2, num_steps=3)
+  assert grids['samples'].shape == (3 * 5 + 1, 3 * 5 + 1, 1)
+  rec = grids['reconstructions']
+  assert rec.shape == (8 * 5 + 1, 8 * 5 + 1, 1)
+  np.testing.assert_array_equal(rec[1:5, 1:5], rec[1:5, 6:10])  # original == reconstruction
+  inter = grids['interpolations']
+  assert inter.shape == (2 * 5 + 1, 3 * 5 + 1, 1)
+  middle = visualize.to_uint8((test_images[0] + test_images[1]) / 2, (0.0, 1.0))
+  np.testing.assert_allclose(inter[1:5, 6:10].astype(int), middle.astype(int), atol=1)
+
+
+def test_save_png_round_trip(tmp_path):
+  from PIL import Image
+  grid = visualize.image_grid(np.ones((4, 5, 5, 3)) * 0.5, (0.0, 1.0), ncols=2)
+  path = visualize.save_png(tmp_path / 'a' / 'grid.png', grid)
+  with Image.open(path) as image:
+    np.testing.assert_array_equal(np.asarray(image), grid)

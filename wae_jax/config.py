@@ -1,0 +1,114 @@
+"""The one config tree every run is described by, and its validation.
+
+`configs/<dataset>.py` start from `base_config()` and set the paper's values for their data;
+`validate` runs before anything heavy so that a typo fails in a second, not after compiling.
+"""
+
+import ml_collections
+
+from wae_jax import penalties
+
+PENALTIES = ('mmd', 'gan', 'vae')
+DATASETS = ('mnist', 'celeba')
+ARCHITECTURES = ('dcgan',)
+CONV_IMPLS = ('phase', 'xla')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every dataset: the paper's MNIST WAE-MMD."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'mnist'
+  c.data.source = 'auto'        # auto | tfds | idx (the four MNIST IDX .gz files)
+  c.data.dir = ''               # TFDS data_dir, or the IDX folder ('' = $WAE_JAX_MNIST_DIR)
+  c.data.image_shape = (28, 28, 1)
+  c.data.pixel_range = (0.0, 1.0)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = 'dcgan'
+  c.model.latent_dim = 8
+  c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
+  c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024
+  c.model.kernel_size = 4
+  c.model.encoder_widths = (128, 256, 512, 1024)
+  c.model.decoder_widths = (1024, 512, 256)
+  c.model.gaussian_encoder = False
+  c.model.adversary_widths = (512, 512, 512, 512)
+  c.model.adversary_width = 1.0
+  c.model.conv_impl = 'phase'   # phase: fast sub-pixel transposed convs; xla: lax's own
+
+  c.penalty = ml_collections.ConfigDict()
+  c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
+  c.penalty.lam = 10.0          # lambda; for the VAE, the KL weight
+  c.penalty.kernel = 'imq_multiscale'
+  c.penalty.kernel_scale = 0.0  # 0 = the paper's C = 2 * latent_dim * prior_variance
+  c.penalty.log_prior_trick = False
+
+  c.cost = ml_collections.ConfigDict()
+  c.cost.name = 'l2sq'          # l2sq | l2 | l1 | bernoulli
+  c.cost.scale = 0.05           # the authors' code scales the squared cost by 0.05
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 100
+  c.train.num_epochs = 100
+  c.train.num_steps = 0         # > 0 overrides num_epochs
+  c.train.learning_rate = 1e-3
+  c.train.adversary_learning_rate = 5e-4
+  c.train.adam_b1 = 0.5
+  c.train.lr_decay = ((30, 0.5), (50, 0.2))  # (epoch, factor): lr *= factor from that epoch
+  c.train.pretrain_steps = 200  # match Q_Z's mean and covariance to the prior first; 0 = off
+  c.train.pretrain_learning_rate = 1e-3
+  c.train.input_noise = 0.01    # std of truncated Gaussian pixel noise on encoder inputs
+  c.train.log_every = 100
+  c.train.checkpoint_every = 1000
+  c.train.keep_checkpoints = 3
+  c.train.image_every = 1000
+  return c
+
+
+def _allowed(field: str, value, allowed) -> None:
+  if value not in allowed:
+    raise ValueError(f'config.{field}={value!r} is not supported; allowed: '
+                     f'{", ".join(map(repr, allowed))}')
+
+
+def _require(ok: bool, field: str, value, expected: str) -> None:
+  if not ok:
+    raise ValueError(f'config.{field}={value!r} is invalid: {expected}')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field, its value and what is allowed."""
+  _allowed('data.name', config.data.name, DATASETS)
+  _allowed('model.arch', config.model.arch, ARCHITECTURES)
+  _allowed('model.conv_impl', config.model.conv_impl, CONV_IMPLS)
+  _allowed('penalty.name', config.penalty.name, PENALTIES)
+  _allowed('penalty.kernel', config.penalty.kernel, penalties.KERNELS)
+  _allowed('cost.name', config.cost.name, penalties.RECONSTRUCTION_COSTS)
+  _require(config.penalty.lam > 0, 'penalty.lam', config.penalty.lam, 'must be > 0')
+  _require(config.model.latent_dim >= 1, 'model.latent_dim', config.model.latent_dim,
+           'must be >= 1')
+  _require(config.model.width > 0, 'model.width', config.model.width, 'must be > 0')
+  _require(config.model.prior_variance > 0, 'model.prior_variance',
+           config.model.prior_variance, 'must be > 0')
+  min_batch = 2 if config.penalty.name == 'mmd' else 1
+  _require(config.train.batch_size >= min_batch, 'train.batch_size', config.train.batch_size,
+           f'must be >= {min_batch} (the MMD U-statistic needs two codes)'
+           if min_batch == 2 else 'must be >= 1')
+  for field in ('log_every', 'checkpoint_every', 'image_every', 'keep_checkpoints'):
+    value = config.train[field]
+    _require(value >= 1, f'train.{field}', value, 'must be >= 1')
+  _require(config.train.num_steps >= 0, 'train.num_steps', config.train.num_steps,
+           'must be >= 0 (0 = use num_epochs)')
+  _require(config.train.num_steps > 0 or config.train.num_epochs > 0, 'train.num_epochs',
+           config.train.num_epochs, 'must be > 0 when train.num_steps is 0')
+  if config.penalty.name == 'vae':
+    _require(config.model.gaussian_encoder, 'model.gaussian_encoder',
+             config.model.gaussian_encoder, 'must be True with penalty.name=vae')
+  lo, hi = config.data.pixel_range
+  _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
+  if config.cost.name == 'bernoulli':
+    _require(tuple(config.data.pixel_range) == (0.0, 1.0), 'data.pixel_range',
+             config.data.pixel_range, 'must be (0.0, 1.0) with cost.name=bernoulli')

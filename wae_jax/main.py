@@ -1,0 +1,43 @@
+"""Command line: `python -m wae_jax.main --config=configs/mnist.py:wae_mmd --workdir=DIR`.
+
+Overrides follow ml_collections: `--config.train.num_steps=200 --config.penalty.lam=5`.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, pictures.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
+                          'train: train (resuming from the latest checkpoint); '
+                          'sample: a grid of samples from the latest checkpoint.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _drop_library_info(record) -> bool:
+  """Orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop the chatter."""
+  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_drop_library_info)
+  # tf.data only feeds the host; keep TensorFlow off any accelerator JAX wants.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  from wae_jax import train  # pylint: disable=g-import-not-at-top
+  logging.info('Config:\n%s', _CONFIG.value)
+  if _MODE.value == 'train':
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  else:
+    train.sample(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,151 @@
+"""The paper's DCGAN-style encoder and decoder, and the latent adversary (Flax).
+
+One architecture serves WAE-MMD, WAE-GAN and the VAE, as in the paper: only the encoder's
+head (deterministic or Gaussian) and the loss differ.
+"""
+
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wae_jax import layers
+
+
+def scaled_widths(widths: Sequence[int], width: float) -> Tuple[int, ...]:
+  """Channel counts times the width multiplier (1.0 = the paper's), at least 1."""
+  return tuple(max(1, int(round(w * width))) for w in widths)
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+  # The paper's nets use BatchNorm after every conv; momentum as in TF's default layers.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+class Encoder(nn.Module):
+  """Stride-2 convs with BN and ReLU, then a linear map to the latent code.
+
+  Returns (mean, log_variance); log_variance is None for a deterministic encoder.
+  """
+  widths: Sequence[int]
+  kernel_size: int
+  latent_dim: int
+  gaussian: bool = False
+  conv_impl: str = 'phase'
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    k = (self.kernel_size, self.kernel_size)
+    for features in self.widths:
+      x = layers.Conv(features, k, strides=(2, 2), implementation=self.conv_impl)(x)
+      x = nn.relu(_batch_norm(train)(x))
+    x = x.reshape((x.shape[0], -1))
+    if not self.gaussian:
+      return nn.Dense(self.latent_dim)(x), None
+    mean = nn.Dense(self.latent_dim, name='mean')(x)
+    log_variance = nn.Dense(self.latent_dim, name='log_variance')(x)
+    return mean, log_variance
+
+
+class Decoder(nn.Module):
+  """Linear map to a small feature map, stride-2 transposed convs, a stride-1 output layer.
+
+  Returns pre-activation outputs (logits); `activate` maps them into the data's range.
+  """
+  widths: Sequence[int]
+  kernel_size: int
+  image_shape: Tuple[int, int, int]
+  conv_impl: str = 'phase'
+
+  @nn.compact
+  def __call__(self, z, train: bool):
+    height, width, channels = self.image_shape
+    upsamplings = len(self.widths) - 1
+    h0, w0 = height // 2**upsamplings, width // 2**upsamplings
+    if (h0 * 2**upsamplings, w0 * 2**upsamplings) != (height, width):
+      raise ValueError(f'image size {height}x{width} is not divisible by 2**{upsamplings} '
+                       f'(the decoder has {len(self.widths)} widths)')
+    k = (self.kernel_size, self.kernel_size)
+    x = nn.Dense(h0 * w0 * self.widths[0])(z)
+    x = x.reshape((z.shape[0], h0, w0, self.widths[0]))
+    x = nn.relu(_batch_norm(train)(x))
+    for features in self.widths[1:]:
+      x = layers.ConvTranspose(features, k, strides=(2, 2), implementation=self.conv_impl)(x)
+      x = nn.relu(_batch_norm(train)(x))
+    return layers.ConvTranspose(channels, k, strides=(1, 1), implementation=self.conv_impl)(x)
+
+
+def activate(logits, pixel_range: Tuple[float, float]):
+  """Decoder logits -> images in the data's pixel range (sigmoid, rescaled)."""
+  lo, hi = pixel_range
+  if (lo, hi) == (-1.0, 1.0):
+    return jnp.tanh(logits)
+  return lo + (hi - lo) * jax.nn.sigmoid(logits)
+
+
+class AutoEncoder(nn.Module):
+  """Encoder and decoder under one parameter tree: {'encoder': ..., 'decoder': ...}."""
+  encoder_widths: Sequence[int]
+  decoder_widths: Sequence[int]
+  kernel_size: int
+  latent_dim: int
+  image_shape: Tuple[int, int, int]
+  gaussian: bool = False
+  conv_impl: str = 'phase'
+
+  def setup(self):
+    self.encoder = Encoder(self.encoder_widths, self.kernel_size, self.latent_dim,
+                           self.gaussian, self.conv_impl)
+    self.decoder = Decoder(self.decoder_widths, self.kernel_size, tuple(self.image_shape),
+                           self.conv_impl)
+
+  def encode(self, x, train: bool):
+    return self.encoder(x, train)
+
+  def decode(self, z, train: bool):
+    return self.decoder(z, train)
+
+  def encode_decode(self, x, train: bool):
+    """(codes, mean, log_variance, decoder logits); codes are sampled with the 'latent' rng."""
+    mean, log_variance = self.encode(x, train)
+    codes = mean
+    if log_variance is not None:
+      codes = sample_codes(self.make_rng('latent'), mean, log_variance)
+    return codes, mean, log_variance, self.decode(codes, train)
+
+  def __call__(self, x, train: bool = False):
+    mean, _ = self.encode(x, train)
+    return self.decode(mean, train)
+
+
+class Adversary(nn.Module):
+  """MLP on latent codes; one logit per code, shape [batch, 1]."""
+  widths: Sequence[int]
+
+  @nn.compact
+  def __call__(self, z):
+    for features in self.widths:
+      z = nn.relu(nn.Dense(features)(z))
+    return nn.Dense(1)(z)
+
+
+def sample_codes(rng, mean, log_variance):
+  """Reparameterised sample from the encoder's Gaussian N(mean, diag exp(log_variance))."""
+  return mean + jnp.exp(0.5 * log_variance) * jax.random.normal(rng, mean.shape, mean.dtype)
+
+
+def build_autoencoder(config) -> AutoEncoder:
+  m = config.model
+  return AutoEncoder(
+      encoder_widths=scaled_widths(m.encoder_widths, m.width),
+      decoder_widths=scaled_widths(m.decoder_widths, m.width),
+      kernel_size=m.kernel_size,
+      latent_dim=m.latent_dim,
+      image_shape=tuple(config.data.image_shape),
+      gaussian=m.gaussian_encoder,
+      conv_impl=m.conv_impl)
+
+
+def build_adversary(config) -> Adversary:
+  return Adversary(scaled_widths(config.model.adversary_widths, config.model.adversary_width))

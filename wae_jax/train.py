@@ -1,0 +1,334 @@
+"""Training: the train state, one jitted step per objective, and the loop around it.
+
+The step is a pure function of (state, images); its randomness is `fold_in(key, step)`, and
+the data order is a function of (seed, step), so a run resumed from a checkpoint continues
+exactly as if it had never stopped.
+"""
+
+import functools
+import json
+import pathlib
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from wae_jax import checkpoints
+from wae_jax import config as wae_config
+from wae_jax import input_pipeline
+from wae_jax import models
+from wae_jax import penalties
+from wae_jax import visualize
+
+# Sample grids decode the same prior noise in every run, so that they compare across runs.
+SAMPLE_NOISE_SEED = 1234
+NUM_GRID_SAMPLES = 64
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jnp.ndarray
+  params: Any                # {'encoder': ..., 'decoder': ...}
+  batch_stats: Any
+  opt_state: Any
+  adversary_params: Any      # {} unless config.penalty.name == 'gan'
+  adversary_opt_state: Any
+
+
+def num_train_steps(config, steps_per_epoch: int) -> int:
+  return config.train.num_steps or config.train.num_epochs * steps_per_epoch
+
+
+def learning_rate_schedule(base_rate: float, lr_decay, steps_per_epoch: int) -> optax.Schedule:
+  """The paper's piecewise-constant schedule; `lr_decay` holds (epoch, factor) pairs."""
+  return optax.piecewise_constant_schedule(
+      base_rate, {int(epoch * steps_per_epoch): factor for epoch, factor in lr_decay})
+
+
+def optimizers(config, steps_per_epoch: int):
+  """(auto-encoder optimizer, its schedule, adversary optimizer): Adam with beta1 = 0.5."""
+  t = config.train
+  schedule = learning_rate_schedule(t.learning_rate, t.lr_decay, steps_per_epoch)
+  adversary_schedule = learning_rate_schedule(t.adversary_learning_rate, t.lr_decay,
+                                              steps_per_epoch)
+  return (optax.adam(schedule, b1=t.adam_b1), schedule,
+          optax.adam(adversary_schedule, b1=t.adam_b1))
+
+
+def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
+  model = models.build_autoencoder(config)
+  ae_rng, adversary_rng = jax.random.split(rng)
+  images = jnp.zeros((2,) + tuple(config.data.image_shape), jnp.float32)
+  variables = model.init(ae_rng, images, train=False)
+  ae_tx, _, adversary_tx = optimizers(config, steps_per_epoch)
+  adversary_params = {}
+  if config.penalty.name == 'gan':
+    codes = jnp.zeros((1, config.model.latent_dim), jnp.float32)
+    adversary_params = models.build_adversary(config).init(adversary_rng, codes)['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      opt_state=ae_tx.init(variables['params']),
+      adversary_params=adversary_params,
+      adversary_opt_state=adversary_tx.init(adversary_params))
+
+
+def prior_samples(rng, shape, variance: float):
+  return jnp.sqrt(variance) * jax.random.normal(rng, shape, jnp.float32)
+
+
+def prior_moment_gaps(codes, prior_variance: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """How far Q_Z's batch mean and covariance are from the prior's (L2 and Frobenius norms)."""
+  mean = codes.mean(axis=0)
+  centred = codes - mean
+  cov = centred.T @ centred / (codes.shape[0] - 1)
+  eye = jnp.eye(codes.shape[1], dtype=codes.dtype)
+  return jnp.linalg.norm(mean), jnp.linalg.norm(cov - prior_variance * eye)
+
+
+def encoder_inputs(rng, images, noise_std: float):
+  """The paper's heuristic: small truncated Gaussian pixel noise on what the encoder sees."""
+  if noise_std <= 0:
+    return images
+  return images + noise_std * jax.random.truncated_normal(rng, -2.0, 2.0, images.shape)
+
+
+def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
+  """Returns train_step(state, images) -> (state, metrics) for config.penalty.name."""
+  ae_tx, schedule, adversary_tx = optimizers(config, steps_per_epoch)
+  penalty_name, lam = config.penalty.name, config.penalty.lam
+  prior_variance = config.model.prior_variance
+  pixel_range = tuple(config.data.pixel_range)
+
+  def adversary_logits(adversary_params, z):
+    logits = adversary.apply({'params': adversary_params}, z)
+    if config.penalty.log_prior_trick:
+      return penalties.log_prior_logits(logits, z, prior_variance)
+    return logits[:, 0]
+
+  def ae_loss(params, batch_stats, adversary_params, images, z_prior, rngs):
+    inputs = encoder_inputs(rngs['noise'], images, config.train.input_noise)
+    (codes, mean, log_variance, logits), updates = model.apply(
+        {'params': params, 'batch_stats': batch_stats}, inputs, train=True,
+        method=model.encode_decode, rngs={'latent': rngs['latent']}, mutable=['batch_stats'])
+    outputs = logits if config.cost.name == 'bernoulli' else models.activate(logits, pixel_range)
+    reconstruction = penalties.reconstruction_cost(
+        images, outputs, name=config.cost.name, scale=config.cost.scale)
+    if penalty_name == 'mmd':
+      penalty = penalties.mmd(codes, z_prior, kernel=config.penalty.kernel,
+                              prior_variance=prior_variance,
+                              scale=config.penalty.kernel_scale or None)
+    elif penalty_name == 'gan':
+      penalty = penalties.encoder_adversarial_loss(adversary_logits(adversary_params, codes))
+    else:
+      penalty = penalties.gaussian_kl(mean, log_variance, prior_variance)
+    loss = reconstruction + lam * penalty
+    aux = dict(codes=codes, batch_stats=updates['batch_stats'], reconstruction=reconstruction,
+               penalty=penalty, log_variance=log_variance)
+    return loss, aux
+
+  def adversary_loss(adversary_params, codes, z_prior):
+    prior_logits = adversary_logits(adversary_params, z_prior)
+    code_logits = adversary_logits(adversary_params, codes)
+    loss = lam * penalties.adversary_loss(prior_logits, code_logits)
+    return loss, penalties.adversary_accuracy(prior_logits, code_logits)
+
+  def train_step(state: TrainState, images) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
+    step_rng = jax.random.fold_in(rng, state.step)
+    noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
+    z_prior = prior_samples(prior_rng, (images.shape[0], config.model.latent_dim),
+                            prior_variance)
+    (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
+        state.params, state.batch_stats, state.adversary_params, images, z_prior,
+        {'noise': noise_rng, 'latent': latent_rng})
+    updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
+    mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
+    metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
+                   learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
+                   codes_cov_gap=cov_gap)
+    if aux['log_variance'] is not None:
+      metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
+    adversary_params, adversary_opt_state = state.adversary_params, state.adversary_opt_state
+    if penalty_name == 'gan':
+      # Simultaneous update: the adversary sees the codes the auto-encoder step just used.
+      (adv_loss, accuracy), adv_grads = jax.value_and_grad(adversary_loss, has_aux=True)(
+          adversary_params, jax.lax.stop_gradient(aux['codes']), z_prior)
+      adv_updates, adversary_opt_state = adversary_tx.update(adv_grads, adversary_opt_state,
+                                                             adversary_params)
+      adversary_params = optax.apply_updates(adversary_params, adv_updates)
+      metrics.update(adversary_loss=adv_loss, adversary_accuracy=accuracy)
+    new_state = state.replace(
+        step=state.step + 1, params=optax.apply_updates(state.params, updates),
+        batch_stats=aux['batch_stats'], opt_state=opt_state,
+        adversary_params=adversary_params, adversary_opt_state=adversary_opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng) -> TrainState:
+  """The paper's heuristic: move Q_Z's mean and covariance onto the prior's before training.
+
+  Only the encoder's parameters and batch statistics change; the main optimizer's state is
+  untouched.
+  """
+  tx = optax.adam(config.train.pretrain_learning_rate, b1=config.train.adam_b1)
+
+  def loss_fn(params, batch_stats, batch):
+    (mean, _), updates = model.apply({'params': params, 'batch_stats': batch_stats}, batch,
+                                     train=True, method=model.encode, mutable=['batch_stats'])
+    mean_gap, cov_gap = prior_moment_gaps(mean, config.model.prior_variance)
+    return mean_gap**2 + cov_gap**2, updates['batch_stats']
+
+  @jax.jit
+  def step(params, batch_stats, opt_state, batch):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, batch)
+    grads = {'encoder': grads['encoder'],
+             'decoder': jax.tree_util.tree_map(jnp.zeros_like, grads['decoder'])}
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+  params, batch_stats, opt_state = state.params, state.batch_stats, tx.init(state.params)
+  seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
+  batches = input_pipeline.train_batches(images, config.train.batch_size, seed)
+  for i in range(config.train.pretrain_steps):
+    params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, next(batches))
+  logging.info('Pre-trained the encoder for %d steps; moment gap %.4f',
+               config.train.pretrain_steps, float(loss))
+  return state.replace(params=params, batch_stats=batch_stats)
+
+
+def make_eval_fns(model, state: TrainState, pixel_range):
+  """Jitted (encode to mean codes, decode to images) with the state's current weights."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  pixel_range = tuple(pixel_range)
+
+  @jax.jit
+  def encode(images):
+    return model.apply(variables, images, train=False, method=model.encode)[0]
+
+  @jax.jit
+  def decode(codes):
+    logits = model.apply(variables, codes, train=False, method=model.decode)
+    return models.activate(logits, pixel_range)
+
+  return (lambda x: np.asarray(encode(x))), (lambda z: np.asarray(decode(z)))
+
+
+def fixed_prior_noise(config) -> np.ndarray:
+  shape = (NUM_GRID_SAMPLES, config.model.latent_dim)
+  return np.asarray(prior_samples(jax.random.PRNGKey(SAMPLE_NOISE_SEED), shape,
+                                  config.model.prior_variance))
+
+
+def write_pictures(config, model, state, test_images, writer, workdir, step) -> Dict[str, str]:
+  encode, decode = make_eval_fns(model, state, config.data.pixel_range)
+  grids = visualize.make_pictures(encode, decode, test_images, fixed_prior_noise(config),
+                                  config.data.pixel_range)
+  paths = {name: str(visualize.save_png(
+      pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
+           for name, grid in grids.items()}
+  writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
+  return paths
+
+
+def _mean_metrics(history):
+  stacked = jax.device_get(history)
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures."""
+  wae_config.validate(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  data = input_pipeline.load_dataset(config.data)
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images),
+                                                   config.train.batch_size)
+  total_steps = num_train_steps(config, steps_per_epoch)
+  init_rng, pretrain_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+
+  model = models.build_autoencoder(config)
+  adversary = models.build_adversary(config)
+  state = create_train_state(config, init_rng, steps_per_epoch)
+  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  restored = ckpts.restore(state)
+  if restored is not None:
+    state = restored
+    logging.info('Resuming from step %d', int(state.step))
+  elif config.train.pretrain_steps > 0 and config.penalty.name != 'vae':
+    state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng)
+  start_step = int(state.step)
+
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+  if is_main:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    if start_step == 0:
+      writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                            for k, v in flatten_config(config).items()})
+  logging.info('Training %s for %d steps (%d per epoch) from step %d; data: %s',
+               config.penalty.name, total_steps, steps_per_epoch, start_step, data.source)
+
+  train_step = jax.jit(make_train_step(config, model, adversary, steps_per_epoch, train_rng))
+  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=config.train.log_every, every_secs=None)
+  batches = input_pipeline.train_batches(data.train_images, config.train.batch_size,
+                                         config.seed, start_step)
+  history = []
+  for step in range(start_step + 1, total_steps + 1):
+    state, metrics = train_step(state, next(batches))
+    history.append(metrics)
+    report(step)
+    last = step == total_steps
+    if step % config.train.log_every == 0 or last:
+      writer.write_scalars(step, _mean_metrics(history))
+      history = []
+    if step % config.train.image_every == 0 or last:
+      with report.timed('pictures'):
+        write_pictures(config, model, state, data.test_images, writer, workdir, step)
+    if step % config.train.checkpoint_every == 0 or last:
+      with report.timed('checkpoint'):
+        ckpts.save(step, state)
+  ckpts.wait()
+  ckpts.close()
+  writer.flush()
+  return state
+
+
+def flatten_config(config, prefix: str = '') -> Dict[str, Any]:
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(flatten_config(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str,
+           step: Optional[int] = None) -> pathlib.Path:
+  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
+  wae_config.validate(config)
+  model = models.build_autoencoder(config)
+  target = create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=1)
+  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  state = ckpts.restore(target, step)
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
+                            f'--mode=train --workdir={workdir}')
+  _, decode = make_eval_fns(model, state, config.data.pixel_range)
+  grid = visualize.image_grid(decode(fixed_prior_noise(config)), config.data.pixel_range,
+                              ncols=int(np.sqrt(NUM_GRID_SAMPLES)))
+  path = visualize.save_png(pathlib.Path(workdir) / f'samples_step{int(state.step)}.png', grid)
+  logging.info('Wrote %s', path)
+  return path

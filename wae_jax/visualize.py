@@ -1,0 +1,62 @@
+"""Picture grids: random samples, reconstructions beside originals, interpolations.
+
+Each is written as a PNG under `<workdir>/images/` and as a TensorBoard image.
+"""
+
+import pathlib
+from typing import Callable, Dict, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images, pixel_range: Sequence[float]) -> np.ndarray:
+  lo, hi = pixel_range
+  scaled = (np.asarray(images, np.float32) - lo) / (hi - lo)
+  return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_grid(images, pixel_range: Sequence[float], ncols: int, pad: int = 1) -> np.ndarray:
+  """[N, H, W, C] images -> one [rows*(H+pad)+pad, cols*(W+pad)+pad, C] uint8 grid."""
+  images = to_uint8(images, pixel_range)
+  n, h, w, c = images.shape
+  nrows = -(-n // ncols)
+  grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
+  for i, image in enumerate(images):
+    r, col = divmod(i, ncols)
+    top, left = pad + r * (h + pad), pad + col * (w + pad)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_png(path, grid: np.ndarray) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+  return path
+
+
+def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
+                  prior_noise: np.ndarray, pixel_range: Sequence[float],
+                  num_pairs: int = 8, num_steps: int = 10) -> Dict[str, np.ndarray]:
+  """The three grids, from `encode` (images -> mean codes) and `decode` (codes -> images).
+
+  Reconstructions: originals and their reconstructions in alternating columns.
+  Interpolations: one row per test pair, linear in latent space, endpoints included.
+  """
+  samples = decode(prior_noise)
+  originals = test_images[:32]
+  reconstructions = decode(encode(originals))
+  side_by_side = np.stack([originals, np.asarray(reconstructions)], axis=1)
+  side_by_side = side_by_side.reshape((-1,) + originals.shape[1:])
+  pairs = encode(test_images[:2 * num_pairs])
+  start, end = pairs[0::2], pairs[1::2]
+  t = np.linspace(0.0, 1.0, num_steps)[None, :, None]
+  path = (1 - t) * np.asarray(start)[:, None] + t * np.asarray(end)[:, None]
+  interpolations = decode(path.reshape((-1,) + path.shape[2:]))
+  ncols = int(np.ceil(np.sqrt(len(prior_noise))))
+  return {
+      'samples': image_grid(samples, pixel_range, ncols),
+      'reconstructions': image_grid(side_by_side, pixel_range, 8),
+      'interpolations': image_grid(interpolations, pixel_range, num_steps),
+  }
