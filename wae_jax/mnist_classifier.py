@@ -1,0 +1,267 @@
+"""A small CNN MNIST classifier whose penultimate layer is the FID feature extractor.
+
+InceptionV3 features (the paper's FID) mean little on 28x28 digits and need downloaded
+weights; a classifier trained here from a seed ("fid_mnist_classifier") works offline and is
+reproducible: the same seed gives bitwise identical parameters on the same machine. Its FID
+values are comparable only with each other (same seed, same features), not with published
+FIDs. Trained parameters are cached as msgpack so that evaluation does not retrain.
+
+CLI: python -m wae_jax.mnist_classifier --data_dir=/path/to/idx --cache_dir=DIR [--seed=0]
+"""
+
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any, Dict, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from wae_jax import input_pipeline
+from wae_jax import layers
+
+Params = Dict[str, Any]
+
+CACHE_ENV = 'WAE_JAX_CACHE'
+FEATURE_DIM = 128
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28, 1)
+# Measured (seed 0): 99.19% test accuracy after 3 epochs, about 3 min on 2 CPU cores.
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LEARNING_RATE = 2e-3
+
+
+def _max_pool2(x):
+  """2x2 max pooling (even sizes), as nn.max_pool but as a reshape and a max.
+
+  On CPU its gradient is much faster than nn.max_pool's select-and-scatter.
+  """
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class CNN(nn.Module):
+  """conv32 -> pool -> conv64 -> pool -> dense128 (features) -> dense10 (logits).
+
+  The 3x3 'SAME' convolutions are layers.Conv (im2col + matrix product, the same function
+  and parameters as nn.Conv): with it and _max_pool2 a train step runs about 3x faster on a
+  2-core CPU than with nn.Conv and nn.max_pool (measured 8 vs 2.9 steps/s at batch 128).
+  """
+
+  @nn.compact
+  def __call__(self, images, features_only: bool = False):
+    x = images
+    for i, channels in enumerate((32, 64)):
+      x = layers.Conv(channels, (3, 3), strides=(1, 1), name=f'conv{i}')(x)
+      x = _max_pool2(nn.relu(x))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(FEATURE_DIM, name='features')(x))
+    if features_only:
+      return x
+    return nn.Dense(NUM_CLASSES, name='logits')(x)
+
+
+_MODEL = CNN()
+
+
+def init_params(seed: int = 0) -> Params:
+  return _MODEL.init(jax.random.key(seed), jnp.zeros((1,) + IMAGE_SHAPE))['params']
+
+
+@jax.jit
+def logits(params: Params, images) -> jnp.ndarray:
+  """Class logits [N, 10] for images [N, 28, 28, 1] in [0, 1]."""
+  return _MODEL.apply({'params': params}, images)
+
+
+@jax.jit
+def _features(params: Params, images) -> jnp.ndarray:
+  return _MODEL.apply({'params': params}, images, features_only=True)
+
+
+def _batched(fn, params: Params, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """fn over fixed-size batches; the last one is padded so that fn compiles only once."""
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    raise ValueError(f'expected images of shape [N, 28, 28, 1], got {images.shape}')
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    padded = np.pad(batch, ((0, batch_size - len(batch)), (0, 0), (0, 0), (0, 0)))
+    outputs.append(np.asarray(fn(params, padded))[:len(batch)])
+  return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def features(params: Params, images, batch_size: int = 1000) -> np.ndarray:
+  """Penultimate (post-ReLU dense) activations [N, 128]: the FID features.
+
+  Images are [N, 28, 28, 1] in [0, 1]; convert other pixel ranges first.
+  """
+  out = _batched(_features, params, images, batch_size)
+  return out.reshape(len(images), FEATURE_DIM)
+
+
+def accuracy(params: Params, images, labels, batch_size: int = 1000) -> float:
+  """Fraction of images [N, 28, 28, 1] in [0, 1] classified as their labels."""
+  predictions = _batched(logits, params, images, batch_size).argmax(-1)
+  return float(np.mean(predictions == np.asarray(labels)))
+
+
+def _make_train_step(optimizer):
+
+  @jax.jit
+  def train_step(params, opt_state, images, labels):
+    def loss_fn(p):
+      out = _MODEL.apply({'params': p}, images)
+      return optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return train_step
+
+
+def _check_unit_range(images: np.ndarray, what: str) -> None:
+  if images.size and (images.min() < 0.0 or images.max() > 1.0):
+    raise ValueError(f'{what}: expected pixel values in [0, 1] (pixel_range=(0.0, 1.0)), '
+                     f'found [{images.min():g}, {images.max():g}]')
+
+
+def train_classifier(data, seed: int = 0, num_epochs: float = DEFAULT_EPOCHS,
+                     batch_size: int = DEFAULT_BATCH_SIZE,
+                     learning_rate: float = DEFAULT_LEARNING_RATE) -> Params:
+  """Trains the CNN with Adam (cosine-decayed rate) on data.train_* ([0, 1] images).
+
+  Everything derives from `seed` (initialisation and batch order via
+  input_pipeline.train_batches), so a rerun gives bitwise identical parameters on the same
+  machine. num_epochs may be fractional. Logs loss, steps/s and test accuracy per epoch.
+  """
+  train_images = np.asarray(data.train_images, np.float32)
+  train_labels = np.asarray(data.train_labels, np.int32)
+  _check_unit_range(train_images, 'train_classifier')
+  per_epoch = input_pipeline.steps_per_epoch(len(train_images), batch_size)
+  num_steps = max(1, int(round(num_epochs * per_epoch)))
+  optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
+  train_step = _make_train_step(optimizer)
+
+  params = init_params(seed)
+  opt_state = optimizer.init(params)
+  # Batches of row indices, so that images and labels are shuffled together.
+  batches = input_pipeline.train_batches(np.arange(len(train_images)), batch_size, seed)
+  has_test = data.test_images is not None and len(data.test_images) > 0
+  start, losses = time.time(), []
+  for step in range(1, num_steps + 1):
+    rows = next(batches)
+    params, opt_state, loss = train_step(params, opt_state, train_images[rows],
+                                         train_labels[rows])
+    losses.append(loss)
+    if step % per_epoch == 0 or step == num_steps:
+      elapsed = time.time() - start
+      mean_loss = float(np.mean(jax.device_get(losses)))
+      test_acc = accuracy(params, data.test_images, data.test_labels) if has_test else float('nan')
+      logging.info('mnist_classifier step %d/%d (epoch %.2f): loss %.4f, %.1f steps/s (with compilation), '
+                   'test accuracy %.4f', step, num_steps, step / per_epoch, mean_loss,
+                   step / elapsed, test_acc)
+      losses = []
+  return jax.device_get(params)
+
+
+def save_params(path, params: Params) -> None:
+  """Writes params as msgpack atomically (a temporary file renamed), so no reader sees half."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  data = flax.serialization.msgpack_serialize(
+      flax.serialization.to_state_dict(jax.device_get(params)))
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def load_params(path) -> Params:
+  """Reads params written by save_params; checks they fit this module's CNN."""
+  path = pathlib.Path(path)
+  params = flax.serialization.msgpack_restore(path.read_bytes())
+  expected = jax.eval_shape(init_params)
+  try:
+    ok = jax.tree_util.tree_all(jax.tree_util.tree_map(
+        lambda e, p: e.shape == np.shape(p), expected, params))
+  except ValueError:  # Different tree structure.
+    ok = False
+  if not ok:
+    raise ValueError(f'{path}: parameters do not fit the current mnist_classifier.CNN '
+                     '(stale cache from another architecture?); delete the file to retrain')
+  return params
+
+
+def default_cache_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get(CACHE_ENV) or '~/.cache/wae_jax').expanduser()
+
+
+def cache_path(cache_dir, seed: int = 0) -> pathlib.Path:
+  cache_dir = default_cache_dir() if cache_dir is None else pathlib.Path(cache_dir).expanduser()
+  return cache_dir / f'mnist_classifier_seed{seed}.msgpack'
+
+
+def load_or_train(cache_dir: Optional[str], data, seed: int = 0) -> Params:
+  """The cached classifier for `seed`, trained (default settings) and cached if missing.
+
+  cache_dir None means $WAE_JAX_CACHE or ~/.cache/wae_jax.
+  """
+  path = cache_path(cache_dir, seed)
+  if path.exists():
+    logging.info('mnist_classifier: loading %s', path)
+    return load_params(path)
+  logging.info('mnist_classifier: no cache at %s; training (seed %d)', path, seed)
+  params = train_classifier(data, seed=seed)
+  save_params(path, params)
+  return params
+
+
+def mnist_config(data_dir: Optional[str]) -> ml_collections.ConfigDict:
+  """The data config the classifier is trained on: MNIST in [0, 1]."""
+  return ml_collections.ConfigDict(dict(
+      name='mnist', source='auto', dir=data_dir, pixel_range=(0.0, 1.0),
+      image_shape=IMAGE_SHAPE))
+
+
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a script so importers' flags cannot clash."""
+  flags.DEFINE_string('data_dir', None, 'Folder with the MNIST IDX files (or a TFDS data_dir).')
+  flags.DEFINE_string('cache_dir', None, f'Parameter cache folder (default ${CACHE_ENV} or '
+                      '~/.cache/wae_jax).')
+  flags.DEFINE_integer('seed', 0, 'Seed of the classifier.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cfg = flags.FLAGS
+  data = input_pipeline.load_dataset(mnist_config(cfg.data_dir))
+  start = time.time()
+  params = load_or_train(cfg.cache_dir, data, seed=cfg.seed)
+  seconds = time.time() - start
+  test_acc = accuracy(params, data.test_images, data.test_labels)
+  print(f'test accuracy: {test_acc:.4f}')
+  print(f'cache: {cache_path(cfg.cache_dir, cfg.seed)}')
+  print(f'load or train time: {seconds:.1f} s')
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)
