@@ -44,8 +44,8 @@ def get_config(arg: str = 'wae_mmd'):
   if 'small' in options:
     c.model.width = 0.125          # 16-32-64-128 channels
     c.model.adversary_width = 0.25  # 4 x 128 units
-    c.train.num_epochs = 10
-    c.train.lr_decay = ((6, 0.5), (8, 0.2))
+    c.train.num_epochs = 5          # 3,000 steps
+    c.train.lr_decay = ((3, 0.5), (4, 0.2))
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
     c.train.image_every = 1000
