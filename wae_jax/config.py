@@ -65,6 +65,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
   c.train.image_every = 1000
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_samples = 10000    # generated images for FID, against as many held-out ones
+  c.eval.sharpness_images = 1000
+  c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
+  c.eval.cache_dir = ''         # classifier weights, real-data FID statistics ('' = default)
   return c
 
 

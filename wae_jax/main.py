@@ -13,9 +13,11 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, pictures.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'evaluate'],
                           'train: train (resuming from the latest checkpoint); '
-                          'sample: a grid of samples from the latest checkpoint.')
+                          'sample: a grid of samples from the latest checkpoint; '
+                          'evaluate: FID, sharpness, reconstruction and MMD into DIR/eval.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step for sample/evaluate (default: latest).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -35,8 +37,11 @@ def main(argv):
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  elif _MODE.value == 'sample':
+    train.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
   else:
-    train.sample(_CONFIG.value, _WORKDIR.value)
+    from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
+    evaluate.evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
 
 
 if __name__ == '__main__':
