@@ -105,9 +105,9 @@ def test_pretraining_moves_codes_towards_the_prior():
       jax.tree_util.tree_leaves(state.params['decoder'])[0])
 
 
-@pytest.mark.parametrize('objective', ['wae_mmd', 'wae_gan'])
-def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir, objective):
-  config = tiny_config(objective)
+def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
+  # WAE-GAN: its state has the most parts (adversary and its optimizer besides the AE's).
+  config = tiny_config('wae_gan')
   config.train.pretrain_steps = 3
   config.train.checkpoint_every = 4
   config.train.log_every = 2
