@@ -1,7 +1,6 @@
 """End to end through the command line, as a user runs it."""
 
 import os
-import pathlib
 import subprocess
 import sys
 

@@ -14,12 +14,9 @@ from absl import logging
 import jax
 import numpy as np
 
-from wae_jax import checkpoints
-from wae_jax import config as wae_config
 from wae_jax import input_pipeline
 from wae_jax import metrics
 from wae_jax import mnist_classifier
-from wae_jax import models
 from wae_jax import penalties
 from wae_jax import train
 
@@ -59,16 +56,9 @@ class RealStatistics:
 
 def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   """Evaluates the latest (or given) checkpoint in workdir; returns and writes the results."""
-  wae_config.validate(config)
+  model, state = train.restore_for_inference(config, workdir, step)
   e = config.eval
   data = input_pipeline.load_dataset(config.data)
-  model = models.build_autoencoder(config)
-  target = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=1)
-  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
-  state = ckpts.restore(target, step)
-  if state is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
-                            f'--mode=train --workdir={workdir}')
   step = int(state.step)
   encode, decode = train.make_eval_fns(model, state, config.data.pixel_range)
   pixel_range = tuple(config.data.pixel_range)

@@ -5,8 +5,6 @@ the data order is a function of (seed, step), so a run resumed from a checkpoint
 exactly as if it had never stopped.
 """
 
-import functools
-import json
 import pathlib
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -315,9 +313,8 @@ def flatten_config(config, prefix: str = '') -> Dict[str, Any]:
   return flat
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str,
-           step: Optional[int] = None) -> pathlib.Path:
-  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
+def restore_for_inference(config, workdir: str, step: Optional[int] = None):
+  """(model, state) from the latest (or given) checkpoint; a clear error if there is none."""
   wae_config.validate(config)
   model = models.build_autoencoder(config)
   target = create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=1)
@@ -326,6 +323,13 @@ def sample(config: ml_collections.ConfigDict, workdir: str,
   if state is None:
     raise FileNotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
                             f'--mode=train --workdir={workdir}')
+  return model, state
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str,
+           step: Optional[int] = None) -> pathlib.Path:
+  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
+  model, state = restore_for_inference(config, workdir, step)
   _, decode = make_eval_fns(model, state, config.data.pixel_range)
   grid = visualize.image_grid(decode(fixed_prior_noise(config)), config.data.pixel_range,
                               ncols=int(np.sqrt(NUM_GRID_SAMPLES)))
