@@ -1,0 +1,197 @@
+"""The comparison report: table values, figure, training curves, missing-results error."""
+
+import json
+import pathlib
+
+from clu import metric_writers
+import numpy as np
+from PIL import Image
+import pytest
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.summary.writer import event_file_writer
+
+from wae_jax import report
+
+STEPS = (10, 20, 30)
+
+
+def _results(penalty: str, fid: float, **extra):
+  return {
+      'step': 30, 'workdir': 'x', 'penalty': penalty,
+      'fid_mnist_classifier': {'value': fid, 'num_images': 500,
+                               'features': 'mnist_classifier penultimate layer (128-d)'},
+      'fid_mnist_classifier_real_floor': {'value': 0.8123, 'num_images': 500},
+      'sharpness_samples': {'value': 0.012345, 'num_images': 100},
+      'sharpness_reconstructions': {'value': 0.0234, 'num_images': 100},
+      'sharpness_test_images': {'value': 0.0456, 'num_images': 100},
+      'test_reconstruction_cost': {'value': 1.23456, 'num_images': 500, 'cost': 'l2sq',
+                                   'scale': 0.05},
+      'test_mse_per_pixel': {'value': 0.0321, 'num_images': 500},
+      'test_codes_mmd': {'value': -0.000123, 'num_codes': 200, 'kernel': 'imq_multiscale'},
+      **extra,
+  }
+
+
+def _write_scalars(workdir, rows):
+  """rows: {step: {tag: value}} through clu's default writer, as train.py writes them."""
+  writer = metric_writers.create_default_writer(str(workdir))
+  for step, scalars in rows.items():
+    writer.write_scalars(step, scalars)
+  writer.flush()
+  writer.close()
+
+
+def _workdir(root: pathlib.Path, name: str, penalty: str, fid: float, lam: float = 10.0,
+             results=True, sample_value: int = 0) -> pathlib.Path:
+  workdir = root / name
+  (workdir / 'images').mkdir(parents=True)
+  (workdir / 'config.json').write_text(json.dumps(
+      {'data': {'name': 'mnist'}, 'model': {'width': 0.125},
+       'penalty': {'name': penalty, 'lam': lam}}))
+  if results:
+    (workdir / 'eval').mkdir()
+    (workdir / 'eval' / 'results.json').write_text(json.dumps(_results(penalty, fid)))
+  for step, value in ((10, 255), (30, sample_value)):  # The step-30 grid must be chosen.
+    Image.fromarray(np.full((30, 30), value, np.uint8)).save(
+        workdir / 'images' / f'samples_{step:07d}.png')
+  _write_scalars(workdir, {s: {'loss': 10.0 / s, 'reconstruction': 5.0 / s,
+                               'penalty': 0.1 * s, 'uptime': 6.0 * s} for s in STEPS})
+  return workdir
+
+
+@pytest.fixture
+def workdirs(tmp_path):
+  return [_workdir(tmp_path, 'mmd_run', 'mmd', 12.3456),
+          _workdir(tmp_path, 'gan_run', 'gan', 123.456, sample_value=128),
+          _workdir(tmp_path, 'vae_run', 'vae', 4.56789, lam=1.0)]
+
+
+def _rows(markdown: str):
+  lines = [l for l in markdown.splitlines() if l.startswith('|')]
+  header = [c.strip() for c in lines[0].strip('|').split('|')]
+  return [dict(zip(header, (c.strip() for c in l.strip('|').split('|')))) for l in lines[2:]]
+
+
+def test_table_rows_and_values(workdirs):
+  runs = [report.load_run(w, n) for w, n in zip(workdirs, ('WAE-MMD', 'WAE-GAN', 'VAE'))]
+  rows = _rows(report.markdown_table(runs))
+  assert [r['run'] for r in rows] == ['WAE-MMD', 'WAE-GAN', 'VAE']
+  assert [r['FID (MNIST classifier)'] for r in rows] == ['12.3', '123', '4.57']
+  assert [r['penalty'] for r in rows] == ['MMD, λ=10', 'adversarial, λ=10', 'KL, λ=1']
+  mmd = rows[0]
+  assert mmd['steps'] == '30'
+  assert mmd['FID (Inception)'] == '–'
+  assert mmd['sharpness samples'] == '0.0123'
+  assert mmd['sharpness reconstructions'] == '0.0234'
+  assert mmd['sharpness test images'] == '0.0456'
+  assert mmd['test reconstruction cost'] == '1.23'
+  assert mmd['MSE per pixel'] == '0.0321'
+  assert mmd['test codes MMD'] == '-1.23e-04'
+  assert mmd['training time'] == '3.0 min / 30 steps'  # uptime 180 s at step 30
+
+
+def test_missing_entries_and_inception_fid(workdirs):
+  results_path = workdirs[0] / 'eval' / 'results.json'
+  results = json.loads(results_path.read_text())
+  del results['test_codes_mmd'], results['sharpness_samples']
+  results['fid_inception'] = {'value': 45.678, 'num_images': 500}
+  results_path.write_text(json.dumps(results))
+  row, = _rows(report.markdown_table([report.load_run(workdirs[0])]))
+  assert row['run'] == 'mmd_run'
+  assert row['test codes MMD'] == '–' and row['sharpness samples'] == '–'
+  assert row['FID (Inception)'] == '45.7'
+
+
+def test_report_notes_the_fid_floor(workdirs):
+  markdown = report.markdown_report([report.load_run(w) for w in workdirs])
+  assert 'floor (training vs test images, same count): 0.812 for every run' in markdown
+  results_path = workdirs[2] / 'eval' / 'results.json'
+  results = json.loads(results_path.read_text())
+  results['fid_mnist_classifier_real_floor']['value'] = 2.5
+  results['test_reconstruction_cost'].update(cost='bernoulli', scale=1.0)
+  results_path.write_text(json.dumps(results))
+  markdown = report.markdown_report([report.load_run(w) for w in workdirs])
+  assert 'same count): 0.812 (mmd_run), 0.812 (gan_run), 2.50 (vae_run).' in markdown
+  assert ('l2sq (scale 0.05) (mmd_run), l2sq (scale 0.05) (gan_run), '
+          'bernoulli (scale 1.0) (vae_run)') in markdown
+
+
+def test_training_curves_read_back(workdirs):
+  run = report.load_run(workdirs[0])
+  for tag, expected in (('loss', [1.0, 0.5, 1 / 3]), ('reconstruction', [0.5, 0.25, 1 / 6]),
+                        ('penalty', [1.0, 2.0, 3.0])):
+    np.testing.assert_array_equal(run.curves[tag].steps, STEPS)
+    np.testing.assert_allclose(run.curves[tag].values, expected, rtol=1e-6)
+  assert run.training_time == report.TrainingTime(180.0, 30, 'uptime')
+  assert run.samples_png.name == 'samples_0000030.png'
+
+
+def _legacy_event(step, wall_time, **scalars):
+  """A TF1-style event: 'scalars' kind (simple_value), with a chosen wall time."""
+  values = [summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in scalars.items()]
+  return event_pb2.Event(step=step, wall_time=wall_time,
+                         summary=summary_pb2.Summary(value=values))
+
+
+def test_resumed_run_and_legacy_scalars(tmp_path):
+  """Two processes: the second resumed from step 20 and redid step 30; no uptime scalar."""
+  workdir = tmp_path / 'resumed'
+  workdir.mkdir()
+  for suffix, events in (('.a', [(10, 100.0, 1.0), (20, 110.0, 2.0), (30, 120.0, 3.0)]),
+                         ('.b', [(30, 500.0, 30.0), (40, 530.0, 40.0)])):
+    writer = event_file_writer.EventFileWriter(str(workdir), filename_suffix=suffix)
+    for step, wall, loss in events:
+      writer.add_event(_legacy_event(step, wall, loss=loss))
+    writer.close()
+  segments = [report.read_event_file(p) for p in report.event_files(workdir)]
+  curves = report.merge_segments(segments)
+  np.testing.assert_array_equal(curves['loss'].steps, [10, 20, 30, 40])
+  np.testing.assert_allclose(curves['loss'].values, [1.0, 2.0, 30.0, 40.0])
+  # Wall time of the first and last logged loss of each process: 20 s + 30 s.
+  assert report.training_time(segments) == report.TrainingTime(50.0, 40, 'wall time')
+
+
+def test_figure(workdirs, tmp_path):
+  runs = [report.load_run(w) for w in workdirs]
+  path = report.make_figure(runs, tmp_path / 'out' / 'report.png')
+  with Image.open(path) as image:
+    width, height = image.size
+  assert width >= 3 * 4 * report.FIGURE_DPI * 0.9 and height >= 8 * report.FIGURE_DPI * 0.9
+  assert width > height  # three runs side by side
+
+
+def test_figure_without_samples_or_events(tmp_path, workdirs):
+  workdir = workdirs[0]
+  for path in list(workdir.glob('events.out.tfevents.*')) + list(workdir.glob('images/*')):
+    path.unlink()
+  run = report.load_run(workdir)
+  assert run.curves == {} and run.training_time is None and run.samples_png is None
+  assert _rows(report.markdown_table([run]))[0]['training time'] == '–'
+  assert report.make_figure([run], tmp_path / 'r.png').exists()
+
+
+def test_write_report(workdirs, tmp_path):
+  out = tmp_path / 'out'
+  markdown = report.write_report([str(w) for w in workdirs], out, ['A', 'B', 'C'])
+  assert (out / 'report.md').read_text() == markdown
+  assert (out / 'report.png').exists()
+  assert [r['run'] for r in _rows(markdown)] == ['A', 'B', 'C']
+  with pytest.raises(ValueError, match='2 names for 3 workdirs'):
+    report.write_report([str(w) for w in workdirs], out, ['A', 'B'])
+
+
+def test_missing_results_names_the_workdir_and_the_command(tmp_path):
+  workdir = _workdir(tmp_path, 'not_evaluated', 'gan', 1.0, results=False)
+  with pytest.raises(FileNotFoundError) as error:
+    report.load_run(workdir)
+  message = str(error.value)
+  assert str(workdir) in message and 'eval/results.json' in message
+  assert (f'python -m wae_jax.main --config=configs/mnist.py:wae_gan,small '
+          f'--workdir={workdir} --mode=evaluate') in message
+
+
+def test_format_number():
+  assert [report.format_number(x) for x in (None, 0.0, 12345.6, 123.4, 1.0, 0.001234,
+                                            0.00001234, float('nan'))] == [
+      '–', '0', '1.23e+04', '123', '1.00', '0.00123', '1.23e-05', 'nan']
