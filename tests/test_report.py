@@ -95,9 +95,15 @@ def test_missing_entries_and_inception_fid(workdirs):
   results_path = workdirs[0] / 'eval' / 'results.json'
   results = json.loads(results_path.read_text())
   del results['test_codes_mmd'], results['sharpness_samples']
-  results['fid_inception'] = {'value': 45.678, 'num_images': 500}
+  results['fid_inception'] = {'value': 45.678, 'num_images': 500,
+                              'features': 'InceptionV3 pool3 (2048-d)'}
+  results['fid_inception_real_floor'] = {'value': 1.5, 'num_images': 500}
   results_path.write_text(json.dumps(results))
-  row, = _rows(report.markdown_table([report.load_run(workdirs[0])]))
+  run = report.load_run(workdirs[0])
+  assert ('FID (Inception): Fréchet distance between 500 samples and as many test images on '
+          'the InceptionV3 pool3 (2048-d)') in report.markdown_report([run])
+  assert 'same count): 1.50.' in report.markdown_report([run])
+  row, = _rows(report.markdown_table([run]))
   assert row['run'] == 'mmd_run'
   assert row['test codes MMD'] == '–' and row['sharpness samples'] == '–'
   assert row['FID (Inception)'] == '45.7'
@@ -105,7 +111,8 @@ def test_missing_entries_and_inception_fid(workdirs):
 
 def test_report_notes_the_fid_floor(workdirs):
   markdown = report.markdown_report([report.load_run(w) for w in workdirs])
-  assert 'floor (training vs test images, same count): 0.812 for every run' in markdown
+  assert 'floor (training vs test images, same count): 0.812.' in markdown
+  assert 'FID (Inception):' not in markdown
   results_path = workdirs[2] / 'eval' / 'results.json'
   results = json.loads(results_path.read_text())
   results['fid_mnist_classifier_real_floor']['value'] = 2.5

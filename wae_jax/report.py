@@ -261,21 +261,9 @@ def markdown_table(runs: Sequence[Run]) -> str:
 
 
 def notes(runs: Sequence[Run]) -> List[str]:
-  """What the numbers are: image counts, the FID's real-vs-real floor, how time was measured."""
-  out = []
-  fid_runs = [r for r in runs if r.value(CLASSIFIER_FID) is not None]
-  if fid_runs:
-    floors = {r.name: r.value(f'{CLASSIFIER_FID}_real_floor') for r in fid_runs}
-    known = {f for f in floors.values() if f is not None}
-    if len(known) == 1 and None not in floors.values():
-      floor = f'{format_number(known.pop())} for every run'
-    else:
-      floor = ', '.join(f'{format_number(f)} ({name})' for name, f in floors.items())
-    entry = fid_runs[0].results[CLASSIFIER_FID]
-    about = entry.get('num_images', '?'), entry.get('features', 'mnist_classifier features')
-    out.append(f'FID (MNIST classifier): Fréchet distance between {about[0]} samples and the '
-               f'test images on the {about[1]} (comparable only with FIDs on the same '
-               f'features). Its real-vs-real floor (training vs test images, same count): {floor}.')
+  """What the numbers are: image counts, the FIDs' real-vs-real floors, how time was measured."""
+  out = [note for note in (_fid_note(runs, CLASSIFIER_FID, 'FID (MNIST classifier)'),
+                           _fid_note(runs, None, 'FID (Inception)')) if note]
   sharp = {r.name: r.results['sharpness_samples'].get('num_images') for r in runs
            if isinstance(r.results.get('sharpness_samples'), dict)}
   if sharp:
@@ -303,6 +291,20 @@ def notes(runs: Sequence[Run]) -> List[str]:
                'scalar' + (', or where it is missing from the wall times of the first and '
                            'last logged loss' if 'wall time' in times else '') + '.')
   return out
+
+
+def _fid_note(runs: Sequence[Run], key: Optional[str], label: str) -> Optional[str]:
+  """What the FID compares, and its real-vs-real floor (training vs test images)."""
+  keys = {r.name: key or inception_fid_key(r.results) for r in runs}
+  fid_runs = [r for r in runs if r.value(keys[r.name]) is not None]
+  if not fid_runs:
+    return None
+  floors = {r.name: r.value(f'{keys[r.name]}_real_floor') for r in fid_runs}
+  entry = fid_runs[0].results[keys[fid_runs[0].name]]
+  return (f'{label}: Fréchet distance between {entry.get("num_images", "?")} samples and as '
+          f'many test images on the {entry.get("features", "features")} (comparable only with '
+          'FIDs on the same features). Its real-vs-real floor (training vs test images, same '
+          f'count): {_same_or_each({n: format_number(f) for n, f in floors.items()})}.')
 
 
 def _same_or_each(by_run: Dict[str, object]) -> str:
