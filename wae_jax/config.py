@@ -12,6 +12,7 @@ PENALTIES = ('mmd', 'gan', 'vae')
 DATASETS = ('mnist', 'celeba')
 ARCHITECTURES = ('dcgan',)
 CONV_IMPLS = ('phase', 'xla')
+DTYPES = ('float32', 'bfloat16')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.adversary_widths = (512, 512, 512, 512)
   c.model.adversary_width = 1.0
   c.model.conv_impl = 'phase'   # phase: fast sub-pixel transposed convs; xla: lax's own
+  c.model.dtype = 'float32'     # activations; bfloat16 = mixed precision for accelerators
+                                # (parameters, losses and penalties stay float32)
 
   c.penalty = ml_collections.ConfigDict()
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
@@ -71,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.sharpness_images = 1000
   c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
   c.eval.cache_dir = ''         # classifier weights, real-data FID statistics ('' = default)
+  c.eval.inception_weights = ''  # path to pt_inception-2015-12-05-6726825d.pth ('' = $WAE_JAX_INCEPTION_WEIGHTS)
   return c
 
 
@@ -90,6 +94,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed('data.name', config.data.name, DATASETS)
   _allowed('model.arch', config.model.arch, ARCHITECTURES)
   _allowed('model.conv_impl', config.model.conv_impl, CONV_IMPLS)
+  _allowed('model.dtype', config.model.dtype, DTYPES)
   _allowed('penalty.name', config.penalty.name, PENALTIES)
   _allowed('penalty.kernel', config.penalty.kernel, penalties.KERNELS)
   _allowed('cost.name', config.cost.name, penalties.RECONSTRUCTION_COSTS)

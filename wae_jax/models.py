@@ -4,7 +4,7 @@ One architecture serves WAE-MMD, WAE-GAN and the VAE, as in the paper: only the 
 head (deterministic or Gaussian) and the loss differ.
 """
 
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -18,45 +18,53 @@ def scaled_widths(widths: Sequence[int], width: float) -> Tuple[int, ...]:
   return tuple(max(1, int(round(w * width))) for w in widths)
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
+def _batch_norm(train: bool, dtype) -> nn.BatchNorm:
   # The paper's nets use BatchNorm after every conv; momentum as in TF's default layers.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+  # Its statistics are reduced in float32 whatever the activations' dtype. The convs before
+  # it have no bias: BN subtracts it again, so its gradient is zero up to rounding, and Adam
+  # would turn that rounding noise into steps of the full learning rate.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
 
 
 class Encoder(nn.Module):
   """Stride-2 convs with BN and ReLU, then a linear map to the latent code.
 
-  Returns (mean, log_variance); log_variance is None for a deterministic encoder.
+  Returns (mean, log_variance) in float32; log_variance is None for a deterministic encoder.
+  `dtype` is the activations' dtype (bfloat16 for mixed precision); parameters stay float32.
   """
   widths: Sequence[int]
   kernel_size: int
   latent_dim: int
   gaussian: bool = False
   conv_impl: str = 'phase'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     k = (self.kernel_size, self.kernel_size)
     for features in self.widths:
-      x = layers.Conv(features, k, strides=(2, 2), implementation=self.conv_impl)(x)
-      x = nn.relu(_batch_norm(train)(x))
+      x = layers.Conv(features, k, strides=(2, 2), use_bias=False,
+                      implementation=self.conv_impl, dtype=self.dtype)(x)
+      x = nn.relu(_batch_norm(train, self.dtype)(x))
     x = x.reshape((x.shape[0], -1))
     if not self.gaussian:
-      return nn.Dense(self.latent_dim)(x), None
-    mean = nn.Dense(self.latent_dim, name='mean')(x)
-    log_variance = nn.Dense(self.latent_dim, name='log_variance')(x)
-    return mean, log_variance
+      return nn.Dense(self.latent_dim, dtype=self.dtype)(x).astype(jnp.float32), None
+    mean = nn.Dense(self.latent_dim, name='mean', dtype=self.dtype)(x)
+    log_variance = nn.Dense(self.latent_dim, name='log_variance', dtype=self.dtype)(x)
+    return mean.astype(jnp.float32), log_variance.astype(jnp.float32)
 
 
 class Decoder(nn.Module):
   """Linear map to a small feature map, stride-2 transposed convs, a stride-1 output layer.
 
-  Returns pre-activation outputs (logits); `activate` maps them into the data's range.
+  Returns pre-activation outputs (logits) in float32; `activate` maps them into the data's
+  range.
   """
   widths: Sequence[int]
   kernel_size: int
   image_shape: Tuple[int, int, int]
   conv_impl: str = 'phase'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, train: bool):
@@ -67,13 +75,16 @@ class Decoder(nn.Module):
       raise ValueError(f'image size {height}x{width} is not divisible by 2**{upsamplings} '
                        f'(the decoder has {len(self.widths)} widths)')
     k = (self.kernel_size, self.kernel_size)
-    x = nn.Dense(h0 * w0 * self.widths[0])(z)
+    x = nn.Dense(h0 * w0 * self.widths[0], dtype=self.dtype)(z)
     x = x.reshape((z.shape[0], h0, w0, self.widths[0]))
-    x = nn.relu(_batch_norm(train)(x))
+    x = nn.relu(_batch_norm(train, self.dtype)(x))
     for features in self.widths[1:]:
-      x = layers.ConvTranspose(features, k, strides=(2, 2), implementation=self.conv_impl)(x)
-      x = nn.relu(_batch_norm(train)(x))
-    return layers.ConvTranspose(channels, k, strides=(1, 1), implementation=self.conv_impl)(x)
+      x = layers.ConvTranspose(features, k, strides=(2, 2), use_bias=False,
+                               implementation=self.conv_impl, dtype=self.dtype)(x)
+      x = nn.relu(_batch_norm(train, self.dtype)(x))
+    x = layers.ConvTranspose(channels, k, strides=(1, 1), implementation=self.conv_impl,
+                             dtype=self.dtype)(x)
+    return x.astype(jnp.float32)
 
 
 def activate(logits, pixel_range: Tuple[float, float]):
@@ -93,12 +104,13 @@ class AutoEncoder(nn.Module):
   image_shape: Tuple[int, int, int]
   gaussian: bool = False
   conv_impl: str = 'phase'
+  dtype: Any = jnp.float32
 
   def setup(self):
     self.encoder = Encoder(self.encoder_widths, self.kernel_size, self.latent_dim,
-                           self.gaussian, self.conv_impl)
+                           self.gaussian, self.conv_impl, self.dtype)
     self.decoder = Decoder(self.decoder_widths, self.kernel_size, tuple(self.image_shape),
-                           self.conv_impl)
+                           self.conv_impl, self.dtype)
 
   def encode(self, x, train: bool):
     return self.encoder(x, train)
@@ -144,7 +156,8 @@ def build_autoencoder(config) -> AutoEncoder:
       latent_dim=m.latent_dim,
       image_shape=tuple(config.data.image_shape),
       gaussian=m.gaussian_encoder,
-      conv_impl=m.conv_impl)
+      conv_impl=m.conv_impl,
+      dtype=jnp.dtype(m.dtype))
 
 
 def build_adversary(config) -> Adversary:

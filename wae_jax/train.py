@@ -2,7 +2,8 @@
 
 The step is a pure function of (state, images); its randomness is `fold_in(key, step)`, and
 the data order is a function of (seed, step), so a run resumed from a checkpoint continues
-exactly as if it had never stopped.
+exactly as if it had never stopped. It is jitted over the global batch on a device mesh
+(`wae_jax.parallel`), so one device and many compute the same estimator.
 """
 
 import pathlib
@@ -22,6 +23,7 @@ from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import input_pipeline
 from wae_jax import models
+from wae_jax import parallel
 from wae_jax import penalties
 from wae_jax import visualize
 
@@ -172,12 +174,30 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
   return train_step
 
 
-def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng) -> TrainState:
+def jit_on_mesh(step_fn: Callable, mesh) -> Callable:
+  """jit of step_fn(state, batch) -> (state, metrics): state replicated, batch split.
+
+  The state is not donated: an asynchronous checkpoint may still be reading it.
+  """
+  return jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+                 out_shardings=parallel.replicated(mesh))
+
+
+def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_step: int = 0):
+  """Global batches split over the mesh; each process loads only its own rows."""
+  rows = parallel.process_rows(batch_size)
+  for batch in input_pipeline.train_batches(images, batch_size, seed, start_step):
+    yield parallel.global_batch(batch[rows], mesh, batch_size)
+
+
+def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
+                     mesh=None) -> TrainState:
   """The paper's heuristic: move Q_Z's mean and covariance onto the prior's before training.
 
   Only the encoder's parameters and batch statistics change; the main optimizer's state is
   untouched.
   """
+  mesh = mesh or parallel.make_mesh()
   tx = optax.adam(config.train.pretrain_learning_rate, b1=config.train.adam_b1)
 
   def loss_fn(params, batch_stats, batch):
@@ -186,28 +206,34 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng) 
     mean_gap, cov_gap = prior_moment_gaps(mean, config.model.prior_variance)
     return mean_gap**2 + cov_gap**2, updates['batch_stats']
 
-  @jax.jit
-  def step(params, batch_stats, opt_state, batch):
+  def step(carry, batch):
+    params, batch_stats, opt_state = carry
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         params, batch_stats, batch)
     grads = {'encoder': grads['encoder'],
              'decoder': jax.tree_util.tree_map(jnp.zeros_like, grads['decoder'])}
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-  params, batch_stats, opt_state = state.params, state.batch_stats, tx.init(state.params)
+  step = jit_on_mesh(step, mesh)
+  carry = parallel.replicate((state.params, state.batch_stats, tx.init(state.params)), mesh)
   seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
-  batches = input_pipeline.train_batches(images, config.train.batch_size, seed)
-  for i in range(config.train.pretrain_steps):
-    params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, next(batches))
+  batches = mesh_batches(images, config.train.batch_size, seed, mesh)
+  for _ in range(config.train.pretrain_steps):
+    carry, loss = step(carry, next(batches))
   logging.info('Pre-trained the encoder for %d steps; moment gap %.4f',
                config.train.pretrain_steps, float(loss))
+  params, batch_stats, _ = carry
   return state.replace(params=params, batch_stats=batch_stats)
 
 
 def make_eval_fns(model, state: TrainState, pixel_range):
-  """Jitted (encode to mean codes, decode to images) with the state's current weights."""
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  """Jitted (encode to mean codes, decode to images) with the state's current weights.
+
+  They run on this process's default device with a host copy of the weights, so that one
+  process can make pictures while the others train on.
+  """
+  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   pixel_range = tuple(pixel_range)
 
   @jax.jit
@@ -244,9 +270,15 @@ def _mean_metrics(history):
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       mesh=None) -> TrainState:
+  """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures.
+
+  `mesh` (default: every device) is the data-parallel mesh the global batch is split over.
+  """
   wae_config.validate(config)
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   data = input_pipeline.load_dataset(config.data)
@@ -264,7 +296,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = restored
     logging.info('Resuming from step %d', int(state.step))
   elif config.train.pretrain_steps > 0 and config.penalty.name != 'vae':
-    state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng)
+    state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng, mesh)
+  state = parallel.replicate(state, mesh)
   start_step = int(state.step)
 
   is_main = jax.process_index() == 0
@@ -274,14 +307,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if start_step == 0:
       writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                             for k, v in flatten_config(config).items()})
-  logging.info('Training %s for %d steps (%d per epoch) from step %d; data: %s',
-               config.penalty.name, total_steps, steps_per_epoch, start_step, data.source)
+  logging.info('Training %s for %d steps (%d per epoch) from step %d on %d devices; data: %s',
+               config.penalty.name, total_steps, steps_per_epoch, start_step,
+               mesh.devices.size, data.source)
 
-  train_step = jax.jit(make_train_step(config, model, adversary, steps_per_epoch, train_rng))
+  train_step = jit_on_mesh(make_train_step(config, model, adversary, steps_per_epoch,
+                                           train_rng), mesh)
   report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.train.log_every, every_secs=None)
-  batches = input_pipeline.train_batches(data.train_images, config.train.batch_size,
-                                         config.seed, start_step)
+  batches = mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
+                         start_step)
   history = []
   for step in range(start_step + 1, total_steps + 1):
     state, metrics = train_step(state, next(batches))
@@ -291,7 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if step % config.train.log_every == 0 or last:
       writer.write_scalars(step, _mean_metrics(history))
       history = []
-    if step % config.train.image_every == 0 or last:
+    if is_main and (step % config.train.image_every == 0 or last):
       with report.timed('pictures'):
         write_pictures(config, model, state, data.test_images, writer, workdir, step)
     if step % config.train.checkpoint_every == 0 or last:

@@ -1,0 +1,81 @@
+"""N train steps on 8 devices against N on 1: run by test_data_parallel.py in a fresh process.
+
+The parent sets XLA_FLAGS=--xla_force_host_platform_device_count=8 (it must be set before JAX
+starts, hence a separate process) and reads the JSON this prints.
+"""
+
+import json
+import pathlib
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+from wae_jax import input_pipeline, models, parallel, train
+
+NUM_STEPS = 3
+BATCH = 16
+
+
+def run(config, mesh, images):
+  steps_per_epoch = 100
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(0))
+  state = parallel.replicate(train.create_train_state(config, init_rng, steps_per_epoch), mesh)
+  step = train.jit_on_mesh(train.make_train_step(
+      config, models.build_autoencoder(config), models.build_adversary(config),
+      steps_per_epoch, train_rng), mesh)
+  batches = train.mesh_batches(images, BATCH, seed=0, mesh=mesh)
+  shards = None
+  for _ in range(NUM_STEPS):
+    batch = next(batches)
+    shards = sorted(s.data.shape[0] for s in batch.addressable_shards)
+    state, metrics = step(state, batch)
+  return jax.device_get(state), float(metrics['loss']), shards
+
+
+def max_difference(a, b):
+  diffs = jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x - y))), a, b)
+  return max(jax.tree_util.tree_leaves(diffs), default=0.0)
+
+
+def main():
+  out = {'device_count': jax.device_count()}
+  for objective in sys.argv[1:]:
+    config = tiny_config(objective)
+    config.train.batch_size = BATCH
+    images = input_pipeline.load_dataset(config.data).train_images[:10 * BATCH]
+    many, loss_many, shards = run(config, parallel.make_mesh(), images)
+    one, loss_one, _ = run(config, parallel.make_mesh(jax.devices()[:1]), images)
+    out[objective] = {
+        'shard_rows': shards,
+        'loss_8': loss_many, 'loss_1': loss_one,
+        'params': max_difference(many.params, one.params),
+        'batch_stats': max_difference(many.batch_stats, one.batch_stats),
+        'adversary_params': max_difference(many.adversary_params, one.adversary_params),
+        'param_scale': max(float(np.max(np.abs(x)))
+                           for x in jax.tree_util.tree_leaves(one.params)),
+    }
+  # The whole loop (checkpoints, resume, pictures) on 8 devices, and the divisibility check.
+  config = tiny_config('wae_gan')
+  config.train.batch_size = BATCH
+  config.train.num_steps = 2
+  with tempfile.TemporaryDirectory() as workdir:
+    train.train_and_evaluate(config, workdir)
+    config.train.num_steps = 4
+    state = train.train_and_evaluate(config, workdir)
+    out['loop_final_step'] = int(state.step)
+    config.train.batch_size = 12
+    try:
+      train.train_and_evaluate(config, workdir)
+      out['indivisible_error'] = None
+    except ValueError as e:
+      out['indivisible_error'] = str(e)
+  print('RESULT ' + json.dumps(out))
+
+
+if __name__ == '__main__':
+  main()
