@@ -74,3 +74,14 @@ def test_gaussian_codes_follow_the_encoder_distribution():
   codes = models.sample_codes(jax.random.PRNGKey(0), mean, log_variance)
   np.testing.assert_allclose(codes.mean(0), 3.0, atol=0.02)
   np.testing.assert_allclose(codes.std(0), 0.5, atol=0.02)
+
+
+def test_convs_before_batch_norm_have_no_bias():
+  """BN subtracts a conv's bias again, so the nets have none there (only the output layer)."""
+  config = load_config('mnist', 'wae_mmd')
+  model = models.build_autoencoder(config)
+  x = jnp.zeros((2,) + tuple(config.data.image_shape))
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))['params']
+  assert not any('bias' in params['encoder'][f'Conv_{i}'] for i in range(4))
+  assert not any('bias' in params['decoder'][f'ConvTranspose_{i}'] for i in range(2))
+  assert 'bias' in params['decoder']['ConvTranspose_2']

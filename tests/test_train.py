@@ -123,3 +123,32 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
     np.testing.assert_array_equal(a, b)
   assert sorted(p.name for p in (tmp_path / 'resumed' / 'checkpoints').iterdir()
                 if p.name.isdigit()) == ['4', '8']
+
+
+def test_bfloat16_activations_keep_float32_parameters_and_losses():
+  config = tiny_config('wae_mmd')
+  config.model.dtype = 'bfloat16'
+  model = models.build_autoencoder(config)
+  step_fn = train.make_train_step(config, model, models.build_adversary(config), 10,
+                                  jax.random.PRNGKey(1))
+  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+  images = _random_images(config, config.train.batch_size)
+  # The convolutions' matrix products run in bfloat16 ...
+  jaxpr = str(jax.make_jaxpr(step_fn)(state, images))
+  assert 'bf16' in jaxpr and 'dot_general' in jaxpr
+  new_state, metrics = jax.jit(step_fn)(state, images)
+  # ... while parameters, optimizer state, losses and penalty stay float32.
+  for leaf in jax.tree_util.tree_leaves((new_state.params, new_state.opt_state,
+                                         new_state.batch_stats)):
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+      assert leaf.dtype == jnp.float32
+  for key in ('loss', 'reconstruction', 'penalty'):
+    assert metrics[key].dtype == jnp.float32 and np.isfinite(metrics[key])
+  # And the bfloat16 model computes nearly what the float32 model does.
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  config.model.dtype = 'float32'
+  exact = models.build_autoencoder(config).apply(variables, images)
+  approx = model.apply(variables, images)
+  assert approx.dtype == jnp.float32
+  np.testing.assert_allclose(approx, exact, atol=0.1)
+  assert float(jnp.abs(approx - exact).mean()) < 0.02

@@ -18,6 +18,11 @@ _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'evaluate'],
                           'sample: a grid of samples from the latest checkpoint; '
                           'evaluate: FID, sharpness, reconstruction and MMD into DIR/eval.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step for sample/evaluate (default: latest).')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'],
+    'jax.distributed.initialize() for multi-host runs. auto: when launched as several '
+    'processes (SLURM, Open MPI, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS with '
+    'JAX_NUM_PROCESSES and JAX_PROCESS_ID).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -33,7 +38,9 @@ def main(argv):
   # tf.data only feeds the host; keep TensorFlow off any accelerator JAX wants.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
+  from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
+  parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
