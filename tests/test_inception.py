@@ -9,16 +9,20 @@ pool3 features as the mirror through pytorch-fid's own preprocessing.
 import os
 import pickle
 
+from absl import logging
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wae_jax import evaluate
 from wae_jax import inception
+from wae_jax import metrics
 
-# Image shape and batch size of the tests that run the network.
+# Image shape and batch size shared by the tests that run the network: one compilation.
 IMAGE_SHAPE = (28, 28, 1)
 BATCH = 2
 
@@ -388,3 +392,61 @@ def test_features_match_the_torch_mirror(mirror, weights_file):
   assert ours.shape == (3, 2048) and ours.dtype == np.float32
   assert ref.std() > 0.1  # calibrated: the comparison is not between near-zero vectors
   np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _eval_config(weights, cache_dir, pixel_range=(-1.0, 1.0)):
+  config = ml_collections.ConfigDict()
+  config.data = ml_collections.ConfigDict({'name': 'mnist', 'pixel_range': pixel_range})
+  config.eval = ml_collections.ConfigDict({'inception_weights': weights,
+                                           'cache_dir': str(cache_dir)})
+  return config
+
+
+class _Data:
+
+  def __init__(self, rng, n):
+    self.train_images = rng.uniform(-1, 1, size=(n,) + IMAGE_SHAPE).astype(np.float32)
+    self.test_images = rng.uniform(-1, 1, size=(n,) + IMAGE_SHAPE).astype(np.float32)
+
+
+def test_evaluate_inception_fid(mirror, weights_file, tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluate, 'INCEPTION_BATCH_SIZE', BATCH)
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  n = 2  # pixels in (-1, 1), so this also checks the range conversion
+  data = _Data(np.random.default_rng(3), n)
+  samples = np.clip(data.test_images + 0.5, -1, 1)
+  config = _eval_config(str(weights_file), tmp_path / 'cache')
+  # sqrtm of 2048 x 2048 covariances takes minutes on 2 cores, and frechet_distance has its
+  # own tests: a cheap distance of the same statistics checks which ones each entry uses.
+  distance = lambda mu1, s1, mu2, s2: float(np.sum((mu1 - mu2)**2) + np.trace(s1) - np.trace(s2))
+  monkeypatch.setattr(metrics, 'frechet_distance', distance)
+  results = evaluate.inception_fid(config, data, samples, n)
+  fid, floor = results['fid_inception'], results['fid_inception_real_floor']
+  assert fid['features'] == 'inception_v3_pool3 (pt_inception-2015-12-05)'
+  assert fid['num_images'] == floor['num_images'] == n
+  with torch.no_grad():  # One forward pass for all three sets.
+    features = mirror(_to_torch((np.concatenate([samples, data.test_images,
+                                                 data.train_images]) + 1) / 2)).numpy()
+  ref = {name: metrics.gaussian_statistics(features[i * n:(i + 1) * n])
+         for i, name in enumerate(('samples', 'test', 'train'))}
+  assert fid['value'] == pytest.approx(distance(*ref['samples'], *ref['test']), rel=1e-4)
+  assert floor['value'] == pytest.approx(distance(*ref['train'], *ref['test']), rel=1e-4)
+  cached = sorted(p.name for p in (tmp_path / 'cache').glob('fid_stats_*.npz'))
+  assert cached == ['fid_stats_mnist_test_2_inception.npz',
+                    'fid_stats_mnist_train_2_inception.npz']
+
+
+def test_evaluate_without_weights_skips_or_fails_clearly(tmp_path, monkeypatch):
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  logged = []
+  monkeypatch.setattr(logging, 'info', lambda msg, *args: logged.append(msg % args))
+  data = _Data(np.random.default_rng(0), 2)
+  assert evaluate.inception_fid(_eval_config('', tmp_path), data, data.test_images, 2) == {}
+  assert len(logged) == 1 and 'Inception FID skipped' in logged[0]
+  assert 'eval.inception_weights' in logged[0] and inception.WEIGHTS_ENV in logged[0]
+  with pytest.raises(FileNotFoundError, match=inception.WEIGHTS_URL):
+    evaluate.inception_fid(_eval_config(str(tmp_path / 'missing.pth'), tmp_path), data,
+                           data.test_images, 2)

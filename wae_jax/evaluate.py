@@ -2,7 +2,9 @@
 
 `python -m wae_jax.main --config=... --workdir=DIR --mode=evaluate` writes
 `DIR/eval/results.json`: every number with the checkpoint step, the number of images and,
-for FID, the feature extractor it was computed on.
+for FID, the feature extractor it was computed on. FID on InceptionV3 (pool3, the standard
+FID) is added when its weights are configured (`eval.inception_weights` or
+$WAE_JAX_INCEPTION_WEIGHTS; see wae_jax/inception.py), and skipped with a log line otherwise.
 """
 
 import dataclasses
@@ -14,6 +16,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from wae_jax import inception
 from wae_jax import input_pipeline
 from wae_jax import metrics
 from wae_jax import mnist_classifier
@@ -21,6 +24,8 @@ from wae_jax import penalties
 from wae_jax import train
 
 MNIST_CLASSIFIER = 'mnist_classifier'
+INCEPTION = 'inception'
+INCEPTION_BATCH_SIZE = 100
 
 
 def batched(fn: Callable, inputs: np.ndarray, batch_size: int = 500) -> np.ndarray:
@@ -106,6 +111,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
 
   if config.data.name == 'mnist':
     results.update(_mnist_classifier_fid(config, data, samples, n))
+  results.update(inception_fid(config, data, samples, n))
 
   out = pathlib.Path(workdir) / 'eval' / 'results.json'
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +141,38 @@ def _mnist_classifier_fid(config, data, samples, n) -> Dict:
       f'fid_{MNIST_CLASSIFIER}_real_floor': {
           'value': metrics.frechet_distance(*train_stats, *test_stats), **about,
           'samples': f'{n} MNIST training images'},
+  }
+
+
+def inception_fid(config, data, samples, n) -> Dict:
+  """FID on InceptionV3 pool3 features and its real-vs-real floor (train vs test).
+
+  {} (with one log line) when no weights are configured; FileNotFoundError saying where to
+  put them when the configured file does not exist.
+  """
+  configured = inception.configured_path(config.eval.get('inception_weights', ''))
+  if configured is None:
+    logging.info('Inception FID skipped: set config eval.inception_weights or $%s to the '
+                 'path of %s (%s) to compute it.', inception.WEIGHTS_ENV,
+                 inception.WEIGHTS_FILENAME, inception.WEIGHTS_URL)
+    return {}
+  featurizer = inception.make_featurizer(str(configured), batch_size=INCEPTION_BATCH_SIZE)
+  pixel_range = tuple(config.data.pixel_range)
+  featurize = lambda images: featurizer(images, pixel_range)
+  cache_dir = pathlib.Path(config.eval.cache_dir or mnist_classifier.default_cache_dir())
+  stats = RealStatistics(cache_dir)
+  name = config.data.name
+  test_stats = stats.get(name, 'test', INCEPTION, data.test_images[:n], featurize)
+  train_stats = stats.get(name, 'train', INCEPTION, data.train_images[:n], featurize)
+  sample_stats = metrics.gaussian_statistics(featurize(samples))
+  about = {'num_images': n, 'features': inception.FEATURES,
+           'reference': f'{n} {name} test images'}
+  return {
+      'fid_inception': {'value': metrics.frechet_distance(*sample_stats, *test_stats),
+                        **about},
+      'fid_inception_real_floor': {
+          'value': metrics.frechet_distance(*train_stats, *test_stats), **about,
+          'samples': f'{n} {name} training images'},
   }
 
 
