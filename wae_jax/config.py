@@ -74,7 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.sharpness_images = 1000
   c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
   c.eval.cache_dir = ''         # classifier weights, real-data FID statistics ('' = default)
-  c.eval.inception_weights = ''  # path to pt_inception-2015-12-05-6726825d.pth ('' = $WAE_JAX_INCEPTION_WEIGHTS)
+  c.eval.inception_weights = ''  # path to pt_inception-2015-12-05-6726825d.pth
+                                 # ('' = $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
   return c
 
 
