@@ -58,6 +58,8 @@ def initialize_distributed(mode: str = 'auto') -> bool:
       if env not in os.environ:
         raise ValueError(f'{COORDINATOR_ENV} is set, so {env} must be set too')
       kwargs[key] = int(os.environ[env])
+  # CPU processes (tests, CPU clusters) exchange data through gloo; accelerators ignore this.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**kwargs)
   logging.info('jax.distributed: process %d of %d, %d local of %d devices',
                jax.process_index(), jax.process_count(), jax.local_device_count(),
