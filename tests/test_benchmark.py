@@ -1,0 +1,142 @@
+"""python -m wae_jax.benchmark: the table and JSON it writes, and its model FLOP count."""
+
+import io
+import json
+
+import pytest
+
+from wae_jax import benchmark
+
+# The paper's MNIST nets at 1/32 width, by hand: encoder 1 -> 4 -> 8 -> 16 -> 32 channels
+# (28 -> 14 -> 7 -> 4 -> 2 pixels, 4x4 kernels), a dense layer 2*2*32 -> 8; decoder 8 ->
+# 7*7*32, transposed convs 32 -> 16 (7 -> 14), 16 -> 8 (14 -> 28), 8 -> 1 (stride 1).
+ENCODER_MACS = (14 * 14 * 16 * 1 * 4 + 7 * 7 * 16 * 4 * 8 + 4 * 4 * 16 * 8 * 16
+                + 2 * 2 * 16 * 16 * 32 + 2 * 2 * 32 * 8)
+DECODER_MACS = 8 * 7 * 7 * 32 + 7 * 7 * 16 * 32 * 16 + 14 * 14 * 16 * 16 * 8 + 28 * 28 * 16 * 8
+# Its adversary (width 2/32 of 512): 8 -> 32 -> 32 -> 32 -> 32 -> 1.
+ADVERSARY_MACS = 8 * 32 + 3 * 32 * 32 + 32
+
+
+def test_flops_match_a_hand_count():
+  assert ENCODER_MACS == 104_192 and DECODER_MACS == 915_712  # the arithmetic above
+  mmd = benchmark.model_config('mnist_w32', 'mmd', batch_size=8)
+  assert benchmark.forward_macs(mmd) == dict(encoder=ENCODER_MACS, decoder=DECODER_MACS,
+                                             adversary=ADVERSARY_MACS)
+  # Training = 3 x forward; 2 FLOPs per multiply-accumulate.
+  assert benchmark.train_step_flops(mmd, 8) == 3 * 2 * 8 * (ENCODER_MACS + DECODER_MACS)
+  gan = benchmark.model_config('mnist_w32', 'gan', batch_size=8)
+  assert benchmark.train_step_flops(gan, 8) == 3 * 2 * 8 * (
+      ENCODER_MACS + DECODER_MACS + 3 * ADVERSARY_MACS)
+  vae = benchmark.model_config('mnist_w32', 'vae', batch_size=8)  # two dense heads
+  assert benchmark.train_step_flops(vae, 8) == 3 * 2 * 8 * (
+      ENCODER_MACS + 2 * 2 * 32 * 8 + DECODER_MACS)
+
+
+def test_paper_model_flops():
+  """The paper-size nets: MNIST about 0.92 GMAC per image forward, CelebA about 3.2."""
+  mnist = benchmark.forward_macs(benchmark.model_config('mnist_paper', 'mmd', 100))
+  assert mnist['encoder'] == (14 * 14 * 16 * 1 * 128 + 7 * 7 * 16 * 128 * 256
+                              + 4 * 4 * 16 * 256 * 512 + 2 * 2 * 16 * 512 * 1024
+                              + 2 * 2 * 1024 * 8)
+  celeba = benchmark.forward_macs(benchmark.model_config('celeba_paper', 'mmd', 100))
+  assert celeba['decoder'] == (64 * 8 * 8 * 1024 + 8 * 8 * 25 * 1024 * 512
+                               + 16 * 16 * 25 * 512 * 256 + 32 * 32 * 25 * 256 * 128
+                               + 64 * 64 * 25 * 128 * 3)
+  assert 0.9e9 < mnist['encoder'] + mnist['decoder'] < 0.95e9
+  assert 3.1e9 < celeba['encoder'] + celeba['decoder'] < 3.3e9
+
+
+def test_model_names():
+  small = benchmark.model_config('mnist_small', 'gan', 100)
+  w8 = benchmark.model_config('mnist_w8', 'gan', 100)
+  assert (small.model.width, small.model.adversary_width) == (0.125, 0.25)
+  assert (w8.model.width, w8.model.adversary_width) == (0.125, 0.25)
+  assert benchmark.model_config('celeba_paper', 'vae', 100).model.gaussian_encoder
+  for bad in ('mnist', 'celeba_small', 'mnist_w0x', 'svhn_paper'):
+    with pytest.raises(ValueError, match='unknown model'):
+      benchmark.model_config(bad, 'mmd', 100)
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(['--objectives=wgan'])
+
+
+def test_peak_table():
+  assert benchmark.device_peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.5e12
+  assert benchmark.device_peak_flops('NVIDIA H100 PCIe', 'float32') == 378e12
+  assert benchmark.device_peak_flops('NVIDIA H200', 'float32') == 494.5e12
+  assert benchmark.device_peak_flops('TPU v5 lite', 'bfloat16') == 197e12
+  assert benchmark.device_peak_flops('cpu', 'float32') is None
+
+
+def test_main_tiny_model_with_torch(tmp_path):
+  pytest.importorskip('torch')
+  out, json_path = io.StringIO(), tmp_path / 'bench.json'
+  results = benchmark.main(['--models=mnist_w32', '--objectives=mmd', '--batch_size=8',
+                            '--repeats=1', '--steps_per_trial=1', '--max_seconds=60',
+                            f'--json_out={json_path}'], out=out)
+  assert json.loads(json_path.read_text()) == json.loads(json.dumps(results))
+  (row,) = results['rows']
+  assert (row['model'], row['objective'], row['batch_size']) == ('mnist_w32', 'mmd', 8)
+  assert row['train_flop_per_step'] == 3 * 2 * 8 * (ENCODER_MACS + DECODER_MACS)
+  for name in ('jax', 'torch'):
+    timing = row[name]
+    assert timing['img_per_s'] > 0 and timing['gflop_per_s'] > 0, name
+    assert len(timing['trials_s']) == 1 and timing['steps_per_trial'] == 1
+    assert timing['gflop_per_s'] == pytest.approx(
+        row['train_flop_per_step'] / timing['step_s'] / 1e9)
+    assert timing['img_per_s'] == pytest.approx(8 / timing['step_s'])
+  assert row['jax']['compile_s'] > 0
+  assert row['ratio'] == pytest.approx(row['jax']['img_per_s'] / row['torch']['img_per_s'])
+  text = out.getvalue()
+  assert '| model | objective | GFLOP/img | jax img/s | jax GFLOP/s | compile s | torch img/s' in text
+  assert '| mnist_w32 | mmd |' in text
+  assert results['device']['cpu_count'] >= 1 and results['device']['torch_threads'] >= 1
+
+
+def _fake_timing(*args, **kwargs):
+  return benchmark.Timing(img_per_s=10.0, gflop_per_s=1.0, step_s=0.8, trials_s=[0.8],
+                          steps_per_trial=1, compile_s=2.0)
+
+
+def test_main_without_torch_says_how_to_install(monkeypatch):
+  monkeypatch.setattr(benchmark, '_import_torch', lambda: None)
+  monkeypatch.setattr(benchmark, 'time_jax', _fake_timing)
+  out = io.StringIO()
+  results = benchmark.main(['--models=mnist_w32,celeba_w32', '--objectives=mmd,gan'], out=out)
+  text = out.getvalue()
+  assert 'pip install -e ".[bench]"' in text
+  assert 'torch img/s' not in text and '| celeba_w32 | gan |' in text
+  assert [(r['model'], r['objective']) for r in results['rows']] == [
+      ('mnist_w32', 'mmd'), ('mnist_w32', 'gan'), ('celeba_w32', 'mmd'), ('celeba_w32', 'gan')]
+  assert all('torch' not in r and r['ratio'] is None for r in results['rows'])
+
+
+def test_slow_steps_are_skipped_or_approximate(monkeypatch):
+  calls = []
+  timing = benchmark._time_steps(calls.append, flops=10**9, batch_size=10, repeats=5,
+                                 steps_per_trial=0, max_seconds=5.0, predicted_step_s=50.0)
+  assert calls == [] and timing.img_per_s is None and 'not timed' in timing.note
+
+  clock = [0.0]
+
+  def slow(n):  # 8 s per step on a fake clock
+    clock[0] += 8.0 * n
+
+  monkeypatch.setattr(benchmark.time, 'perf_counter', lambda: clock[0])
+  timing = benchmark._time_steps(slow, flops=10**9, batch_size=10, repeats=5,
+                                 steps_per_trial=0, max_seconds=5.0, predicted_step_s=None)
+  assert timing.approximate and timing.step_s == 8.0 and timing.img_per_s == 10 / 8.0
+  assert 'warm-up step alone' in timing.note
+  timing = benchmark._time_steps(slow, flops=10**9, batch_size=10, repeats=5,
+                                 steps_per_trial=0, max_seconds=20.0, predicted_step_s=None)
+  assert not timing.approximate and timing.trials_s == [8.0, 8.0] and '2 of 5' in timing.note
+  assert timing.gflop_per_s == 1 / 8.0
+
+
+def test_table_on_an_accelerator_has_mfu_columns():
+  timing = dict(img_per_s=1000.0, gflop_per_s=500.0, approximate=False, mfu=0.25,
+                compile_s=3.0)
+  row = dict(model='mnist_paper', objective='mmd', train_gflop_per_image=5.5, jax=timing,
+             torch=dict(timing, mfu=None, approximate=True), ratio=1.0)
+  table = benchmark.format_table([row], accelerator=True, with_torch=True)
+  assert 'jax MFU' in table and 'torch MFU' in table
+  assert '| mnist_paper | mmd | 5.500 | 1,000.0 | 500.0 | 25.0% | 3.0 | ~1,000.0 | ~500.0 | - | ~1.00 |' in table

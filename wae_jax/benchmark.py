@@ -1,0 +1,515 @@
+"""Train-step throughput of the JAX models, beside an idiomatic PyTorch implementation.
+
+    python -m wae_jax.benchmark                       # default models and objectives
+    python -m wae_jax.benchmark --models=mnist_paper --objectives=mmd --max_seconds=120
+
+For each model and objective: images/s of one train step (compile excluded, median over
+`--repeats` timed trials of `--steps_per_trial` steps each, after a warm-up step), the
+model FLOP/s that throughput achieves, the JAX compile time, and the same for the PyTorch
+reference (`wae_jax.torch_reference`, same architecture and objective) with the ratio
+JAX / PyTorch (> 1: JAX is faster). On a GPU or TPU it also reports model FLOP
+utilisation (MFU) against the device's peak.
+
+The step is the one training runs, `wae_jax.train.make_train_step`, jitted on one device
+with its state donated, on a fixed batch of random images: the input pipeline is not
+timed. The model FLOPs are counted from the architecture (see `train_step_flops`), so
+both frameworks get the same count whatever they actually execute.
+
+Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
+nets at 1/8 width), mnist_paper and celeba_paper (the paper's sizes), and <dataset>_w<N>
+for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist_w4.
+"""
+
+import argparse
+import dataclasses
+import gc
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+
+from wae_jax import config as wae_config
+from wae_jax import models
+from wae_jax import train
+
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
+DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')
+OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
+TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured; '
+                 'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
+# A trial should last about this long when --steps_per_trial is not given (auto).
+TARGET_TRIAL_SECONDS = 1.0
+
+# Dense peak throughput per chip, in FLOP/s, by dtype of the convolutions and matrix
+# products. 'float32' is the TF32 tensor-core peak on NVIDIA GPUs: XLA's default precision
+# lets float32 convolutions and dot products use TF32 on Ampere and later; on TPUs float32
+# products run as bfloat16 passes at the default precision, so both use the bfloat16 peak.
+# 'float32_strict' is the non-tensor-core FP32 peak, for reference.
+# Sources: NVIDIA H100 Tensor Core GPU datasheet (SXM: FP32 67 TF, TF32 989 TF and BF16
+# 1,979 TF with sparsity, i.e. 494.5 / 989.5 dense; PCIe: 51, 756 / 1,513 sparse; NVL: 60,
+# 835 / 1,671 sparse), NVIDIA H200 datasheet (same compute as H100 SXM), NVIDIA A100
+# datasheet (FP32 19.5, TF32 156, BF16 312 dense), Google Cloud TPU documentation (bf16
+# peak per chip: v4 275, v5e 197, v5p 459, v6e 918 TFLOP/s).
+PEAK_FLOPS = (
+    # (substring of device_kind, {dtype: FLOP/s})
+    ('H100 PCIe', {'float32': 378e12, 'bfloat16': 756e12, 'float32_strict': 51e12}),
+    ('H100 NVL', {'float32': 417.5e12, 'bfloat16': 835.5e12, 'float32_strict': 60e12}),
+    ('H100', {'float32': 494.5e12, 'bfloat16': 989.5e12, 'float32_strict': 67e12}),
+    ('H200', {'float32': 494.5e12, 'bfloat16': 989.5e12, 'float32_strict': 67e12}),
+    ('A100', {'float32': 156e12, 'bfloat16': 312e12, 'float32_strict': 19.5e12}),
+    ('TPU v4', {'float32': 275e12, 'bfloat16': 275e12}),
+    ('TPU v5 lite', {'float32': 197e12, 'bfloat16': 197e12}),
+    ('TPU v5e', {'float32': 197e12, 'bfloat16': 197e12}),
+    ('TPU v5', {'float32': 459e12, 'bfloat16': 459e12}),  # v5p
+    ('TPU v6', {'float32': 918e12, 'bfloat16': 918e12}),  # v6e (Trillium)
+)
+
+
+# --------------------------------------------------------------------- configs ---
+
+
+def _load_config_module(name: str):
+  path = CONFIGS_DIR / f'{name}.py'
+  if not path.exists():
+    raise FileNotFoundError(f'{path} not found: run the benchmark from a source checkout')
+  spec = importlib.util.spec_from_file_location(f'wae_jax_benchmark_configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32'):
+  """The config of a benchmark model name (see the module doc) and objective."""
+  match = re.fullmatch(r'(mnist|celeba)_(paper|small|w(\d+))', model)
+  if not match or (match.group(1) == 'celeba' and match.group(2) == 'small'):
+    raise ValueError(f'unknown model {model!r}: expected mnist_small, mnist_paper, '
+                     'celeba_paper or <mnist|celeba>_w<N> (1/N of the paper\'s width)')
+  if objective not in OBJECTIVES:
+    raise ValueError(f'unknown objective {objective!r}: expected one of {", ".join(OBJECTIVES)}')
+  dataset, size = match.group(1), match.group(2)
+  arg = OBJECTIVES[objective] + (',small' if size == 'small' else '')
+  config = _load_config_module(dataset).get_config(arg)
+  if match.group(3):
+    n = int(match.group(3))
+    config.model.width = 1.0 / n
+    config.model.adversary_width = min(1.0, 2.0 / n)
+  config.train.batch_size = batch_size
+  if dtype != 'float32':
+    if 'dtype' not in config.model:
+      raise ValueError(f'--dtype={dtype}: this version of the config has no model.dtype')
+    config.model.dtype = dtype
+  wae_config.validate(config)
+  return config
+
+
+# ----------------------------------------------------------------------- FLOPs ---
+
+
+def forward_macs(config) -> Dict[str, int]:
+  """Multiply-accumulates per image of each conv, transposed conv and dense layer.
+
+  A conv costs (output pixels) * k * k * c_in * c_out, a transposed conv (input pixels)
+  * k * k * c_in * c_out (every input pixel meets every tap), a dense layer
+  fan_in * fan_out. Biases, BatchNorm, activations and the losses are not counted.
+  Keys: 'encoder', 'decoder', 'adversary' (one code through the adversary MLP).
+  """
+  m = config.model
+  h, w, c = config.data.image_shape
+  k2 = m.kernel_size**2
+  encoder = 0
+  for features in models.scaled_widths(m.encoder_widths, m.width):
+    h, w = -(-h // 2), -(-w // 2)
+    encoder += h * w * k2 * c * features
+    c = features
+  encoder += h * w * c * m.latent_dim * (2 if m.gaussian_encoder else 1)
+
+  height, width, channels = config.data.image_shape
+  widths = models.scaled_widths(m.decoder_widths, m.width)
+  h, w = height // 2**(len(widths) - 1), width // 2**(len(widths) - 1)
+  decoder = m.latent_dim * h * w * widths[0]
+  for c_in, c_out in zip(widths, widths[1:]):
+    decoder += h * w * k2 * c_in * c_out
+    h, w = 2 * h, 2 * w
+  decoder += h * w * k2 * widths[-1] * channels
+
+  adversary, fan_in = 0, m.latent_dim
+  for features in models.scaled_widths(m.adversary_widths, m.adversary_width):
+    adversary += fan_in * features
+    fan_in = features
+  adversary += fan_in
+  return dict(encoder=encoder, decoder=decoder, adversary=adversary)
+
+
+def train_step_flops(config, batch_size: int) -> int:
+  """Model FLOPs of one train step: 3 x the forward's 2 x MACs (forward, and a backward
+  that costs two forwards: gradients of the inputs and of the weights).
+
+  The auto-encoder runs once per image. WAE-GAN's adversary runs on three batches of codes:
+  the encoder's loss (codes) and its own loss (prior samples and codes).
+  """
+  macs = forward_macs(config)
+  per_image = macs['encoder'] + macs['decoder']
+  if config.penalty.name == 'gan':
+    per_image += 3 * macs['adversary']
+  return 3 * 2 * batch_size * per_image
+
+
+def device_peak_flops(device_kind: str, dtype: str) -> Optional[float]:
+  for name, peaks in PEAK_FLOPS:
+    if name.lower() in device_kind.lower():
+      return peaks.get(dtype)
+  return None
+
+
+# --------------------------------------------------------------------- timing ---
+
+
+@dataclasses.dataclass
+class Timing:
+  img_per_s: Optional[float] = None
+  gflop_per_s: Optional[float] = None
+  step_s: Optional[float] = None             # median seconds per step
+  trials_s: List[float] = dataclasses.field(default_factory=list)  # seconds per trial
+  steps_per_trial: int = 0
+  compile_s: Optional[float] = None          # JAX only: lower + compile
+  approximate: bool = False                  # from the one warm-up step only
+  mfu: Optional[float] = None
+  note: str = ''
+
+
+def _time_steps(run_steps: Callable[[int], None], flops: int, batch_size: int, repeats: int,
+                steps_per_trial: int, max_seconds: float,
+                predicted_step_s: Optional[float]) -> Timing:
+  """Warm-up, then `repeats` trials of `steps_per_trial` steps, within `max_seconds`.
+
+  `run_steps(n)` runs n steps and returns when they are done.
+  """
+  t = Timing()
+  if predicted_step_s is not None and predicted_step_s > max_seconds:
+    t.note = (f'not timed: about {predicted_step_s:.0f} s per step predicted (model FLOPs at '
+              f'the fastest rate measured so far) > --max_seconds={max_seconds:g}')
+    return t
+  start = time.perf_counter()
+  run_steps(1)
+  step_s = time.perf_counter() - start
+  if step_s > max_seconds:
+    t.approximate, t.step_s, t.steps_per_trial = True, step_s, 1
+    t.note = (f'the warm-up step alone took {step_s:.1f} s > --max_seconds={max_seconds:g}: '
+              'its time is reported (~), not a median')
+  else:
+    if step_s < 0.2 * TARGET_TRIAL_SECONDS:  # a second warm-up step: cheap, steadier
+      start = time.perf_counter()
+      run_steps(1)
+      step_s = time.perf_counter() - start
+    steps = steps_per_trial or max(1, min(100, round(TARGET_TRIAL_SECONDS / step_s)))
+    trials = max(1, min(repeats, int(max_seconds // (steps * step_s))))
+    if trials < repeats:
+      t.note = f'{trials} of {repeats} trials, to stay within --max_seconds={max_seconds:g}'
+    for _ in range(trials):
+      start = time.perf_counter()
+      run_steps(steps)
+      t.trials_s.append(time.perf_counter() - start)
+    t.steps_per_trial = steps
+    t.step_s = statistics.median(t.trials_s) / steps
+  t.img_per_s = batch_size / t.step_s
+  t.gflop_per_s = flops / t.step_s / 1e9
+  return t
+
+
+def time_jax(config, batch_size: int, repeats: int, steps_per_trial: int, max_seconds: float,
+             predicted_step_s: Optional[float] = None, seed: int = 0) -> Timing:
+  steps_per_epoch = 1000
+  init_rng, step_rng, data_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
+  model, adversary = models.build_autoencoder(config), models.build_adversary(config)
+  state = train.create_train_state(config, init_rng, steps_per_epoch)
+  lo, hi = config.data.pixel_range
+  images = jax.random.uniform(data_rng, (batch_size,) + tuple(config.data.image_shape),
+                              jnp.float32, lo, hi)
+  step = jax.jit(train.make_train_step(config, model, adversary, steps_per_epoch, step_rng),
+                 donate_argnums=0)
+  start = time.perf_counter()
+  compiled = step.lower(state, images).compile()
+  compile_s = time.perf_counter() - start
+  holder = [state]
+
+  def run_steps(n):
+    state = holder[0]
+    for _ in range(n):
+      state, metrics = compiled(state, images)
+    jax.block_until_ready((state, metrics))
+    holder[0] = state
+
+  t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
+                  steps_per_trial, max_seconds, predicted_step_s)
+  t.compile_s = compile_s
+  del holder, state, compiled
+  gc.collect()
+  return t
+
+
+def time_torch(torch, config, batch_size: int, repeats: int, steps_per_trial: int,
+               max_seconds: float, device: str, predicted_step_s: Optional[float] = None,
+               seed: int = 0, channels_last: bool = False) -> Timing:
+  from wae_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(seed)
+  trainer = torch_reference.Trainer(config, steps_per_epoch=1000, device=device)
+  height, width, channels = config.data.image_shape
+  lo, hi = config.data.pixel_range
+  images = lo + (hi - lo) * torch.rand(batch_size, channels, height, width, device=device)
+  if channels_last:
+    trainer.model.to(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last)
+  sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+
+  def run_steps(n):  # config.model.dtype='bfloat16': the Trainer autocasts the model
+    for _ in range(n):
+      trainer.train_step(images)
+    sync()
+
+  t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
+                  steps_per_trial, max_seconds, predicted_step_s)
+  del trainer
+  gc.collect()
+  return t
+
+
+# ---------------------------------------------------------------------- output ---
+
+
+def _fmt(value, digits=1, approximate=False):
+  if value is None:
+    return '-'
+  text = f'{value:,.{digits}f}'
+  return '~' + text if approximate else text
+
+
+def _mfu(timing) -> str:
+  return '-' if timing['mfu'] is None else f'{100 * timing["mfu"]:.1f}%'
+
+
+def format_table(rows: List[dict], accelerator: bool, with_torch: bool) -> str:
+  """Markdown table; '~' marks a time from the one warm-up step, '-' one not measured."""
+  head = ['model', 'objective', 'GFLOP/img', 'jax img/s', 'jax GFLOP/s']
+  if accelerator:
+    head.append('jax MFU')
+  head.append('compile s')
+  if with_torch:
+    head += ['torch img/s', 'torch GFLOP/s'] + (['torch MFU'] if accelerator else [])
+    head.append('jax/torch')
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for r in rows:
+    j, tt = r['jax'], r.get('torch')
+    cells = [r['model'], r['objective'], _fmt(r['train_gflop_per_image'], 3),
+             _fmt(j['img_per_s'], 1, j['approximate']), _fmt(j['gflop_per_s'], 1, j['approximate'])]
+    if accelerator:
+      cells.append(_mfu(j))
+    cells.append(_fmt(j['compile_s'], 1))
+    if with_torch:
+      cells += [_fmt(tt['img_per_s'], 1, tt['approximate']),
+                _fmt(tt['gflop_per_s'], 1, tt['approximate'])]
+      if accelerator:
+        cells.append(_mfu(tt))
+      cells.append(_fmt(r['ratio'], 2, j['approximate'] or tt['approximate']))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def device_info(torch, torch_threads: Optional[int], torch_device: Optional[str]) -> dict:
+  devices = jax.devices()
+  info = dict(
+      jax_version=jax.__version__, jax_backend=jax.default_backend(),
+      jax_devices=[str(d) for d in devices], device_kind=devices[0].device_kind,
+      cpu_count=os.cpu_count(), platform=platform.platform(), processor=platform.processor(),
+      python=sys.version.split()[0], load_average=_load_average(),
+      environment={k: os.environ[k] for k in _ENV_VARS if k in os.environ})
+  if torch is not None:
+    info.update(torch_version=torch.__version__, torch_threads=torch_threads,
+                torch_device=torch_device)
+  return info
+
+
+# Environment variables that change how either framework runs; recorded with the results.
+_ENV_VARS = ('XLA_FLAGS', 'JAX_PLATFORMS', 'OMP_NUM_THREADS', 'OMP_WAIT_POLICY', 'MKL_NUM_THREADS',
+             'CUDA_VISIBLE_DEVICES')
+
+
+def _load_average() -> Optional[float]:
+  try:
+    return os.getloadavg()[0]
+  except OSError:
+    return None
+
+
+def busy_warning(load: Optional[float], cpu_count: Optional[int]) -> str:
+  """A warning when other processes keep the CPUs busy ('' when they do not)."""
+  if load is None or not cpu_count or load < 0.5 * cpu_count:
+    return ''
+  return (f'warning: the 1-minute load average is {load:.1f} on {cpu_count} CPUs before the '
+          'benchmark starts: other processes are running, so timings will be low and noisy. '
+          'PyTorch suffers most: its OpenMP threads spin-wait for each other, and one that '
+          'is descheduled stalls the rest (OMP_WAIT_POLICY=passive softens that, but is not '
+          "PyTorch's default). Measure on a quiet machine.")
+
+
+# ------------------------------------------------------------------------ main ---
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog='python -m wae_jax.benchmark',
+                              description=__doc__.split('\n\n')[0])
+  p.add_argument('--models', default=','.join(DEFAULT_MODELS),
+                 help='comma-separated: mnist_small, mnist_paper, celeba_paper, '
+                 '<mnist|celeba>_w<N> (default: %(default)s)')
+  p.add_argument('--objectives', default=','.join(OBJECTIVES),
+                 help='comma-separated subset of mmd, gan, vae (default: %(default)s)')
+  p.add_argument('--batch_size', type=int, default=100)
+  p.add_argument('--repeats', type=int, default=5, help='timed trials; the median is reported')
+  p.add_argument('--steps_per_trial', type=int, default=0,
+                 help=f'steps per timed trial (0: about {TARGET_TRIAL_SECONDS:g} s worth)')
+  p.add_argument('--torch', dest='torch', action='store_true', default=True,
+                 help='also time the PyTorch reference (default)')
+  p.add_argument('--notorch', '--no-torch', dest='torch', action='store_false')
+  p.add_argument('--torch_threads', type=int, default=os.cpu_count(),
+                 help='torch.set_num_threads (default: os.cpu_count() = %(default)s)')
+  p.add_argument('--torch_channels_last', action='store_true',
+                 help='PyTorch in channels_last memory format (default: NCHW-contiguous)')
+  p.add_argument('--max_seconds', type=float, default=30.0,
+                 help='time budget of one measurement (one framework, model and objective; '
+                 'compile and warm-up excluded): fewer trials if need be; a step predicted '
+                 'or measured slower than this is not timed (default: %(default)s)')
+  p.add_argument('--dtype', default='float32', choices=wae_config.DTYPES,
+                 help='activations dtype, config.model.dtype (PyTorch: autocast); the MFU '
+                 'peak is that of this dtype (default: %(default)s)')
+  p.add_argument('--json_out', default='', help='also write the results as JSON here')
+  args = p.parse_args(argv)
+  args.models = [m.strip() for m in args.models.split(',') if m.strip()]
+  args.objectives = [o.strip() for o in args.objectives.split(',') if o.strip()]
+  if args.batch_size < 2 or args.repeats < 1 or args.steps_per_trial < 0:
+    p.error('--batch_size must be >= 2, --repeats >= 1, --steps_per_trial >= 0')
+  for model in args.models:
+    for objective in args.objectives:
+      try:
+        model_config(model, objective, args.batch_size, args.dtype)
+      except ValueError as e:
+        p.error(str(e))
+  return args
+
+
+def _import_torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return torch
+
+
+def main(argv: Optional[List[str]] = None, out=None) -> dict:
+  """Runs the benchmark; prints the table to `out` (stdout) and returns the results."""
+  args = parse_args(argv)
+  out = out or sys.stdout
+
+  def say(*lines):
+    print(*lines, sep='\n', file=out, flush=True)
+
+  torch = _import_torch() if args.torch else None
+  backend = jax.default_backend()
+  accelerator = backend in ('gpu', 'tpu', 'cuda', 'rocm')
+  torch_device = None
+  old_threads = None
+  if torch is not None:
+    torch_device = 'cuda' if backend in ('gpu', 'cuda') and torch.cuda.is_available() else 'cpu'
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(args.torch_threads)
+    if torch_device == 'cuda':
+      torch.backends.cudnn.benchmark = True
+  info = device_info(torch, args.torch_threads if torch else None, torch_device)
+  peak = device_peak_flops(info['device_kind'], args.dtype) if accelerator else None
+  say(f'JAX {info["jax_version"]}, backend {backend}: {", ".join(info["jax_devices"])} '
+      f'({info["device_kind"]}); {info["cpu_count"]} CPUs; {info["processor"] or info["platform"]}'
+      + ''.join(f'; {k}={v}' for k, v in info['environment'].items()))
+  warning = busy_warning(info['load_average'], info['cpu_count'])
+  if warning:
+    say(warning)
+  if args.torch and torch is None:
+    say(TORCH_MISSING)
+  elif torch is not None:
+    say(f'PyTorch {torch.__version__} on {torch_device}, {args.torch_threads} threads'
+        + (', channels_last' if args.torch_channels_last else ''))
+  if accelerator:
+    say('MFU peak: ' + (f'{peak / 1e12:g} TFLOP/s ({args.dtype}, dense)' if peak else
+                        f'unknown for {info["device_kind"]!r}'))
+  say(f'batch {args.batch_size}, {args.dtype}, median of {args.repeats} trials, '
+      f'--max_seconds={args.max_seconds:g} per measurement', '')
+
+  rows, notes = [], []
+  best_rate = {}  # framework -> the highest FLOP/s measured so far, to predict step times
+  try:
+    for model in args.models:
+      for objective in args.objectives:
+        config = model_config(model, objective, args.batch_size, args.dtype)
+        flops = train_step_flops(config, args.batch_size)
+        row = dict(model=model, objective=objective, dtype=args.dtype,
+                   batch_size=args.batch_size, train_flop_per_step=flops,
+                   train_gflop_per_image=flops / args.batch_size / 1e9)
+        frameworks = [('jax', lambda p: time_jax(config, args.batch_size, args.repeats,
+                                                   args.steps_per_trial, args.max_seconds, p))]
+        if torch is not None:
+          frameworks.append(('torch', lambda p: time_torch(
+              torch, config, args.batch_size, args.repeats, args.steps_per_trial,
+              args.max_seconds, torch_device, p, channels_last=args.torch_channels_last)))
+        for name, measure in frameworks:
+          predicted = flops / best_rate[name] if name in best_rate else None
+          timing = measure(predicted)
+          if timing.step_s is not None and not timing.approximate:
+            best_rate[name] = max(best_rate.get(name, 0.0), flops / timing.step_s)
+          on_accelerator = name == 'jax' or torch_device == 'cuda'
+          if peak and on_accelerator and timing.step_s:
+            timing.mfu = flops / timing.step_s / peak
+          if timing.note:
+            notes.append(f'{model}/{objective} {name}: {timing.note}')
+          row[name] = dataclasses.asdict(timing)
+        if 'torch' in row and row['jax']['img_per_s'] and row['torch']['img_per_s']:
+          row['ratio'] = row['jax']['img_per_s'] / row['torch']['img_per_s']
+        else:
+          row['ratio'] = None
+        rows.append(row)
+        say(f'{model}/{objective}: jax {_fmt(row["jax"]["img_per_s"])} img/s'
+            + (f', torch {_fmt(row["torch"]["img_per_s"])} img/s' if 'torch' in row else ''))
+  finally:
+    if old_threads is not None:
+      torch.set_num_threads(old_threads)
+
+  table = format_table(rows, accelerator, torch is not None)
+  say('', table)
+  if warning:
+    notes.append(warning)
+  if notes:
+    say('', 'Notes:', *[f'- {n}' for n in notes])
+  if args.torch and torch is None:
+    say('', TORCH_MISSING)
+  results = dict(device=info, settings=dict(
+      models=args.models, objectives=args.objectives, batch_size=args.batch_size,
+      repeats=args.repeats, steps_per_trial=args.steps_per_trial,
+      max_seconds=args.max_seconds, dtype=args.dtype, torch=torch is not None,
+      torch_threads=args.torch_threads if torch else None,
+      torch_channels_last=args.torch_channels_last, peak_flops=peak),
+                 rows=rows, notes=notes, table=table)
+  if args.json_out:
+    path = pathlib.Path(args.json_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    say(f'Wrote {path}')
+  return results
+
+
+if __name__ == '__main__':
+  main()
