@@ -15,6 +15,33 @@ import orbax.checkpoint as ocp
 State = TypeVar('State')
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir can be restored into the requested state."""
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {text[0] if text else ""}'
+
+
+def _tree_differences(found, expected, limit: int = 6):
+  """Lines naming the paths whose presence or shape differs between two trees."""
+  flat_found = {jax.tree_util.keystr(p): getattr(v, 'shape', None)
+                for p, v in jax.tree_util.tree_flatten_with_path(found)[0]}
+  flat_expected = {jax.tree_util.keystr(p): tuple(v.shape)
+                   for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  lines = []
+  # The parameters first: they say most plainly which config wrote the checkpoint.
+  for path in sorted(set(flat_found) | set(flat_expected), key=lambda p: ('opt_state' in p, p)):
+    have, want = flat_found.get(path, 'missing'), flat_expected.get(path, 'not expected')
+    if have is not None and have != 'missing':
+      have = tuple(have)
+    if have != want:
+      lines.append(f'  {path}: checkpoint has {have}, this config expects {want}')
+  more = len(lines) - limit
+  return lines[:limit] + ([f'  ... and {more} more differences'] if more > 0 else [])
+
+
 class Checkpoints:
   """The checkpoints of one run: `<workdir>/checkpoints/<step>/`."""
 
@@ -30,16 +57,53 @@ class Checkpoints:
     """Writes asynchronously; `wait` (or the next save) makes sure it is complete."""
     self._manager.save(step, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)))
 
+  def all_steps(self):
+    return sorted(self._manager.all_steps())
+
   def restore(self, target: State, step: Optional[int] = None) -> Optional[State]:
-    """The state at `step` (default: the latest), shaped like `target`; None if none."""
-    step = self.latest_step() if step is None else step
-    if step is None:
+    """The state at `step` (default: the latest readable one), shaped like `target`.
+
+    None if there is no checkpoint. Without `step`, a checkpoint that cannot be read (cut
+    short, corrupt) is skipped with a warning naming it and the one used instead. If none
+    can be restored, CheckpointError says what was found and what this config expects.
+    """
+    steps = [step] if step is not None else self.all_steps()[::-1]
+    if not steps:
       return None
     template = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
                                       flax.serialization.to_state_dict(target))
-    restored = self._manager.restore(step, args=ocp.args.StandardRestore(template))
-    logging.info('Restored checkpoint %s', self.directory / str(step))
-    return flax.serialization.from_state_dict(target, restored)
+    failed = []
+    for s in steps:
+      try:
+        restored = self._manager.restore(s, args=ocp.args.StandardRestore(template))
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Checkpoint %s cannot be restored: %s', self.directory / str(s),
+                        _first_line(e))
+        failed.append((s, e))
+        continue
+      if failed:
+        logging.warning('Restored checkpoint %s instead of the later %s, which cannot be read',
+                        self.directory / str(s),
+                        ', '.join(str(self.directory / str(f)) for f, _ in failed))
+      else:
+        logging.info('Restored checkpoint %s', self.directory / str(s))
+      return flax.serialization.from_state_dict(target, restored)
+    raise CheckpointError(self._explain(failed, template))
+
+  def _explain(self, failed, template) -> str:
+    step, error = failed[0]
+    lines = [f'no checkpoint in {self.directory} can be restored (tried steps '
+             f'{", ".join(str(s) for s, _ in failed)}); step {step}: {_first_line(error)}']
+    try:
+      found = self._manager.item_metadata(step)
+      found = dict(found) if found is not None else {}
+    except Exception:  # pylint: disable=broad-except
+      found = None
+    if found:
+      lines += _tree_differences(found, template)
+    lines.append('Was it written with a different model config (widths, latent_dim, penalty)? '
+                 'Use that config, or a new --workdir.')
+    return '\n'.join(lines)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -68,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
   c.train.image_every = 1000
+  c.train.max_nonfinite_steps = 20  # stop after this many non-finite steps in a row
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 10000    # generated images for FID, against as many held-out ones
@@ -109,7 +110,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(config.train.batch_size >= min_batch, 'train.batch_size', config.train.batch_size,
            f'must be >= {min_batch} (the MMD U-statistic needs two codes)'
            if min_batch == 2 else 'must be >= 1')
-  for field in ('log_every', 'checkpoint_every', 'image_every', 'keep_checkpoints'):
+  for field in ('log_every', 'checkpoint_every', 'image_every', 'keep_checkpoints',
+                'max_nonfinite_steps'):
     value = config.train[field]
     _require(value >= 1, f'train.{field}', value, 'must be >= 1')
   _require(config.train.num_steps >= 0, 'train.num_steps', config.train.num_steps,

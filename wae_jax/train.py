@@ -7,6 +7,8 @@ exactly as if it had never stopped. It is jitted over the global batch on a devi
 """
 
 import pathlib
+import signal
+import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
@@ -40,6 +42,7 @@ class TrainState:
   opt_state: Any
   adversary_params: Any      # {} unless config.penalty.name == 'gan'
   adversary_opt_state: Any
+  nonfinite_steps: jnp.ndarray  # consecutive steps skipped for a non-finite loss or gradient
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
@@ -78,7 +81,8 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
       batch_stats=variables['batch_stats'],
       opt_state=ae_tx.init(variables['params']),
       adversary_params=adversary_params,
-      adversary_opt_state=adversary_tx.init(adversary_params))
+      adversary_opt_state=adversary_tx.init(adversary_params),
+      nonfinite_steps=jnp.zeros((), jnp.int32))
 
 
 def prior_samples(rng, shape, variance: float):
@@ -101,8 +105,25 @@ def encoder_inputs(rng, images, noise_std: float):
   return images + noise_std * jax.random.truncated_normal(rng, -2.0, 2.0, images.shape)
 
 
+def all_finite(*trees) -> jnp.ndarray:
+  leaves = jax.tree_util.tree_leaves(trees)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def keep_if_not(finite, new_state: TrainState, state: TrainState) -> TrainState:
+  """new_state if finite, else state with only the step advanced (the data and the random
+  numbers move on, so that the next step does not meet the same fault)."""
+  kept = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  return kept.replace(step=new_state.step,
+                      nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1))
+
+
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
-  """Returns train_step(state, images) -> (state, metrics) for config.penalty.name."""
+  """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
+
+  A step whose loss or gradients are not finite changes nothing but the step counter and
+  `nonfinite_steps` (its metric `skipped` is 1).
+  """
   ae_tx, schedule, adversary_tx = optimizers(config, steps_per_epoch)
   penalty_name, lam = config.penalty.name, config.penalty.lam
   prior_variance = config.model.prior_variance
@@ -157,10 +178,12 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     if aux['log_variance'] is not None:
       metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
     adversary_params, adversary_opt_state = state.adversary_params, state.adversary_opt_state
+    finite = all_finite(loss, grads)
     if penalty_name == 'gan':
       # Simultaneous update: the adversary sees the codes the auto-encoder step just used.
       (adv_loss, accuracy), adv_grads = jax.value_and_grad(adversary_loss, has_aux=True)(
           adversary_params, jax.lax.stop_gradient(aux['codes']), z_prior)
+      finite = finite & all_finite(adv_loss, adv_grads)
       adv_updates, adversary_opt_state = adversary_tx.update(adv_grads, adversary_opt_state,
                                                              adversary_params)
       adversary_params = optax.apply_updates(adversary_params, adv_updates)
@@ -169,6 +192,9 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
         step=state.step + 1, params=optax.apply_updates(state.params, updates),
         batch_stats=aux['batch_stats'], opt_state=opt_state,
         adversary_params=adversary_params, adversary_opt_state=adversary_opt_state)
+    metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
+    new_state = keep_if_not(finite, new_state, state)
+    metrics['nonfinite_steps'] = new_state.nonfinite_steps
     return new_state, metrics
 
   return train_step
@@ -265,9 +291,33 @@ def write_pictures(config, model, state, test_images, writer, workdir, step) -> 
   return paths
 
 
+class NonFiniteError(RuntimeError):
+  """Too many steps in a row had a non-finite loss or gradient."""
+
+
 def _mean_metrics(history):
   stacked = jax.device_get(history)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  means['skipped'] = float(np.sum([m['skipped'] for m in stacked]))  # a count, not a mean
+  return means
+
+
+class StopSignal:
+  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -317,25 +367,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                            every_steps=config.train.log_every, every_secs=None)
   batches = mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
                          start_step)
-  history = []
+  stop = StopSignal()
+  try:
+    state = _loop(config, state, train_step, batches, start_step, total_steps, stop, report,
+                  writer, ckpts, lambda s, step: write_pictures(
+                      config, model, s, data.test_images, writer, workdir, step))
+  finally:
+    stop.restore()
+    ckpts.wait()
+    ckpts.close()
+    writer.flush()
+  return state
+
+
+def _loop(config, state, train_step, batches, start_step, total_steps, stop, report, writer,
+          ckpts, pictures):
+  """The steps, with metrics, pictures and checkpoints; stops cleanly on SIGTERM."""
+  t = config.train
+  is_main = jax.process_index() == 0
+  history, previous = [], None
   for step in range(start_step + 1, total_steps + 1):
     state, metrics = train_step(state, next(batches))
+    # Read the previous step's count, so that the host does not wait for this step.
+    _check_nonfinite(previous, t.max_nonfinite_steps, ckpts)
+    previous = metrics
     history.append(metrics)
     report(step)
     last = step == total_steps
-    if step % config.train.log_every == 0 or last:
+    if stop.received:
+      _check_nonfinite(metrics, t.max_nonfinite_steps, ckpts)
+      ckpts.save(step, state)
+      logging.warning('%s at step %d: wrote a checkpoint and stopped; run the same command '
+                      'again to resume', stop.received, step)
+      return state
+    if step % t.log_every == 0 or last:
       writer.write_scalars(step, _mean_metrics(history))
       history = []
-    if is_main and (step % config.train.image_every == 0 or last):
+    if is_main and (step % t.image_every == 0 or last):
       with report.timed('pictures'):
-        write_pictures(config, model, state, data.test_images, writer, workdir, step)
-    if step % config.train.checkpoint_every == 0 or last:
+        pictures(state, step)
+    if step % t.checkpoint_every == 0 or last:
+      _check_nonfinite(metrics, t.max_nonfinite_steps, ckpts)
       with report.timed('checkpoint'):
         ckpts.save(step, state)
-  ckpts.wait()
-  ckpts.close()
-  writer.flush()
+  _check_nonfinite(previous, t.max_nonfinite_steps, ckpts)
   return state
+
+
+def _check_nonfinite(metrics, limit: int, ckpts) -> None:
+  if metrics is None:
+    return
+  count = int(metrics['nonfinite_steps'])
+  if count >= limit:
+    raise NonFiniteError(
+        f'{count} steps in a row had a non-finite loss or gradient (limit: '
+        f'config.train.max_nonfinite_steps={limit}); none of them was applied. The last '
+        f'checkpoint, step {ckpts.latest_step()} in {ckpts.directory}, is intact. Lower the '
+        'learning rate or lambda, or check the data.')
 
 
 def flatten_config(config, prefix: str = '') -> Dict[str, Any]:
