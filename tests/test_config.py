@@ -46,6 +46,13 @@ def test_bad_config_argument():
     ('penalty.lam', 0.0, 'must be > 0'),
     ('model.latent_dim', 0, 'must be >= 1'),
     ('train.batch_size', 1, 'needs two codes'),
+    ('model.arch', 'vgg', "allowed: 'dcgan'"),
+    ('model.dtype', 'float16', "allowed: 'float32', 'bfloat16'"),
+    ('model.width', -1.0, 'must be > 0'),
+    ('data.dir', '/no/such/dir', 'no such directory'),
+    ('data.source', 'http', "allowed: 'auto', 'tfds', 'idx'"),
+    ('train.max_nonfinite_steps', 0, 'must be >= 1'),
+    ('train.checkpoint_every', 0, 'must be >= 1'),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
   config = load_config('mnist', 'wae_mmd')

@@ -4,8 +4,11 @@
 `validate` runs before anything heavy so that a typo fails in a second, not after compiling.
 """
 
+import pathlib
+
 import ml_collections
 
+from wae_jax import input_pipeline
 from wae_jax import penalties
 
 PENALTIES = ('mmd', 'gan', 'vae')
@@ -121,6 +124,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.penalty.name == 'vae':
     _require(config.model.gaussian_encoder, 'model.gaussian_encoder',
              config.model.gaussian_encoder, 'must be True with penalty.name=vae')
+  if config.data.dir:
+    _require(pathlib.Path(config.data.dir).expanduser().is_dir(), 'data.dir', config.data.dir,
+             'no such directory')
+  _allowed('data.source', config.data.source, input_pipeline.SOURCES)
   lo, hi = config.data.pixel_range
   _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
   if config.cost.name == 'bernoulli':
