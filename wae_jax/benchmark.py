@@ -87,7 +87,8 @@ def _load_config_module(name: str):
   return module
 
 
-def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32'):
+def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32',
+                 conv_impl: str = 'phase'):
   """The config of a benchmark model name (see the module doc) and objective."""
   match = re.fullmatch(r'(mnist|celeba)_(paper|small|w(\d+))', model)
   if not match or (match.group(1) == 'celeba' and match.group(2) == 'small'):
@@ -103,6 +104,7 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
     config.model.width = 1.0 / n
     config.model.adversary_width = min(1.0, 2.0 / n)
   config.train.batch_size = batch_size
+  config.model.conv_impl = conv_impl
   if dtype != 'float32':
     if 'dtype' not in config.model:
       raise ValueError(f'--dtype={dtype}: this version of the config has no model.dtype')
@@ -251,8 +253,6 @@ def time_jax(config, batch_size: int, repeats: int, steps_per_trial: int, max_se
   t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
                   steps_per_trial, max_seconds, predicted_step_s)
   t.compile_s = compile_s
-  del holder, state, compiled
-  gc.collect()
   return t
 
 
@@ -277,8 +277,6 @@ def time_torch(torch, config, batch_size: int, repeats: int, steps_per_trial: in
 
   t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
                   steps_per_trial, max_seconds, predicted_step_s)
-  del trainer
-  gc.collect()
   return t
 
 
@@ -389,6 +387,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--dtype', default='float32', choices=wae_config.DTYPES,
                  help='activations dtype, config.model.dtype (PyTorch: autocast); the MFU '
                  'peak is that of this dtype (default: %(default)s)')
+  p.add_argument('--conv_impl', default='phase', choices=wae_config.CONV_IMPLS,
+                 help="JAX's convolutions, config.model.conv_impl: phase (wae_jax.layers) or "
+                 "xla (flax's own, the plain Flax baseline) (default: %(default)s)")
   p.add_argument('--json_out', default='', help='also write the results as JSON here')
   args = p.parse_args(argv)
   args.models = [m.strip() for m in args.models.split(',') if m.strip()]
@@ -398,7 +399,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   for model in args.models:
     for objective in args.objectives:
       try:
-        model_config(model, objective, args.batch_size, args.dtype)
+        model_config(model, objective, args.batch_size, args.dtype, args.conv_impl)
       except ValueError as e:
         p.error(str(e))
   return args
@@ -447,7 +448,8 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   if accelerator:
     say('MFU peak: ' + (f'{peak / 1e12:g} TFLOP/s ({args.dtype}, dense)' if peak else
                         f'unknown for {info["device_kind"]!r}'))
-  say(f'batch {args.batch_size}, {args.dtype}, median of {args.repeats} trials, '
+  say(f'batch {args.batch_size}, {args.dtype}, JAX convs: {args.conv_impl}, '
+      f'median of {args.repeats} trials, '
       f'--max_seconds={args.max_seconds:g} per measurement', '')
 
   rows, notes = [], []
@@ -455,7 +457,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   try:
     for model in args.models:
       for objective in args.objectives:
-        config = model_config(model, objective, args.batch_size, args.dtype)
+        config = model_config(model, objective, args.batch_size, args.dtype, args.conv_impl)
         flops = train_step_flops(config, args.batch_size)
         row = dict(model=model, objective=objective, dtype=args.dtype,
                    batch_size=args.batch_size, train_flop_per_step=flops,
@@ -469,6 +471,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
         for name, measure in frameworks:
           predicted = flops / best_rate[name] if name in best_rate else None
           timing = measure(predicted)
+          gc.collect()  # the measured model's buffers, before the next one is built
           if timing.step_s is not None and not timing.approximate:
             best_rate[name] = max(best_rate.get(name, 0.0), flops / timing.step_s)
           on_accelerator = name == 'jax' or torch_device == 'cuda'
@@ -499,7 +502,8 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   results = dict(device=info, settings=dict(
       models=args.models, objectives=args.objectives, batch_size=args.batch_size,
       repeats=args.repeats, steps_per_trial=args.steps_per_trial,
-      max_seconds=args.max_seconds, dtype=args.dtype, torch=torch is not None,
+      max_seconds=args.max_seconds, dtype=args.dtype, conv_impl=args.conv_impl,
+      torch=torch is not None,
       torch_threads=args.torch_threads if torch else None,
       torch_channels_last=args.torch_channels_last, peak_flops=peak),
                  rows=rows, notes=notes, table=table)

@@ -69,12 +69,14 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
   model = models.build_autoencoder(config)
   ae_rng, adversary_rng = jax.random.split(rng)
   images = jnp.zeros((2,) + tuple(config.data.image_shape), jnp.float32)
-  variables = model.init(ae_rng, images, train=False)
+  # Jitted: running the layers eagerly op by op takes seconds.
+  variables = jax.jit(lambda rng, x: model.init(rng, x, train=False))(ae_rng, images)
   ae_tx, _, adversary_tx = optimizers(config, steps_per_epoch)
   adversary_params = {}
   if config.penalty.name == 'gan':
     codes = jnp.zeros((1, config.model.latent_dim), jnp.float32)
-    adversary_params = models.build_adversary(config).init(adversary_rng, codes)['params']
+    adversary_params = jax.jit(models.build_adversary(config).init)(adversary_rng,
+                                                                     codes)['params']
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=variables['params'],
