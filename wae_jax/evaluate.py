@@ -22,6 +22,7 @@ from wae_jax import metrics
 from wae_jax import mnist_classifier
 from wae_jax import penalties
 from wae_jax import train
+from wae_jax import visualize
 
 MNIST_CLASSIFIER = 'mnist_classifier'
 INCEPTION = 'inception'
@@ -32,11 +33,6 @@ def batched(fn: Callable, inputs: np.ndarray, batch_size: int = 500) -> np.ndarr
   """fn over inputs in batches (the same compiled shape for all but the last)."""
   return np.concatenate([fn(inputs[i:i + batch_size]) for i in range(0, len(inputs),
                                                                        batch_size)])
-
-
-def to_unit_range(images: np.ndarray, pixel_range) -> np.ndarray:
-  lo, hi = pixel_range
-  return np.clip((images - lo) / (hi - lo), 0.0, 1.0)
 
 
 class RealStatistics:
@@ -124,7 +120,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
 def _mnist_classifier_fid(config, data, samples, n) -> Dict:
   """FID on the MNIST classifier's features, and its real-vs-real floor (train vs test)."""
   cache_dir = pathlib.Path(config.eval.cache_dir or mnist_classifier.default_cache_dir())
-  unit = lambda images: to_unit_range(images, config.data.pixel_range)
+  unit = lambda images: visualize.to_unit_range(images, config.data.pixel_range)
   params = mnist_classifier.load_or_train(str(cache_dir), _unit_range_data(data, config.data.pixel_range),
                                           seed=0)
   featurize = lambda images: mnist_classifier.features(params, unit(images))
@@ -180,7 +176,7 @@ def _unit_range_data(data, pixel_range):
   """The classifier trains on pixels in [0, 1]."""
   if tuple(pixel_range) == (0.0, 1.0):
     return data
-  unit = lambda images: to_unit_range(images, pixel_range)
+  unit = lambda images: visualize.to_unit_range(images, pixel_range)
   return dataclasses.replace(data, train_images=unit(data.train_images),
                              test_images=unit(data.test_images))
 

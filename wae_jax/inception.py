@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
+from wae_jax import visualize
+
 WEIGHTS_ENV = 'WAE_JAX_INCEPTION_WEIGHTS'
 WEIGHTS_FILENAME = 'pt_inception-2015-12-05-6726825d.pth'
 WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
@@ -551,14 +553,6 @@ def resize_bilinear(images, size: Tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)):
   return jnp.einsum('pw,nowc->nopc', cols, x, precision=PRECISION)
 
 
-def to_unit_range(images, pixel_range) -> np.ndarray:
-  """Pixels in pixel_range -> [0, 1] (clipped), float32."""
-  lo, hi = (float(v) for v in pixel_range)
-  if not lo < hi:
-    raise ValueError(f'pixel_range must be (low, high) with low < high, got {pixel_range}')
-  return np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0.0, 1.0)
-
-
 def _preprocess_unit(images):
   """[N, H, W, 1 or 3] in [0, 1] -> [N, 299, 299, 3] in [-1, 1]."""
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -574,7 +568,7 @@ def preprocess(images, pixel_range=(0.0, 1.0)):
   To [0, 1], greyscale repeated to RGB, bilinear resize to 299x299 (align_corners=False),
   then 2x - 1.
   """
-  return _preprocess_unit(jnp.asarray(to_unit_range(images, pixel_range)))
+  return _preprocess_unit(jnp.asarray(visualize.to_unit_range(images, pixel_range)))
 
 
 @jax.jit
@@ -599,7 +593,7 @@ def make_featurizer(path='', batch_size: int = 100) -> Callable[..., np.ndarray]
       raise ValueError(f'expected images [N, H, W, 1 or 3], got shape {images.shape}')
     out = []
     for i in range(0, len(images), batch_size):
-      chunk = to_unit_range(images[i:i + batch_size], pixel_range)
+      chunk = visualize.to_unit_range(images[i:i + batch_size], pixel_range)
       count = len(chunk)
       if count < batch_size:
         chunk = np.concatenate([chunk, np.zeros((batch_size - count,) + chunk.shape[1:],

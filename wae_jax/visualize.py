@@ -10,10 +10,16 @@ import numpy as np
 from PIL import Image
 
 
+def to_unit_range(images, pixel_range: Sequence[float]) -> np.ndarray:
+  """Pixels in pixel_range -> [0, 1] (clipped), float32: what pictures and features read."""
+  lo, hi = (float(v) for v in pixel_range)
+  if not lo < hi:
+    raise ValueError(f'pixel_range must be (low, high) with low < high, got {pixel_range}')
+  return np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
 def to_uint8(images, pixel_range: Sequence[float]) -> np.ndarray:
-  lo, hi = pixel_range
-  scaled = (np.asarray(images, np.float32) - lo) / (hi - lo)
-  return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+  return np.round(to_unit_range(images, pixel_range) * 255.0).astype(np.uint8)
 
 
 def image_grid(images, pixel_range: Sequence[float], ncols: int, pad: int = 1) -> np.ndarray:
