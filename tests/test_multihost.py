@@ -2,13 +2,16 @@
 
 Real subprocesses of `python -m wae_jax.main` joined by jax.distributed (gloo on CPU): each
 loads only its rows of every global batch, all write one checkpoint together, and only
-process 0 writes metrics and pictures.
+process 0 writes metrics and pictures. A SIGTERM to one process stops both at the same step.
 """
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -16,15 +19,15 @@ import numpy as np
 from conftest import MNIST_DIR, REPO, tiny_config
 from wae_jax import train
 
-STEPS = 3
+from wae_jax import checkpoints
 
 
 def _overrides(workdir, steps):
   return ['--config=configs/mnist.py:wae_mmd', f'--workdir={workdir}',
           '--config.model.width=0.03125', '--config.train.batch_size=8',
           f'--config.train.num_steps={steps}', '--config.train.pretrain_steps=2',
-          '--config.train.log_every=1', '--config.train.image_every=100',
-          '--config.train.checkpoint_every=100', f'--config.data.dir={MNIST_DIR}']
+          '--config.train.log_every=1', '--config.train.image_every=100000',
+          '--config.train.checkpoint_every=100000', f'--config.data.dir={MNIST_DIR}']
 
 
 def _free_port():
@@ -38,36 +41,59 @@ def _env(devices, **extra):
               XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', **extra)
 
 
-def _train_two_processes(workdir, steps):
+def _start_two_processes(workdir, steps, log_dir):
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'wae_jax.main'] + _overrides(workdir, steps), cwd=REPO,
-      env=_env(2, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
-               JAX_PROCESS_ID=str(i)),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  logs = [p.communicate(timeout=900)[0] for p in procs]
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
-  return logs
+  procs, logs = [], []
+  for i in range(2):
+    logs.append(log_dir / f'process{i}.log')
+    with open(logs[-1], 'w') as log:
+      procs.append(subprocess.Popen(
+          [sys.executable, '-m', 'wae_jax.main'] + _overrides(workdir, steps), cwd=REPO,
+          env=_env(2, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
+                   JAX_PROCESS_ID=str(i)),
+          stdout=log, stderr=subprocess.STDOUT))
+  return procs, logs
 
 
-def test_two_processes_train_like_one(tmp_path):
-  # Stop after 2 steps and resume to 3, so that restoring works with several processes too.
-  _train_two_processes(tmp_path / 'two', STEPS - 1)
-  logs = _train_two_processes(tmp_path / 'two', STEPS)
-  assert 'process 1 of 2, 2 local of 4 devices' in logs[1]
+def _wait(procs, logs):
+  for p in procs:
+    p.wait(timeout=900)
+  texts = [log.read_text() for log in logs]
+  for p, text in zip(procs, texts):
+    assert p.returncode == 0, text[-4000:]
+  return texts
+
+
+def test_two_processes_train_like_one_and_stop_together(tmp_path):
+  # Preempt process 1 alone once training runs: both stop at one step with one checkpoint.
+  workdir = tmp_path / 'two'
+  procs, logs = _start_two_processes(workdir, 100_000, tmp_path)
+  deadline = time.time() + 600
+  while not re.search(r'\(3/100000\)', logs[1].read_text()):
+    assert time.time() < deadline and procs[1].poll() is None, logs[1].read_text()[-4000:]
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)
+  texts = _wait(procs, logs)
+  stopped = checkpoints.Checkpoints(workdir, keep=3).latest_step()
+  for text in texts:
+    assert re.search(rf'SIGTERM .*synchronised.* at step {stopped}: wrote a checkpoint', text)
+
+  # Resume to one more step: restoring works with several processes too.
+  steps = stopped + 1
+  texts = _wait(*_start_two_processes(workdir, steps, tmp_path))
+  assert 'process 1 of 2, 2 local of 4 devices' in texts[1]
   one = subprocess.run([sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one',
-                                                                            STEPS),
+                                                                            steps),
                        cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-4000:]
 
   config = tiny_config('wae_mmd')
-  _, state_two = train.restore_for_inference(config, str(tmp_path / 'two'))
+  _, state_two = train.restore_for_inference(config, str(workdir))
   _, state_one = train.restore_for_inference(config, str(tmp_path / 'one'))
-  assert int(state_two.step) == int(state_one.step) == STEPS
+  assert int(state_two.step) == int(state_one.step) == steps
   for a, b in zip(jax.tree_util.tree_leaves(state_two.params),
                   jax.tree_util.tree_leaves(state_one.params)):
     np.testing.assert_allclose(a, b, atol=1e-5)
   # Metrics and pictures come from process 0 alone: one event file per run segment.
-  assert len(list((tmp_path / 'two').glob('events.out.tfevents.*'))) == 2
-  assert len(list((tmp_path / 'two' / 'images').glob('samples_*.png'))) == 2
+  assert len(list(workdir.glob('events.out.tfevents.*'))) == 2
+  assert len(list((workdir / 'images').glob('samples_*.png'))) == 1  # at the last step

@@ -16,6 +16,7 @@ from clu import metric_writers
 from clu import periodic_actions
 import flax
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -305,17 +306,29 @@ def _mean_metrics(history):
 
 
 class StopSignal:
-  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly."""
+  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly.
+
+  With several processes each would see its signal at a different step, and a checkpoint
+  needs all of them at the same one. There JAX's preemption service keeps the SIGTERM: it
+  tells every process, and `should_stop(step)` turns True at the same step on all of them.
+  """
 
   def __init__(self):
     self.received = None
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    self._multi_process = jax.process_count() > 1
+    if not self._multi_process and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del frame
     self.received = signal.Signals(signum).name
+
+  def should_stop(self, step: int) -> bool:
+    """Call at every step; in multi-process runs every process must call it."""
+    if self._multi_process and multihost_utils.reached_preemption_sync_point(step):
+      self.received = 'SIGTERM (preemption notice, synchronised across processes)'
+    return self.received is not None
 
   def restore(self):
     if self._previous is not None:
@@ -396,7 +409,7 @@ def _loop(config, state, train_step, batches, start_step, total_steps, stop, rep
     history.append(metrics)
     report(step)
     last = step == total_steps
-    if stop.received:
+    if stop.should_stop(step):
       _check_nonfinite(metrics, t.max_nonfinite_steps, ckpts)
       ckpts.save(step, state)
       logging.warning('%s at step %d: wrote a checkpoint and stopped; run the same command '
