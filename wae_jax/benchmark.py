@@ -8,11 +8,11 @@ For each model and objective: images/s of one train step (compile excluded, medi
 model FLOP/s that throughput achieves, the JAX compile time, and the same for the PyTorch
 reference (`wae_jax.torch_reference`, same architecture and objective) with the ratio
 JAX / PyTorch (> 1: JAX is faster). On a GPU or TPU it also reports model FLOP
-utilisation (MFU) against the device's peak.
+utilisation (MFU) against the peak of the devices it ran on.
 
-The step is the one training runs, `wae_jax.train.make_train_step`, jitted on one device
-with its state donated, on a fixed batch of random images: the input pipeline is not
-timed. The model FLOPs are counted from the architecture (see `train_step_flops`), so
+The step is the one training runs: `wae_jax.train.make_train_step` jitted by
+`train.jit_on_mesh` over every local device (the batch split, the state replicated), on a
+fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (see `train_step_flops`), so
 both frameworks get the same count whatever they actually execute.
 
 Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from wae_jax import config as wae_config
 from wae_jax import models
+from wae_jax import parallel
 from wae_jax import train
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -232,12 +233,15 @@ def time_jax(config, batch_size: int, repeats: int, steps_per_trial: int, max_se
   steps_per_epoch = 1000
   init_rng, step_rng, data_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   model, adversary = models.build_autoencoder(config), models.build_adversary(config)
-  state = train.create_train_state(config, init_rng, steps_per_epoch)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(batch_size, mesh)
+  state = parallel.replicate(train.create_train_state(config, init_rng, steps_per_epoch), mesh)
   lo, hi = config.data.pixel_range
-  images = jax.random.uniform(data_rng, (batch_size,) + tuple(config.data.image_shape),
-                              jnp.float32, lo, hi)
-  step = jax.jit(train.make_train_step(config, model, adversary, steps_per_epoch, step_rng),
-                 donate_argnums=0)
+  images = jax.device_put(
+      jax.random.uniform(data_rng, (batch_size,) + tuple(config.data.image_shape),
+                         jnp.float32, lo, hi), parallel.batch_sharded(mesh))
+  step = train.jit_on_mesh(train.make_train_step(config, model, adversary, steps_per_epoch,
+                                                 step_rng), mesh)
   start = time.perf_counter()
   compiled = step.lower(state, images).compile()
   compile_s = time.perf_counter() - start
@@ -476,7 +480,9 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
             best_rate[name] = max(best_rate.get(name, 0.0), flops / timing.step_s)
           on_accelerator = name == 'jax' or torch_device == 'cuda'
           if peak and on_accelerator and timing.step_s:
-            timing.mfu = flops / timing.step_s / peak
+            # JAX runs on every local device, the PyTorch reference on one.
+            devices = jax.local_device_count() if name == 'jax' else 1
+            timing.mfu = flops / timing.step_s / (peak * devices)
           if timing.note:
             notes.append(f'{model}/{objective} {name}: {timing.note}')
           row[name] = dataclasses.asdict(timing)
