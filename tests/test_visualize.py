@@ -41,3 +41,11 @@ def test_save_png_round_trip(tmp_path):
   path = visualize.save_png(tmp_path / 'a' / 'grid.png', grid)
   with Image.open(path) as image:
     np.testing.assert_array_equal(np.asarray(image), grid)
+
+def test_make_pictures_with_few_test_images():
+  # Three test images make one interpolation pair, not a crash on pairs of unequal length.
+  images = np.random.default_rng(0).uniform(size=(3, 4, 4, 1)).astype(np.float32)
+  grids = visualize.make_pictures(lambda x: x.reshape(len(x), -1),
+                                  lambda z: z.reshape(len(z), 4, 4, 1), images,
+                                  np.zeros((4, 16), np.float32), (0.0, 1.0), num_steps=3)
+  assert grids['interpolations'].shape == (1 * 5 + 1, 3 * 5 + 1, 1)

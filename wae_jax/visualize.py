@@ -55,6 +55,7 @@ def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
   reconstructions = decode(encode(originals))
   side_by_side = np.stack([originals, np.asarray(reconstructions)], axis=1)
   side_by_side = side_by_side.reshape((-1,) + originals.shape[1:])
+  num_pairs = min(num_pairs, len(test_images) // 2)  # a small test set has fewer pairs
   pairs = encode(test_images[:2 * num_pairs])
   start, end = pairs[0::2], pairs[1::2]
   t = np.linspace(0.0, 1.0, num_steps)[None, :, None]
