@@ -12,7 +12,7 @@ from wae_jax import input_pipeline
 from wae_jax import penalties
 
 PENALTIES = ('mmd', 'gan', 'vae')
-DATASETS = ('mnist', 'celeba')
+DATASETS = input_pipeline.DATASETS
 ARCHITECTURES = ('dcgan',)
 CONV_IMPLS = ('phase', 'xla')
 DTYPES = ('float32', 'bfloat16')
@@ -25,8 +25,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'
-  c.data.source = 'auto'        # auto | tfds | idx (the four MNIST IDX .gz files)
-  c.data.dir = ''               # TFDS data_dir, or the IDX folder ('' = $WAE_JAX_MNIST_DIR)
+  c.data.source = 'auto'        # auto | tfds | idx (MNIST: the four IDX .gz files)
+                                # | folder (CelebA: img_align_celeba/ or the folder holding it)
+  c.data.dir = ''               # TFDS data_dir, or the IDX folder ('' = $WAE_JAX_MNIST_DIR),
+                                # or the CelebA folder
+  c.data.cache_dir = ''         # preprocessed CelebA ('' = $WAE_JAX_CACHE or ~/.cache/wae_jax)
   c.data.image_shape = (28, 28, 1)
   c.data.pixel_range = (0.0, 1.0)
 
@@ -127,7 +130,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.dir:
     _require(pathlib.Path(config.data.dir).expanduser().is_dir(), 'data.dir', config.data.dir,
              'no such directory')
-  _allowed('data.source', config.data.source, input_pipeline.SOURCES)
+  input_pipeline.check_source(config.data.name, config.data.source)
   lo, hi = config.data.pixel_range
   _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
   if config.cost.name == 'bernoulli':
