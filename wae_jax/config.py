@@ -13,7 +13,7 @@ from wae_jax import penalties
 
 PENALTIES = ('mmd', 'gan', 'vae')
 DATASETS = input_pipeline.DATASETS
-ARCHITECTURES = ('dcgan',)
+ARCHITECTURES = ('dcgan', 'resnet50v2')
 CONV_IMPLS = ('phase', 'xla')
 DTYPES = ('float32', 'bfloat16')
 
@@ -34,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pixel_range = (0.0, 1.0)
 
   c.model = ml_collections.ConfigDict()
-  c.model.arch = 'dcgan'
+  c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (wae_jax.resnet)
   c.model.latent_dim = 8
   c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
   c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024
@@ -47,6 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.conv_impl = 'phase'   # phase: fast sub-pixel transposed convs; xla: lax's own
   c.model.dtype = 'float32'     # activations; bfloat16 = mixed precision for accelerators
                                 # (parameters, losses and penalties stay float32)
+  # arch=resnet50v2 only (kernel_size, encoder/decoder_widths and conv_impl are dcgan's):
+  c.model.resnet_stage_blocks = (3, 4, 6, 3)  # bottleneck blocks per stage; ResNet-50's
+  c.model.resnet_widths = (64, 128, 256, 512)  # bottleneck widths, times model.width;
+                                               # a block's output has 4x its width
 
   c.penalty = ml_collections.ConfigDict()
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
@@ -110,6 +114,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(config.model.latent_dim >= 1, 'model.latent_dim', config.model.latent_dim,
            'must be >= 1')
   _require(config.model.width > 0, 'model.width', config.model.width, 'must be > 0')
+  for field in ('resnet_stage_blocks', 'resnet_widths'):
+    value = config.model[field]
+    _require(isinstance(value, (tuple, list)) and len(value) >= 1
+             and all(isinstance(v, int) and v >= 1 for v in value),
+             f'model.{field}', value, 'must be a non-empty tuple of ints >= 1')
+  _require(len(config.model.resnet_widths) == len(config.model.resnet_stage_blocks),
+           'model.resnet_widths', config.model.resnet_widths,
+           f'must have one width per stage of model.resnet_stage_blocks '
+           f'({len(config.model.resnet_stage_blocks)})')
   _require(config.model.prior_variance > 0, 'model.prior_variance',
            config.model.prior_variance, 'must be > 0')
   min_batch = 2 if config.penalty.name == 'mmd' else 1

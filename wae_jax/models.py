@@ -96,21 +96,13 @@ def activate(logits, pixel_range: Tuple[float, float]):
 
 
 class AutoEncoder(nn.Module):
-  """Encoder and decoder under one parameter tree: {'encoder': ..., 'decoder': ...}."""
-  encoder_widths: Sequence[int]
-  decoder_widths: Sequence[int]
-  kernel_size: int
-  latent_dim: int
-  image_shape: Tuple[int, int, int]
-  gaussian: bool = False
-  conv_impl: str = 'phase'
-  dtype: Any = jnp.float32
+  """Encoder and decoder under one parameter tree: {'encoder': ..., 'decoder': ...}.
 
-  def setup(self):
-    self.encoder = Encoder(self.encoder_widths, self.kernel_size, self.latent_dim,
-                           self.gaussian, self.conv_impl, self.dtype)
-    self.decoder = Decoder(self.decoder_widths, self.kernel_size, tuple(self.image_shape),
-                           self.conv_impl, self.dtype)
+  Any pair with `encoder(x, train) -> (mean, log_variance or None)` and `decoder(z, train)
+  -> logits`, all float32: the DCGAN nets here or `wae_jax.resnet`'s (`config.model.arch`).
+  """
+  encoder: nn.Module
+  decoder: nn.Module
 
   def encode(self, x, train: bool):
     return self.encoder(x, train)
@@ -149,15 +141,17 @@ def sample_codes(rng, mean, log_variance):
 
 def build_autoencoder(config) -> AutoEncoder:
   m = config.model
+  if m.arch == 'resnet50v2':
+    from wae_jax import resnet  # imported here: resnet builds on this module's BatchNorm
+    return AutoEncoder(*resnet.build(config))
+  if m.arch != 'dcgan':
+    raise ValueError(f'config.model.arch={m.arch!r} is not supported')
+  dtype = jnp.dtype(m.dtype)
   return AutoEncoder(
-      encoder_widths=scaled_widths(m.encoder_widths, m.width),
-      decoder_widths=scaled_widths(m.decoder_widths, m.width),
-      kernel_size=m.kernel_size,
-      latent_dim=m.latent_dim,
-      image_shape=tuple(config.data.image_shape),
-      gaussian=m.gaussian_encoder,
-      conv_impl=m.conv_impl,
-      dtype=jnp.dtype(m.dtype))
+      Encoder(scaled_widths(m.encoder_widths, m.width), m.kernel_size, m.latent_dim,
+              m.gaussian_encoder, m.conv_impl, dtype),
+      Decoder(scaled_widths(m.decoder_widths, m.width), m.kernel_size,
+              tuple(config.data.image_shape), m.conv_impl, dtype))
 
 
 def build_adversary(config) -> Adversary:
