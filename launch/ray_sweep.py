@@ -1,0 +1,150 @@
+"""Runs a sweep (configs/sweep.py) on Ray: one task per trial, then the table and figures.
+
+  python launch/ray_sweep.py --sweep=configs/sweep.py:tiny --root=DIR [--max_concurrent=N]
+      [--address=auto|ray://host:10001] [--cpus_per_trial=1] [--gpus_per_trial=0]
+      [--max_retries=2] [--sweep.num_configs=10 ...]
+
+Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.run_trial)
+trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished. A
+failed trial is retried --max_retries times, then reported (logged, DIR/failures.json, a
+'failed' row) while the others go on; the exit status is 1 if any failed. Running the same
+command again skips the finished trials, resumes interrupted ones from their checkpoints and
+retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
+
+GPU cluster: install this package (`pip install -e .[sweep]`) at the same path on every
+node, put DIR on a filesystem all nodes share, `ray start --head` on one node and
+`ray start --address=HEAD:6379` on the others, then run this on the head with
+`--address=auto --gpus_per_trial=1`. Ray sets CUDA_VISIBLE_DEVICES for each task, and the
+training subprocess inherits it: one trial per GPU.
+
+TPU pod slice: Ray counts a TPU VM host's chips as the resource 'TPU'. Start Ray on every
+host as above and run one trial per host, with all its chips: `--resources='{"TPU": 4}'`
+(4 chips per v4 or v5p host). Running one trial across a whole multi-host slice means starting
+`python -m wae_jax.main` on every host of the slice at once (jax.distributed); this launcher
+does not do that.
+"""
+
+import collections
+import json
+import os
+import pathlib
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# wae_jax for this driver when run from a checkout; Ray's workers need it installed
+# (pip install -e .[sweep]) or the repository root as their working directory.
+sys.path.insert(0, str(REPO))
+
+from wae_jax import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_SWEEP = config_flags.DEFINE_config_file('sweep', None, 'Sweep config, e.g. '
+                                         'configs/sweep.py:bigwae.', lock_config=True)
+_ROOT = flags.DEFINE_string('root', None, 'Directory of the trials, the table and figures.')
+_ADDRESS = flags.DEFINE_string('address', None, 'Ray cluster to join (auto, ray://host:10001); '
+                               'none: start a local Ray instance.')
+_MAX_CONCURRENT = flags.DEFINE_integer('max_concurrent', 0, 'Trials running at once at most; '
+                                       '0: as many as the resources allow.')
+_CPUS = flags.DEFINE_float('cpus_per_trial', 1, 'CPUs Ray reserves per trial.')
+_GPUS = flags.DEFINE_float('gpus_per_trial', 0, 'GPUs Ray reserves per trial.')
+_RESOURCES = flags.DEFINE_string('resources', '', 'Other resources per trial, as JSON, e.g. '
+                                 '\'{"TPU": 4}\'.')
+_MAX_RETRIES = flags.DEFINE_integer('max_retries', 2, 'Retries of a failed trial.')
+_NUM_CPUS = flags.DEFINE_integer('num_cpus', None, 'CPUs of the local Ray instance '
+                                 '(default: all).')
+_PROGRESS_SECS = flags.DEFINE_float('progress_secs', 60, 'Seconds between progress lines '
+                                    'when no trial ends.')
+flags.mark_flags_as_required(['sweep', 'root'])
+
+
+def _run_trial(sweep, trial, root):
+  """The Ray task: one trial (its subprocesses do the work)."""
+  from wae_jax import sweep as lib  # pylint: disable=g-import-not-at-top,reimported
+  return lib.run_trial(sweep, trial, root)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
+  try:
+    trials = sweep_lib.sample_trials(sweep)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  pending = [t for t in trials if not (root / t.trial_id / sweep_lib.TRIAL_FILE).exists()]
+  logging.info('Sweep %s: %d trials; skipping %d finished (trial.json present), %d to run',
+               sweep.name, len(trials), len(trials) - len(pending), len(pending))
+  try:  # A wrong field or a missing FID fails here, not in every task.
+    for trial in pending:
+      sweep_lib.fid_metric(sweep_lib.trial_config(sweep, trial))
+  except ValueError as e:
+    sys.exit(f'error: {trial.trial_id}: {e}')
+
+  failures = _run_on_ray(sweep, pending, root) if pending else []
+  sweep_lib.write_failures(root, failures)  # This run's failures only: retried ones are gone.
+  paths = sweep_lib.collect(root)
+  print(f'Results table: {paths["markdown"]} and {paths["csv"]}')
+  print('Figures: ' + ', '.join(str(p) for p in paths.values() if p.suffix == '.png'))
+  if failures:
+    print(f'{len(failures)} trials failed: see {root / sweep_lib.FAILURES_FILE}')
+    sys.exit(1)
+
+
+def _run_on_ray(sweep, pending, root):
+  """Runs the trials as Ray tasks, at most --max_concurrent at once; returns the failures."""
+  import ray  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
+  if _ADDRESS.value:
+    ray.init(address=_ADDRESS.value, logging_level='WARNING')
+  else:
+    ray.init(num_cpus=_NUM_CPUS.value or os.cpu_count(), object_store_memory=100 * 2**20,
+             include_dashboard=False, logging_level='WARNING')
+  task = ray.remote(_run_trial).options(
+      num_cpus=_CPUS.value, num_gpus=_GPUS.value,
+      resources=json.loads(_RESOURCES.value) if _RESOURCES.value else None,
+      max_retries=_MAX_RETRIES.value, retry_exceptions=True)
+  sweep_ref = ray.put(sweep)
+  queue, running, failures = collections.deque(pending), {}, []
+  limit = _MAX_CONCURRENT.value or len(pending)
+  finished, start = 0, time.time()
+  while queue or running:
+    while queue and len(running) < limit:
+      trial = queue.popleft()
+      running[task.remote(sweep_ref, trial, str(root))] = trial
+    ready, _ = ray.wait(list(running), num_returns=1, timeout=_PROGRESS_SECS.value)
+    for ref in ready:
+      trial = running.pop(ref)
+      try:
+        result = ray.get(ref)
+        logging.info('%s: %s, best %s %s at step %s', trial.trial_id, result['status'],
+                     result['fid_metric'], result['best_fid'], result['best_step'])
+      except ray.exceptions.RayError as e:
+        error = str(getattr(e, 'cause', None) or e).strip()
+        lines = error.splitlines() or ['']
+        logging.error('%s failed after %d attempts: %s ... %s', trial.trial_id,
+                      _MAX_RETRIES.value + 1, lines[0], lines[-1])
+        failures.append({**sweep_lib.trial_record(sweep, trial), 'error': error[-2000:],
+                         'attempts': _MAX_RETRIES.value + 1})
+        sweep_lib.write_failures(root, failures)
+      finished += 1
+    elapsed = time.time() - start
+    left = len(pending) - finished
+    eta = _duration(elapsed / finished * left) if finished else '?'
+    logging.info('Progress: %d/%d done, %d failed, %d running or queued; elapsed %s, ETA %s',
+                 finished, len(pending), len(failures), len(running), _duration(elapsed), eta)
+  ray.shutdown()
+  return failures
+
+
+if __name__ == '__main__':
+  app.run(main)

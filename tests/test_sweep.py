@@ -1,0 +1,225 @@
+"""The bigWAE sweep: sampling, trial configs, the results table, and the Ray launcher end to end."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from wae_jax import config as wae_config
+from wae_jax import mnist_classifier
+from wae_jax import sweep
+from conftest import REPO
+
+
+def _sweep(arg='bigwae', **fields):
+  s = sweep.load_config(f'configs/sweep.py:{arg}')
+  s.update(fields)
+  return s
+
+
+def _configs(trials):
+  """One trial per configuration (the seeds share its values)."""
+  return [t for t in trials if t.seed == 0]
+
+
+def test_bigwae_samples_lie_in_their_ranges_and_spread_over_them():
+  s = _sweep(num_configs=200)
+  trials = sweep.sample_trials(s)
+  assert len(trials) == 200 * 3 * len(s.methods)
+  for method in s.methods:
+    configs = [t for t in _configs(trials) if t.method == method]
+    assert len(configs) == 200
+    for path, spec in sweep.flatten(s.space[method]).items():
+      values = [t.params[path] for t in configs]
+      kind = spec[0]
+      if kind == 'choice':
+        assert set(values) == set(spec[1]), (method, path)  # 200 draws hit every option.
+        continue
+      low, high = spec[1], spec[2]
+      assert all(low <= v <= high for v in values), (method, path)
+      if kind == 'log_uniform':  # Uniform in log: each half of the log range gets about half.
+        u = (np.log(values) - np.log(low)) / (np.log(high) - np.log(low))
+        assert 0.35 < np.mean(u < 0.5) < 0.65, (method, path)
+        assert u.min() < 0.1 and u.max() > 0.9, (method, path)
+  vae = [t for t in trials if t.method == 'vae']
+  assert all('model.gaussian_encoder' not in t.params for t in vae)
+
+
+def test_sampling_is_reproducible_and_extending_keeps_earlier_configs():
+  first = sweep.sample_trials(_sweep(num_configs=4))
+  assert first == sweep.sample_trials(_sweep(num_configs=4))
+  assert first[0].trial_id == 'wae_mmd-0000-s0' and first[1].trial_id == 'wae_mmd-0000-s1'
+  assert first[3].trial_id == 'wae_gan-0000-s0'
+  assert first[0].params == first[1].params == first[2].params
+  other = sweep.sample_trials(_sweep(num_configs=4, sweep_seed=1))
+  assert [t.params for t in other] != [t.params for t in first]
+  more = sweep.sample_trials(_sweep(num_configs=9))
+  assert more[:len(first)] == first
+  # A sweep of one method draws that method's configurations unchanged.
+  only_vae = sweep.sample_trials(_sweep(num_configs=4, methods=('vae',)))
+  assert only_vae == [t for t in first if t.method == 'vae']
+
+
+def test_trial_config_validates_and_carries_the_values():
+  s = _sweep('tiny')
+  trial = sweep.sample_trials(s)[3]
+  config = sweep.trial_config(s, trial)
+  assert trial.trial_id == 'wae_mmd-0001-s1' and config.seed == 1
+  for path, value in trial.params.items():
+    assert sweep.flatten(config)[path] == value
+  assert config.train.num_steps == 20
+  assert (config.train.checkpoint_every, config.train.keep_checkpoints) == (10, 2)
+  assert config.model.width == 1 / 32 and config.eval.num_samples == 500
+
+  big = _sweep(num_configs=20)
+  trials = [t for t in _configs(sweep.sample_trials(big))
+            if t.params['model.arch'] in wae_config.ARCHITECTURES]
+  assert {t.method for t in trials} == set(big.methods)
+  for t in trials:
+    config = sweep.trial_config(big, t)
+    assert config.data.name == 'celeba' and config.train.num_steps == 100_000
+    assert (config.train.checkpoint_every, config.train.keep_checkpoints) == (20_000, 5)
+    assert config.penalty.lam == t.params['penalty.lam']
+    assert config.model.latent_dim == t.params['model.latent_dim']
+    if t.method == 'wae_mmd':  # The IMQ base scale, as a multiple of 2 d_z sigma_z^2.
+      assert config.penalty.kernel_scale == pytest.approx(
+          t.params['penalty.kernel_scale_factor'] * 2 * config.model.latent_dim * 2.0)
+    if t.method == 'vae':
+      assert config.model.gaussian_encoder
+
+
+def test_wrong_specs_and_fields_are_named(monkeypatch):
+  s = _sweep('tiny')
+  s.space.wae_mmd.penalty.lam = ('log_uniform', 0.0, 10.0)
+  with pytest.raises(ValueError, match=r'sweep.space.wae_mmd.penalty.lam=.*0 < low < high'):
+    sweep.sample_trials(s)
+  s = _sweep('tiny')
+  s.space.wae_mmd.penalty.lam = ('normal', 0.0, 1.0)
+  with pytest.raises(ValueError, match='choice, uniform, log_uniform'):
+    sweep.sample_trials(s)
+  s = _sweep('tiny')
+  s.space.wae_mmd.model.depth = ('choice', (1, 2))
+  with pytest.raises(ValueError, match=r"sweep.space.wae_mmd.model.depth: the config has no "
+                                       r"field 'model.depth'"):
+    sweep.trial_config(s, sweep.sample_trials(s)[0])
+  monkeypatch.delenv('WAE_JAX_INCEPTION_WEIGHTS', raising=False)
+  with pytest.raises(ValueError, match='Inception FID'):
+    sweep.fid_metric(sweep.load_config('configs/celeba.py:wae_mmd'))
+
+
+def test_select_best_ignores_non_finite_fids():
+  assert sweep.select_best({3: 12.0, 6: float('nan'), 9: 10.5, 12: 11.0}) == (9, 10.5)
+  assert sweep.select_best({3: float('inf')}) == (None, None)
+
+
+def _fake_trial(s, trial, root, fid, status='ok'):
+  record = {**sweep.trial_record(s, trial), 'status': status, 'fid_metric': 'fid_inception',
+            'best_fid': fid, 'best_step': 20_000 if fid is not None else None}
+  (root / trial.trial_id).mkdir(parents=True)
+  (root / trial.trial_id / sweep.TRIAL_FILE).write_text(json.dumps(record))
+
+
+def test_collect_writes_the_table_and_figures(tmp_path):
+  s = _sweep(num_configs=2)
+  trials = _configs(sweep.sample_trials(s))  # 2 configs x 3 methods
+  for trial, fid in zip(trials[:4], (60.0, 45.0, 70.0, 52.0)):
+    _fake_trial(s, trial, tmp_path, fid)
+  _fake_trial(s, trials[4], tmp_path, None, status='diverged')
+  failure = {**sweep.trial_record(s, trials[5]), 'error': 'Traceback\nValueError: boom\n'}
+  sweep.write_failures(tmp_path, [failure])
+
+  paths = sweep.collect(tmp_path)
+  with open(paths['csv']) as f:
+    rows = list(csv.DictReader(f))
+  # By method, then best FID, the trials without one last.
+  assert [r['trial_id'] for r in rows] == [trials[i].trial_id for i in (2, 5, 1, 4, 3, 0)]
+  by_id = {r['trial_id']: r for r in rows}
+  assert by_id[trials[1].trial_id]['best_fid'] == '45.0'
+  assert by_id[trials[1].trial_id]['status'] == 'ok'
+  assert by_id[trials[4].trial_id]['status'] == 'diverged'
+  assert by_id[trials[5].trial_id]['status'] == 'failed'
+  assert by_id[trials[5].trial_id]['error'] == 'ValueError: boom'
+  assert float(by_id[trials[0].trial_id]['penalty.lam']) == trials[0].params['penalty.lam']
+  markdown = paths['markdown'].read_text()
+  assert '| wae_gan | 2 | 1 | 1 | 0 | 45.0 | wae_gan-0000-s0 | 20000 |' in markdown
+  assert '| vae | 2 | 1 | 0 | 1 | 70.0 | vae-0000-s0 | 20000 |' in markdown
+  for name in ('best_fid_per_method.png', 'fid_vs_lambda.png', 'fid_vs_latent_dim.png',
+               'fid_vs_learning_rate.png'):
+    with Image.open(tmp_path / name) as image:
+      assert image.size[0] > 300
+    assert f'![{name}]({name})' in markdown
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: launch/ray_sweep.py on a local Ray instance, 2 trials of 6 steps on real MNIST.
+
+
+def _launch(root, cache, mnist_dir, max_retries):
+  command = [sys.executable, 'launch/ray_sweep.py', '--sweep=configs/sweep.py:tiny',
+             f'--root={root}', '--max_concurrent=2', '--num_cpus=2',
+             f'--max_retries={max_retries}', '--progress_secs=20',
+             '--sweep.seeds_per_config=1', '--sweep.num_steps=6',
+             '--sweep.fixed.eval.num_samples=200', '--sweep.fixed.eval.sharpness_images=50',
+             '--sweep.fixed.eval.mmd_codes=50', f'--sweep.fixed.eval.cache_dir={cache}',
+             f'--sweep.fixed.data.dir={mnist_dir}', '--sweep.inject_failure=wae_mmd-0001-s0']
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _attempts(trial_dir):
+  return (trial_dir / sweep.LOG_FILE).read_text().count('\n=== ')
+
+
+def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, mnist_dir):
+  # An untrained classifier in the FID cache: the plumbing is tested, not the FID's meaning.
+  cache = tmp_path / 'cache'
+  mnist_classifier.save_params(mnist_classifier.cache_path(cache, 0),
+                               mnist_classifier.init_params(0))
+  root = tmp_path / 'sweep'
+  ok, bad = root / 'wae_mmd-0000-s0', root / 'wae_mmd-0001-s0'
+
+  first = _launch(root, cache, mnist_dir, max_retries=1)
+  assert first.returncode == 1, first.stderr[-4000:]
+  assert '1 trials failed' in first.stdout
+  assert 'skipping 0 finished' in first.stderr and 'Progress: 2/2 done, 1 failed' in first.stderr
+  result = json.loads((ok / sweep.TRIAL_FILE).read_text())
+  assert result['status'] == 'ok' and result['fid_metric'] == 'fid_mnist_classifier'
+  assert set(result['fids']) == {'3', '6'} and result['best_step'] in (3, 6)
+  for step in (3, 6):
+    evaluated = json.loads(sweep.eval_file(ok, step).read_text())
+    assert evaluated['step'] == step
+    assert evaluated['fid_mnist_classifier']['value'] == result['fids'][str(step)]
+  assert result['best_fid'] == min(result['fids'].values()) and math.isfinite(result['best_fid'])
+  # The trained config is the trial's, through the command-line overrides.
+  trial = sweep.sample_trials(_sweep('tiny', seeds_per_config=1))[0]
+  assert result['params'] == trial.params
+  trained = json.loads((ok / 'config.json').read_text())
+  assert trained['penalty']['lam'] == trial.params['penalty.lam']
+  assert trained['train']['learning_rate'] == trial.params['train.learning_rate']
+  assert trained['model']['latent_dim'] == trial.params['model.latent_dim']
+  assert trained['train']['checkpoint_every'] == 3 and trained['model']['width'] == 1 / 32
+  # The failing trial: tried twice (one retry), then reported.
+  assert not (bad / sweep.TRIAL_FILE).exists() and _attempts(bad) == 2
+  failures = json.loads((root / sweep.FAILURES_FILE).read_text())
+  assert [f['trial_id'] for f in failures] == ['wae_mmd-0001-s0']
+  assert 'injected_failure' in failures[0]['error'] and failures[0]['attempts'] == 2
+  finished_at = (ok / sweep.TRIAL_FILE).stat().st_mtime_ns
+
+  second = _launch(root, cache, mnist_dir, max_retries=0)
+  assert second.returncode == 1, second.stderr[-4000:]
+  assert 'skipping 1 finished' in second.stderr
+  assert _attempts(ok) == 2  # training and evaluation, in the first run only
+  assert (ok / sweep.TRIAL_FILE).stat().st_mtime_ns == finished_at
+  assert _attempts(bad) == 3
+  with open(root / 'results.csv') as f:
+    rows = {r['trial_id']: r for r in csv.DictReader(f)}
+  assert rows['wae_mmd-0000-s0']['status'] == 'ok'
+  assert float(rows['wae_mmd-0000-s0']['best_fid']) == result['best_fid']
+  assert rows['wae_mmd-0001-s0']['status'] == 'failed'
+  for name in ('results.md', 'best_fid_per_method.png', 'fid_vs_lambda.png',
+               'fid_vs_latent_dim.png', 'fid_vs_learning_rate.png'):
+    assert (root / name).stat().st_size > 0

@@ -1,0 +1,537 @@
+"""The bigWAE random search: trials, their configs, one trial's run, the results table.
+
+A sweep is data (configs/sweep.py). `sample_trials` draws its configurations reproducibly,
+`trial_config` turns a trial into a validated wae_jax config, `run_trial` trains it in a
+subprocess (`python -m wae_jax.main`, so that XLA's memory and threads go with the process),
+evaluates every kept checkpoint in another (`python -m wae_jax.sweep --steps=...`: one
+process for all of them) and keeps the best by FID, and `collect` writes the table and the
+figures. Nothing here imports Ray: launch/ray_sweep.py schedules `run_trial` on it.
+
+A trial's folder `<root>/<trial_id>/` holds its workdir; `trial.json` is written last, so its
+presence means the trial is finished. A trial started again resumes from its checkpoints.
+"""
+
+import csv
+import dataclasses
+import functools
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import ml_collections
+import numpy as np
+
+# A method's index here (not in a sweep's own list) numbers its random stream, so that a sweep
+# of any subset of methods draws the same configurations.
+METHODS = ('wae_mmd', 'wae_gan', 'vae')
+DISTRIBUTIONS = ('choice', 'uniform', 'log_uniform')
+# Search-space values that are not config fields: name -> (config field, f(value, config)).
+# The IMQ base scale is searched as a multiple of the paper's C = 2 d_z sigma_z^2.
+DERIVED = {
+    'penalty.kernel_scale_factor': (
+        'penalty.kernel_scale',
+        lambda factor, c: factor * 2 * c.model.latent_dim * c.model.prior_variance),
+}
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRIAL_FILE = 'trial.json'
+FAILURES_FILE = 'failures.json'
+LOG_FILE = 'log.txt'
+# Figures of the best FID against a searched field: file name -> field.
+FID_VS = {'fid_vs_lambda.png': 'penalty.lam', 'fid_vs_latent_dim.png': 'model.latent_dim',
+          'fid_vs_learning_rate.png': 'train.learning_rate'}
+LOG_TAIL_CHARS = 3000
+# Linux: a subprocess gets SIGTERM when the process that started it dies (a Ray worker killed
+# with its driver) instead of training on as an orphan; training checkpoints on SIGTERM.
+_DIE_WITH_PARENT = ('import ctypes, os, signal, sys; '
+                    'ctypes.CDLL(None).prctl(1, signal.SIGTERM); '  # 1 = PR_SET_PDEATHSIG
+                    'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+
+
+class TrialError(RuntimeError):
+  """A trial's training or evaluation failed (the message ends with its log's tail)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  trial_id: str        # e.g. 'wae_mmd-0003-s1'
+  method: str
+  config_index: int
+  seed: int
+  params: Dict[str, Any]  # the sampled values, by field path (DERIVED names included)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config trees.
+
+
+def nested(flat: Dict[str, Any]) -> ml_collections.ConfigDict:
+  """{'a.b': 1} -> ConfigDict a.b = 1; sweeps are written flat and overridden nested."""
+  tree = ml_collections.ConfigDict()
+  for path, value in flat.items():
+    node = tree
+    *parents, leaf = path.split('.')
+    for key in parents:
+      if key not in node:
+        node[key] = ml_collections.ConfigDict()
+      node = node[key]
+    node[leaf] = value
+  return tree
+
+
+def flatten(tree, prefix: str = '') -> Dict[str, Any]:
+  """The inverse of `nested`: leaves by dotted path."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def _set(config, path: str, value, source: str) -> None:
+  node = config
+  *parents, leaf = path.split('.')
+  for key in parents:
+    node = node.get(key) if isinstance(node, ml_collections.ConfigDict) else None
+  if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+    raise ValueError(f'{source}: the config has no field {path!r}')
+  try:
+    node[leaf] = value
+  except TypeError as e:
+    raise ValueError(f'{source}={value!r} does not fit config.{path}: {e}') from e
+
+
+@functools.lru_cache(maxsize=None)
+def _config_module(path: str):
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def resolve_config_spec(spec: str) -> str:
+  """'configs/x.py:arg' with the file made absolute (relative to the cwd, else the repo)."""
+  path, _, arg = spec.partition(':')
+  found = pathlib.Path(path).expanduser()
+  if not found.is_absolute() and not found.exists():
+    found = REPO / path
+  if not found.exists():
+    raise ValueError(f'config file {path!r} (from {spec!r}) not found in {os.getcwd()} or '
+                     f'{REPO}')
+  return f'{found.resolve()}:{arg}' if arg else str(found.resolve())
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """get_config(arg) of 'configs/<dataset>.py:arg', as the command line loads it."""
+  path, _, arg = resolve_config_spec(spec).partition(':')
+  module = _config_module(path)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling.
+
+
+def _check_spec(field: str, spec) -> None:
+  kind = spec[0] if isinstance(spec, (tuple, list)) and spec else None
+  if kind == 'choice':
+    ok = len(spec) == 2 and isinstance(spec[1], (tuple, list)) and len(spec[1]) > 0
+    expected = "('choice', (value, ...)) with at least one value"
+  elif kind in ('uniform', 'log_uniform'):
+    ok = len(spec) == 3 and all(isinstance(v, (int, float)) for v in spec[1:])
+    ok = ok and spec[1] < spec[2] and (kind == 'uniform' or spec[1] > 0)
+    expected = f"('{kind}', low, high) with {'0 < ' if kind == 'log_uniform' else ''}low < high"
+  else:
+    ok, expected = False, f'a tuple whose first item is one of {", ".join(DISTRIBUTIONS)}'
+  if not ok:
+    raise ValueError(f'{field}={spec!r} is invalid: expected {expected}')
+
+
+def sample_value(spec, rng: np.random.Generator):
+  """One draw of ('choice', options) | ('uniform', low, high) | ('log_uniform', low, high)."""
+  kind = spec[0]
+  if kind == 'choice':
+    return spec[1][int(rng.integers(len(spec[1])))]
+  low, high = float(spec[1]), float(spec[2])
+  if kind == 'uniform':
+    return float(rng.uniform(low, high))
+  return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def sample_trials(sweep) -> List[Trial]:
+  """Every trial of the sweep, configuration by configuration, methods interleaved.
+
+  Configuration i of a method draws each field from its own stream,
+  default_rng([sweep_seed, method index, i, crc32(field)]): more configurations, another
+  method or another searched field leave the values already drawn unchanged.
+  """
+  trials = []
+  for method in sweep.methods:
+    if method not in METHODS:
+      raise ValueError(f'sweep.methods contains {method!r}; allowed: {", ".join(METHODS)}')
+    for field in ('base', 'space'):
+      if method not in sweep[field]:
+        raise ValueError(f'sweep.{field} has no entry for method {method!r}')
+  spaces = {m: flatten(sweep.space[m]) for m in sweep.methods}
+  for method, space in spaces.items():
+    for path, spec in space.items():
+      _check_spec(f'sweep.space.{method}.{path}', spec)
+  for i in range(sweep.num_configs):
+    for method in sweep.methods:
+      params = {}
+      for path, spec in sorted(spaces[method].items()):
+        seed = [sweep.sweep_seed, METHODS.index(method), i, zlib.crc32(path.encode())]
+        params[path] = sample_value(spec, np.random.default_rng(seed))
+      for s in range(sweep.seeds_per_config):
+        trials.append(Trial(f'{method}-{i:04d}-s{s}', method, i, s, params))
+  return trials
+
+
+# ---------------------------------------------------------------------------------------------
+# A trial's config.
+
+
+def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
+  """The validated wae_jax config of a trial: base, then sweep.fixed, the sampled values, the
+  DERIVED ones, the seed and the step and checkpoint budget."""
+  from wae_jax import config as wae_config  # pylint: disable=g-import-not-at-top
+  config = load_config(sweep.base[trial.method])
+  fixed = flatten(sweep.fixed)
+  for path, value in fixed.items():
+    _set(config, path, value, f'sweep.fixed.{path}')
+  for path, value in trial.params.items():
+    if path in fixed:
+      raise ValueError(f'sweep.space.{trial.method}.{path} is also in sweep.fixed; keep one')
+    if path not in DERIVED:
+      _set(config, path, value, f'sweep.space.{trial.method}.{path}')
+  for name, (path, fn) in DERIVED.items():
+    if name in trial.params:
+      _set(config, path, fn(trial.params[name], config), f'sweep.space.{trial.method}.{name}')
+  n, k = sweep.num_steps, sweep.num_checkpoints
+  if not 1 <= k <= n:
+    raise ValueError(f'sweep.num_checkpoints={k!r} is invalid: must be in 1..num_steps ({n})')
+  config.seed = trial.seed
+  config.train.num_steps = n
+  config.train.checkpoint_every = n // k
+  config.train.keep_checkpoints = k
+  wae_config.validate(config)
+  return config
+
+
+def fid_metric(config) -> str:
+  """The FID a trial is selected by: Inception when its weights are configured, else (MNIST
+  only) the MNIST classifier's."""
+  from wae_jax import inception  # pylint: disable=g-import-not-at-top
+  if inception.configured_path(config.eval.inception_weights) is not None:
+    return 'fid_inception'
+  if config.data.name == 'mnist':
+    return 'fid_mnist_classifier'
+  raise ValueError(f"config.eval.inception_weights='' (and ${inception.WEIGHTS_ENV} unset): "
+                   f'{config.data.name} trials are selected by the Inception FID; set '
+                   'sweep.fixed.eval.inception_weights to the weights file')
+
+
+def _flag_value(value) -> str:
+  if isinstance(value, (tuple, list)):
+    return repr(tuple(value))
+  return repr(value) if isinstance(value, float) else str(value)
+
+
+def override_flags(sweep, trial: Trial, config) -> Dict[str, str]:
+  """--config.<field> flags for every field where `config` differs from the trial's base."""
+  base = flatten(load_config(sweep.base[trial.method]))
+  return {f'--config.{path}': _flag_value(value) for path, value in flatten(config).items()
+          if base.get(path) != value}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a trial.
+
+
+def _write_json(path: pathlib.Path, data) -> None:
+  """Atomically: a reader sees the old file or the whole new one."""
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  tmp.write_text(json.dumps(data, indent=2, default=str))
+  os.replace(tmp, path)
+
+
+def _run_module(module: str, config_spec: str, flags: Dict[str, str],
+                workdir: pathlib.Path, *extra: str) -> Tuple[int, str]:
+  """python -m <module> --config=... --workdir=...: (exit status, the end of its output).
+
+  The output is appended to workdir/log.txt, after a line with the command.
+  """
+  args = ['-m', module, f'--config={config_spec}', f'--workdir={workdir}', *extra,
+          *(f'{k}={v}' for k, v in flags.items())]
+  run = [sys.executable, *(['-c', _DIE_WITH_PARENT] if sys.platform == 'linux' else []), *args]
+  with open(workdir / LOG_FILE, 'ab') as log:
+    header = f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} {sys.executable} {" ".join(args)}\n'
+    log.write(header.encode())
+    log.flush()
+    start = log.tell()
+    code = subprocess.run(run, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                          check=False).returncode
+  with open(workdir / LOG_FILE, 'rb') as log:
+    log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL_CHARS))
+    return code, log.read().decode(errors='replace')
+
+
+def checkpoint_steps(workdir: pathlib.Path) -> List[int]:
+  """Steps of the complete checkpoints (orbax's own listing would initialise JAX here, and on
+  a GPU take its memory from the next trial)."""
+  folder = workdir / 'checkpoints'
+  if not folder.is_dir():
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def eval_file(workdir: pathlib.Path, step: int) -> pathlib.Path:
+  return workdir / 'eval' / f'step_{step:07d}.json'
+
+
+def select_best(fids: Dict[int, float]) -> Tuple[Optional[int], Optional[float]]:
+  """(step, FID) of the lowest finite FID; (None, None) if there is none."""
+  finite = {s: v for s, v in fids.items() if v is not None and math.isfinite(v)}
+  if not finite:
+    return None, None
+  step = min(finite, key=lambda s: (finite[s], s))
+  return step, finite[step]
+
+
+def trial_record(sweep, trial: Trial) -> Dict[str, Any]:
+  """What identifies a trial in trial.json and failures.json."""
+  return {'trial_id': trial.trial_id, 'method': trial.method,
+          'config_index': trial.config_index, 'seed': trial.seed, 'params': trial.params,
+          'space': {p: list(s) for p, s in flatten(sweep.space[trial.method]).items()},
+          'base': sweep.base[trial.method], 'num_steps': sweep.num_steps}
+
+
+def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
+  """Trains, evaluates each kept checkpoint, writes <root>/<trial_id>/trial.json last.
+
+  Returns the trial.json contents (read back if the trial had finished already). Training
+  that stops on non-finite losses is not an error: the trial is 'diverged' and its earlier
+  checkpoints still count. Any other failure raises TrialError, for the caller to retry.
+  """
+  workdir = pathlib.Path(root).absolute() / trial.trial_id
+  done = workdir / TRIAL_FILE
+  if done.exists():
+    return json.loads(done.read_text())
+  config = trial_config(sweep, trial)
+  metric = fid_metric(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  spec = resolve_config_spec(sweep.base[trial.method])
+  flags = override_flags(sweep, trial, config)
+
+  start = time.time()
+  train_flags = dict(flags)
+  if trial.trial_id in [t.strip() for t in sweep.inject_failure.split(',')]:
+    # A value the command line cannot parse: the training process exits at once with an error.
+    train_flags['--config.train.num_steps'] = 'injected_failure'
+  code, output = _run_module('wae_jax.main', spec, train_flags, workdir, '--mode=train')
+  status = 'ok'
+  if code != 0:
+    if 'NonFiniteError' not in output:
+      raise TrialError(f'{trial.trial_id}: training exited with status {code}; the end of its '
+                       f'output ({workdir / LOG_FILE}):\n{output}')
+    status = 'diverged'
+  train_seconds = time.time() - start
+
+  steps = checkpoint_steps(workdir)
+  # Steps evaluated before the trial was interrupted keep their results.
+  todo = [str(step) for step in steps if not eval_file(workdir, step).exists()]
+  code, output = (_run_module('wae_jax.sweep', spec, flags, workdir, f'--steps={",".join(todo)}')
+                  if todo else (0, ''))
+  fids = {}
+  for step in steps:
+    path = eval_file(workdir, step)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if metric not in results:
+      raise TrialError(f'{trial.trial_id}: evaluating step {step} gave no {metric} (exit '
+                       f'status {code}); the end of its output ({workdir / LOG_FILE}):\n{output}')
+    fids[step] = results[metric]['value']
+  best_step, best_fid = select_best(fids)
+  result = {**trial_record(sweep, trial), 'status': status if best_fid is not None else
+            'diverged', 'fid_metric': metric, 'best_fid': best_fid, 'best_step': best_step,
+            'fids': {str(s): v for s, v in fids.items()}, 'workdir': str(workdir),
+            'train_seconds': round(train_seconds, 1),
+            'seconds': round(time.time() - start, 1)}
+  _write_json(done, result)
+  return result
+
+
+def write_failures(root, failures: List[Dict[str, Any]]) -> pathlib.Path:
+  """<root>/failures.json: trials that failed after their retries (trial_record + error)."""
+  path = pathlib.Path(root) / FAILURES_FILE
+  path.parent.mkdir(parents=True, exist_ok=True)
+  _write_json(path, failures)
+  return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The table and the figures.
+
+
+def load_rows(root) -> List[Dict[str, Any]]:
+  """One dict per trial: the finished ones' trial.json, then failures.json's others."""
+  root = pathlib.Path(root)
+  rows = [json.loads(p.read_text()) for p in sorted(root.glob(f'*/{TRIAL_FILE}'))]
+  finished = {r['trial_id'] for r in rows}
+  failures = root / FAILURES_FILE
+  if failures.exists():
+    rows += [{**f, 'status': 'failed'} for f in json.loads(failures.read_text())
+             if f['trial_id'] not in finished]
+  return sorted(rows, key=lambda r: (r['method'], r.get('best_fid') is None,
+                                     r.get('best_fid') or 0.0, r['trial_id']))
+
+
+def _last_line(text: Optional[str]) -> str:
+  lines = [line for line in (text or '').splitlines() if line.strip()]
+  return lines[-1].strip() if lines else ''
+
+
+def _cells(row: Dict[str, Any]) -> Dict[str, Any]:
+  return {**row, **row.get('params', {}), 'error': _last_line(row.get('error'))}
+
+
+def collect(root) -> Dict[str, pathlib.Path]:
+  """Writes <root>/results.csv, results.md and the figures; returns their paths by name."""
+  root = pathlib.Path(root)
+  root.mkdir(parents=True, exist_ok=True)
+  rows = load_rows(root)
+  params = sorted({p for r in rows for p in r.get('params', {})})
+  columns = ['trial_id', 'method', 'config_index', 'seed', 'status', 'fid_metric', 'best_fid',
+             'best_step', *params, 'error']
+  paths = {'csv': root / 'results.csv', 'markdown': root / 'results.md'}
+  with open(paths['csv'], 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in rows:
+      cells = _cells(row)
+      writer.writerow(['' if cells.get(c) is None else cells[c] for c in columns])
+  for name, field in [('best_fid_per_method.png', None), *FID_VS.items()]:
+    paths[name] = make_figure(rows, root / name, field)
+  figures = [name for name in paths if name.endswith('.png')]
+  paths['markdown'].write_text(markdown(rows, columns[:-1], params, root, figures))
+  return paths
+
+
+def _number(value) -> str:
+  from wae_jax import report  # pylint: disable=g-import-not-at-top
+  if value is None:
+    return report.MISSING
+  return report.format_number(value) if isinstance(value, float) else str(value)
+
+
+def markdown(rows, columns, params, root, figures) -> str:
+  """A summary per method (trials, their statuses, the best), then one row per trial."""
+  lines = ['# Sweep results', '',
+           f'{len(rows)} trials in `{root}`; each row is a trial\'s best checkpoint by FID '
+           '(fid_metric: the features it was computed on).', '',
+           '| method | trials | ok | diverged | failed | best FID | trial | step |',
+           '|---|---:|---:|---:|---:|---:|---|---:|']
+  for method in sorted({r['method'] for r in rows}):
+    mine = [r for r in rows if r['method'] == method]
+    counts = [sum(r['status'] == s for r in mine) for s in ('ok', 'diverged', 'failed')]
+    best = min((r for r in mine if r.get('best_fid') is not None),
+               key=lambda r: r['best_fid'], default={})
+    cells = [method, len(mine), *counts, best.get('best_fid'), best.get('trial_id'),
+             best.get('best_step')]
+    lines.append('| ' + ' | '.join(map(_number, cells)) + ' |')
+  numeric = ('config_index', 'seed', 'best_fid', 'best_step', *params)
+  lines += ['', '| ' + ' | '.join(columns) + ' |',
+            '|' + '|'.join('---:' if c in numeric else '---' for c in columns) + '|']
+  for row in rows:
+    cells = _cells(row)
+    lines.append('| ' + ' | '.join(_number(cells.get(c)) for c in columns) + ' |')
+  lines += ['', *(f'![{name}]({name})' for name in figures)]
+  return '\n'.join(lines) + '\n'
+
+
+def make_figure(rows, path: pathlib.Path, field: Optional[str]) -> pathlib.Path:
+  """Best FID per trial: by method (field None) or against a searched field, one colour per
+  method; log x where the field is log-uniform, as it was searched."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(6.0, 4.0), layout='constrained')
+  FigureCanvasAgg(figure)
+  ax = figure.subplots()
+  finished = [r for r in rows if r.get('best_fid') is not None]
+  methods = sorted({r['method'] for r in rows})
+  metrics = sorted({r['fid_metric'] for r in finished})
+  ax.set_ylabel(f'best FID ({", ".join(metrics)})' if metrics else 'best FID')
+  plotted = False
+  for k, method in enumerate(methods):
+    mine = [r for r in finished if r['method'] == method and
+            (field is None or r['params'].get(field) is not None)]
+    if not mine:
+      continue
+    fids = np.array([r['best_fid'] for r in mine])
+    if field is None:
+      jitter = np.random.default_rng(k).uniform(-0.15, 0.15, len(mine))
+      ax.scatter(k + jitter, fids, s=12, alpha=0.6, color=f'C{k}')
+      ax.plot([k - 0.3, k + 0.3], [fids.min()] * 2, color=f'C{k}', lw=2)
+      ax.annotate(_number(float(fids.min())), (k + 0.3, fids.min()), fontsize='small',
+                  va='center')
+    else:
+      ax.scatter([r['params'][field] for r in mine], fids, s=12, alpha=0.7, color=f'C{k}',
+                 label=method)
+    plotted = True
+  if field is None:
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_title('Best FID of each trial, by method (line: the best)')
+  else:
+    ax.set_xlabel(field)
+    ax.set_title(f'Best FID against {field}')
+    specs = [r['space'][field] for r in rows if field in r.get('space', {})]
+    if any(spec[0] == 'log_uniform' for spec in specs):
+      ax.set_xscale('log')
+    if specs and all(spec[0] != 'choice' for spec in specs):  # The whole searched range.
+      low, high = min(spec[1] for spec in specs), max(spec[2] for spec in specs)
+      pad = (high / low) ** 0.03 if ax.get_xscale() == 'log' else None
+      ax.set_xlim(*((low / pad, high * pad) if pad else
+                    (low - 0.03 * (high - low), high + 0.03 * (high - low))))
+    if plotted:
+      ax.legend(fontsize='small')
+  if not plotted:
+    ax.text(0.5, 0.5, 'no finished trials', ha='center', va='center', transform=ax.transAxes)
+  ax.grid(alpha=0.3)
+  figure.savefig(path, dpi=120)
+  return path
+
+
+def _evaluate_steps(argv):
+  """Evaluates several checkpoints in one process: run_trial's evaluation subprocess."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # As wae_jax.main: the GPU is JAX's.
+  from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(flags.FLAGS.workdir)
+  for step in flags.FLAGS.steps:
+    results = evaluate.evaluate(flags.FLAGS.config, str(workdir), int(step))
+    eval_file(workdir, int(step)).parent.mkdir(parents=True, exist_ok=True)
+    _write_json(eval_file(workdir, int(step)), results)
+
+
+if __name__ == '__main__':
+  # python -m wae_jax.sweep --config=configs/x.py:arg [--config.<field>=...] --workdir=DIR
+  #   --steps=S1,S2: each step's evaluation into DIR/eval/step_<step>.json.
+  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  from absl import flags as _flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'The trial\'s config.', lock_config=True)
+  _flags.DEFINE_string('workdir', None, 'The trial\'s workdir.')
+  _flags.DEFINE_list('steps', None, 'Checkpoint steps to evaluate.')
+  _flags.mark_flags_as_required(['config', 'workdir', 'steps'])
+  _app.run(_evaluate_steps)
