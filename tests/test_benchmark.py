@@ -72,7 +72,7 @@ def test_main_tiny_model_with_torch(tmp_path):
   out, json_path = io.StringIO(), tmp_path / 'bench.json'
   results = benchmark.main(['--models=mnist_w32', '--objectives=mmd', '--batch_size=8',
                             '--repeats=1', '--steps_per_trial=1', '--max_seconds=60',
-                            f'--json_out={json_path}'], out=out)
+                            '--parts', f'--json_out={json_path}'], out=out)
   assert json.loads(json_path.read_text()) == json.loads(json.dumps(results))
   (row,) = results['rows']
   assert (row['model'], row['objective'], row['batch_size']) == ('mnist_w32', 'mmd', 8)
@@ -90,6 +90,12 @@ def test_main_tiny_model_with_torch(tmp_path):
   assert '| model | objective | GFLOP/img | jax img/s | jax GFLOP/s | compile s | torch img/s' in text
   assert '| mnist_w32 | mmd |' in text
   assert results['device']['cpu_count'] >= 1 and results['device']['torch_threads'] >= 1
+  # --parts: each framework's encoder and decoder alone; a backward pass costs time too.
+  for name in ('jax', 'torch'):
+    parts = row['parts'][name]
+    assert set(parts) == set(benchmark.PARTS) and all(v > 0 for v in parts.values()), name
+  assert '| part | jax ms | torch ms | jax / torch time |' in text
+  assert '| train step |' in text
 
 
 def _fake_timing(*args, **kwargs):

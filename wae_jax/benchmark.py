@@ -2,6 +2,7 @@
 
     python -m wae_jax.benchmark                       # default models and objectives
     python -m wae_jax.benchmark --models=mnist_paper --objectives=mmd --max_seconds=120
+    python -m wae_jax.benchmark --models=mnist_small --parts   # where the step's time goes
 
 For each model and objective: images/s of one train step (compile excluded, median over
 `--repeats` timed trials of `--steps_per_trial` steps each, after a warm-up step), the
@@ -284,6 +285,89 @@ def time_torch(torch, config, batch_size: int, repeats: int, steps_per_trial: in
   return t
 
 
+PARTS = ('encoder fwd', 'encoder fwd+bwd', 'decoder fwd', 'decoder fwd+bwd')
+
+
+def time_parts_jax(config, batch_size: int, repeats: int, max_seconds: float,
+                   seed: int = 0) -> Dict[str, Optional[float]]:
+  """Milliseconds of the encoder and decoder alone, forward and forward+backward (train mode,
+  BatchNorm on batch statistics): where a step's time goes."""
+  model = models.build_autoencoder(config)
+  init_rng, data_rng, code_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
+  state = train.create_train_state(config, init_rng, steps_per_epoch=1)
+  images = jax.random.uniform(data_rng, (batch_size,) + tuple(config.data.image_shape))
+  codes = jax.random.normal(code_rng, (batch_size, config.model.latent_dim))
+
+  def apply(params, inputs, method):
+    out, _ = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs,
+                         train=True, method=method, mutable=['batch_stats'])
+    return jnp.sum(out[0] if method == model.encode else out)
+
+  fns = {}
+  for name, inputs, method in (('encoder', images, model.encode),
+                               ('decoder', codes, model.decode)):
+    loss = lambda p, x=inputs, m=method: apply(p, x, m)
+    fns[f'{name} fwd'], fns[f'{name} fwd+bwd'] = jax.jit(loss), jax.jit(jax.grad(loss))
+  out = {}
+  for name in PARTS:
+    fn = fns[name]
+    t = _time_steps(lambda n, fn=fn: jax.block_until_ready([fn(state.params) for _ in range(n)]),
+                    1, batch_size, repeats, 0, max_seconds, None)
+    out[name] = None if t.step_s is None else 1e3 * t.step_s
+  return out
+
+
+def time_parts_torch(torch, config, batch_size: int, repeats: int, max_seconds: float,
+                     device: str, seed: int = 0) -> Dict[str, Optional[float]]:
+  """The same parts of the PyTorch reference."""
+  from wae_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(seed)
+  model = torch_reference.Trainer(config, steps_per_epoch=1, device=device).model
+  height, width, channels = config.data.image_shape
+  inputs = {'encoder': torch.rand(batch_size, channels, height, width, device=device),
+            'decoder': torch.randn(batch_size, config.model.latent_dim, device=device)}
+  sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+
+  def call(name):
+    out = getattr(model, name)(inputs[name])
+    return (out[0] if name == 'encoder' else out).sum()
+
+  def run(name, backward, n):
+    for _ in range(n):
+      if backward:
+        model.zero_grad(set_to_none=True)
+        call(name).backward()
+      else:
+        with torch.no_grad():
+          call(name)
+    sync()
+
+  out = {}
+  for part in PARTS:
+    name, kind = part.split()
+    t = _time_steps(lambda n, name=name, b=kind == 'fwd+bwd': run(name, b, n), 1, batch_size,
+                    repeats, 0, max_seconds, None)
+    out[part] = None if t.step_s is None else 1e3 * t.step_s
+  return out
+
+
+def format_parts(model: str, objective: str, parts: Dict[str, Dict[str, Optional[float]]],
+                 step_ms: Dict[str, Optional[float]]) -> str:
+  """A markdown table: ms per part and per whole step, each framework, and their ratio."""
+  names = list(parts)
+  lines = [f'{model}/{objective}, ms per call (median):', '',
+           '| part | ' + ' | '.join(f'{n} ms' for n in names)
+           + (' | jax / torch time |' if len(names) == 2 else ' |'),
+           '|---|' + '---:|' * (len(names) + (len(names) == 2))]
+  for part in PARTS + ('train step',):
+    values = [step_ms[n] if part == 'train step' else parts[n][part] for n in names]
+    cells = [_fmt(v) for v in values]
+    if len(names) == 2:
+      cells.append(_fmt(values[0] / values[1], 2) if None not in values else '-')
+    lines.append(f'| {part} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 # ---------------------------------------------------------------------- output ---
 
 
@@ -394,6 +478,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--conv_impl', default='phase', choices=wae_config.CONV_IMPLS,
                  help="JAX's convolutions, config.model.conv_impl: phase (wae_jax.layers) or "
                  "xla (flax's own, the plain Flax baseline) (default: %(default)s)")
+  p.add_argument('--parts', action='store_true',
+                 help='also time the encoder and decoder alone, forward and forward+backward, '
+                 'for each framework: where the step time goes')
   p.add_argument('--json_out', default='', help='also write the results as JSON here')
   args = p.parse_args(argv)
   args.models = [m.strip() for m in args.models.split(',') if m.strip()]
@@ -493,6 +580,17 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
         rows.append(row)
         say(f'{model}/{objective}: jax {_fmt(row["jax"]["img_per_s"])} img/s'
             + (f', torch {_fmt(row["torch"]["img_per_s"])} img/s' if 'torch' in row else ''))
+        if args.parts:
+          row['parts'] = {'jax': time_parts_jax(config, args.batch_size, args.repeats,
+                                                args.max_seconds)}
+          if torch is not None:
+            row['parts']['torch'] = time_parts_torch(torch, config, args.batch_size,
+                                                     args.repeats, args.max_seconds,
+                                                     torch_device)
+          step_ms = {n: None if row[n]['step_s'] is None else 1e3 * row[n]['step_s']
+                     for n in row['parts']}
+          row['parts_table'] = format_parts(model, objective, row['parts'], step_ms)
+          say('', row['parts_table'], '')
   finally:
     if old_threads is not None:
       torch.set_num_threads(old_threads)
