@@ -35,11 +35,14 @@ def test_encoder_decoder_shapes_and_range(dataset, gaussian):
   config.model.gaussian_encoder = gaussian
   model = models.build_autoencoder(config)
   x = jax.random.uniform(jax.random.PRNGKey(0), (3,) + tuple(config.data.image_shape))
-  variables = model.init(jax.random.PRNGKey(1), x)
-  mean, log_variance = model.apply(variables, x, train=False, method=model.encode)
+  # Jitted: op by op, the phase layers take seconds.
+  variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
+  mean, log_variance = jax.jit(lambda v, x: model.apply(v, x, train=False,
+                                                        method=model.encode))(variables, x)
   assert mean.shape == (3, config.model.latent_dim)
   assert (log_variance is not None) == gaussian
-  logits = model.apply(variables, mean, train=False, method=model.decode)
+  logits = jax.jit(lambda v, z: model.apply(v, z, train=False,
+                                            method=model.decode))(variables, mean)
   assert logits.shape == (3,) + tuple(config.data.image_shape)
   lo, hi = config.data.pixel_range
   ends = models.activate(jnp.array([-100.0, 0.0, 100.0]), config.data.pixel_range)
@@ -51,8 +54,9 @@ def test_batch_norm_statistics_update_in_training():
   config.model.width = 1 / 32
   model = models.build_autoencoder(config)
   x = jax.random.uniform(jax.random.PRNGKey(0), (4, 28, 28, 1))
-  variables = model.init(jax.random.PRNGKey(1), x)
-  _, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
+  _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True,
+                                                mutable=['batch_stats']))(variables, x)
   before = jax.tree_util.tree_leaves(variables['batch_stats'])
   after = jax.tree_util.tree_leaves(updates['batch_stats'])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))

@@ -18,12 +18,27 @@ def scaled_widths(widths: Sequence[int], width: float) -> Tuple[int, ...]:
   return tuple(max(1, int(round(w * width))) for w in widths)
 
 
-def _batch_norm(train: bool, dtype) -> nn.BatchNorm:
-  # The paper's nets use BatchNorm after every conv; momentum as in TF's default layers.
-  # Its statistics are reduced in float32 whatever the activations' dtype. The convs before
-  # it have no bias: BN subtracts it again, so its gradient is zero up to rounding, and Adam
-  # would turn that rounding noise into steps of the full learning rate.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+def batch_norm_relu(x, train: bool, dtype):
+  """BatchNorm then ReLU, called inside a compact `__call__`: every conv of the nets ends so.
+
+  The paper's nets use BatchNorm after every conv; momentum as in TF's default layers. Its
+  statistics are reduced in float32 whatever the activations' dtype. The convs before it
+  have no bias: BN subtracts it again, so its gradient is zero up to rounding, and Adam
+  would turn that rounding noise into steps of the full learning rate.
+  """
+  bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  return nn.relu(bn(x))
+
+
+def latent_head(features, latent_dim: int, gaussian: bool, dtype):
+  """An encoder's last layer, called inside its compact `__call__`: the flattened features ->
+  (mean, log_variance) in float32; log_variance is None for a deterministic encoder."""
+  x = features.reshape((features.shape[0], -1))
+  if not gaussian:
+    return nn.Dense(latent_dim, dtype=dtype)(x).astype(jnp.float32), None
+  mean = nn.Dense(latent_dim, name='mean', dtype=dtype)(x)
+  log_variance = nn.Dense(latent_dim, name='log_variance', dtype=dtype)(x)
+  return mean.astype(jnp.float32), log_variance.astype(jnp.float32)
 
 
 class Encoder(nn.Module):
@@ -45,13 +60,8 @@ class Encoder(nn.Module):
     for features in self.widths:
       x = layers.Conv(features, k, strides=(2, 2), use_bias=False,
                       implementation=self.conv_impl, dtype=self.dtype)(x)
-      x = nn.relu(_batch_norm(train, self.dtype)(x))
-    x = x.reshape((x.shape[0], -1))
-    if not self.gaussian:
-      return nn.Dense(self.latent_dim, dtype=self.dtype)(x).astype(jnp.float32), None
-    mean = nn.Dense(self.latent_dim, name='mean', dtype=self.dtype)(x)
-    log_variance = nn.Dense(self.latent_dim, name='log_variance', dtype=self.dtype)(x)
-    return mean.astype(jnp.float32), log_variance.astype(jnp.float32)
+      x = batch_norm_relu(x, train, self.dtype)
+    return latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
 
 class Decoder(nn.Module):
@@ -77,11 +87,11 @@ class Decoder(nn.Module):
     k = (self.kernel_size, self.kernel_size)
     x = nn.Dense(h0 * w0 * self.widths[0], dtype=self.dtype)(z)
     x = x.reshape((z.shape[0], h0, w0, self.widths[0]))
-    x = nn.relu(_batch_norm(train, self.dtype)(x))
+    x = batch_norm_relu(x, train, self.dtype)
     for features in self.widths[1:]:
       x = layers.ConvTranspose(features, k, strides=(2, 2), use_bias=False,
                                implementation=self.conv_impl, dtype=self.dtype)(x)
-      x = nn.relu(_batch_norm(train, self.dtype)(x))
+      x = batch_norm_relu(x, train, self.dtype)
     x = layers.ConvTranspose(channels, k, strides=(1, 1), implementation=self.conv_impl,
                              dtype=self.dtype)(x)
     return x.astype(jnp.float32)

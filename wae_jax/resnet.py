@@ -59,7 +59,7 @@ class Bottleneck(nn.Module):
                      dtype=self.dtype, name=name)
 
     def bn_relu(y):
-      return nn.relu(models._batch_norm(train, self.dtype)(y))
+      return models.batch_norm_relu(y, train, self.dtype)
 
     def resize(y):
       return y if self.resize_to is None else _resize(y, self.resize_to)
@@ -97,13 +97,8 @@ class Encoder(nn.Module):
       for j in range(blocks):
         x = Bottleneck(width, stride=2 if i > 0 and j == 0 else 1, dtype=self.dtype,
                        name=f'stage{i + 1}_block{j + 1}')(x, train)
-    x = nn.relu(models._batch_norm(train, self.dtype)(x))
-    x = x.reshape((x.shape[0], -1))
-    if not self.gaussian:
-      return nn.Dense(self.latent_dim, dtype=self.dtype)(x).astype(jnp.float32), None
-    mean = nn.Dense(self.latent_dim, name='mean', dtype=self.dtype)(x)
-    log_variance = nn.Dense(self.latent_dim, name='log_variance', dtype=self.dtype)(x)
-    return mean.astype(jnp.float32), log_variance.astype(jnp.float32)
+    x = models.batch_norm_relu(x, train, self.dtype)
+    return models.latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
 
 class Decoder(nn.Module):
@@ -126,7 +121,7 @@ class Decoder(nn.Module):
       for j in range(self.stage_blocks[i]):
         x = Bottleneck(self.widths[i], resize_to=sizes[i] if i < last and j == 0 else None,
                        dtype=self.dtype, name=f'stage{i + 1}_block{j + 1}')(x, train)
-    x = nn.relu(models._batch_norm(train, self.dtype)(x))
+    x = models.batch_norm_relu(x, train, self.dtype)
     if stride != 1:  # undo the stem's stride before the output conv, not after it
       x = _resize(x, (height, width))
     x = nn.Conv(channels, (3, 3), dtype=self.dtype, name='output')(x)
