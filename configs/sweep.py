@@ -54,7 +54,8 @@ _BIGWAE_SPACE = {
 
 def _fixed(**overrides) -> ml_collections.ConfigDict:
   """Fields every trial gets; the empty strings are here so that they can be overridden."""
-  flat = {'data.dir': '', 'eval.cache_dir': '', 'eval.inception_weights': ''}
+  flat = {'data.dir': '', 'data.cache_dir': '', 'eval.cache_dir': '',
+          'eval.inception_weights': ''}
   flat.update(overrides)
   return sweep.nested(flat)
 
