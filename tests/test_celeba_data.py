@@ -305,7 +305,6 @@ def test_train_and_evaluate_on_a_folder(faces, tmp_path):
   config.data.dir = str(faces.parent)
   config.data.cache_dir = str(tmp_path / 'cache')
   config.model.width = 1 / 32
-  config.model.conv_impl = 'xla'  # compiles several times faster on CPU than 'phase'
   config.train.batch_size = 4
   config.train.num_steps = 2
   config.train.pretrain_steps = 0
