@@ -296,12 +296,13 @@ def test_images_index_like_a_float_array():
 # ---------------------------------------------------------------- end to end
 
 
-def test_train_and_evaluate_on_a_folder(faces, tmp_path):
+@pytest.mark.parametrize('source', ['folder', 'tfds'])
+def test_train_and_evaluate_on_a_folder_or_tfds(source, faces, tmp_path):
+  import contextlib  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
-  # An even number of test images: the interpolation grid pairs them up.
   write_partition(faces.parent / ip.CELEBA_PARTITION, [0] * 24 + [2] * 6)
   config = load_config('celeba', 'wae_mmd')
-  config.data.source = 'folder'
+  config.data.source = source
   config.data.dir = str(faces.parent)
   config.data.cache_dir = str(tmp_path / 'cache')
   config.model.width = 1 / 32
@@ -310,7 +311,11 @@ def test_train_and_evaluate_on_a_folder(faces, tmp_path):
   config.train.pretrain_steps = 0
   config.train.log_every = config.train.checkpoint_every = config.train.image_every = 2
   workdir = tmp_path / 'work'
-  state = train.train_and_evaluate(config, str(workdir))
+  data = contextlib.nullcontext()
+  if source == 'tfds':  # TFDS celeb_a, mocked: random 218x178 images through the same path.
+    data = pytest.importorskip('tensorflow_datasets').testing.mock_data(num_examples=8)
+  with data:
+    state = train.train_and_evaluate(config, str(workdir))
   assert int(state.step) == 2
   assert (workdir / 'checkpoints' / '2').is_dir()
   assert sorted(p.name for p in (workdir / 'images').iterdir()) == [
