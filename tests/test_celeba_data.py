@@ -1,7 +1,6 @@
 """CelebA loading: synthetic folders of 178x218 JPEGs, the cache, faults, mocked TFDS."""
 
 import logging
-import os
 from pathlib import Path
 
 import ml_collections

@@ -7,7 +7,6 @@ pool3 features as the mirror through pytorch-fid's own preprocessing.
 """
 
 import os
-import pickle
 
 from absl import logging
 import jax
