@@ -100,10 +100,10 @@ def test_load_or_train_uses_cache(tmp_path, monkeypatch, params):
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
-  monkeypatch.setenv(mnist_classifier.CACHE_ENV, str(tmp_path))
+  monkeypatch.setenv(input_pipeline.CACHE_ENV, str(tmp_path))
   assert mnist_classifier.cache_path(None, seed=5) == tmp_path / 'mnist_classifier_seed5.msgpack'
-  monkeypatch.delenv(mnist_classifier.CACHE_ENV)
-  assert str(mnist_classifier.default_cache_dir()).endswith('.cache/wae_jax')
+  monkeypatch.delenv(input_pipeline.CACHE_ENV)
+  assert str(input_pipeline.default_cache_dir()).endswith('.cache/wae_jax')
 
 
 def test_train_rejects_other_pixel_ranges(mnist):

@@ -119,7 +119,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
 
 def _mnist_classifier_fid(config, data, samples, n) -> Dict:
   """FID on the MNIST classifier's features, and its real-vs-real floor (train vs test)."""
-  cache_dir = pathlib.Path(config.eval.cache_dir or mnist_classifier.default_cache_dir())
+  cache_dir = pathlib.Path(config.eval.cache_dir or input_pipeline.default_cache_dir())
   unit = lambda images: visualize.to_unit_range(images, config.data.pixel_range)
   params = mnist_classifier.load_or_train(str(cache_dir), _unit_range_data(data, config.data.pixel_range),
                                           seed=0)
@@ -155,7 +155,7 @@ def inception_fid(config, data, samples, n) -> Dict:
   featurizer = inception.make_featurizer(str(configured), batch_size=INCEPTION_BATCH_SIZE)
   pixel_range = tuple(config.data.pixel_range)
   featurize = lambda images: featurizer(images, pixel_range)
-  cache_dir = pathlib.Path(config.eval.cache_dir or mnist_classifier.default_cache_dir())
+  cache_dir = pathlib.Path(config.eval.cache_dir or input_pipeline.default_cache_dir())
   stats = RealStatistics(cache_dir)
   name = config.data.name
   test_stats = stats.get(name, 'test', INCEPTION, data.test_images[:n], featurize)

@@ -62,7 +62,7 @@ CELEBA_TEST_FRACTION = 0.1
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 # More skipped images than this fraction means a damaged folder: DataError.
 MAX_SKIPPED_FRACTION = 0.01
-CACHE_ENV = 'WAE_JAX_CACHE'  # The same variable as mnist_classifier's cache.
+CACHE_ENV = 'WAE_JAX_CACHE'  # Caches: CelebA arrays, the MNIST classifier, FID statistics.
 _PROGRESS_EVERY = 5000
 
 # Arrays per split: (images uint8 [N, 28, 28, 1], labels int32 [N]).
@@ -385,6 +385,7 @@ def celeba_splits(folder: Path, names: Sequence[str]) -> Dict[str, List[str]]:
 
 
 def default_cache_dir() -> Path:
+  """Where every cache of the project goes unless a config field says otherwise."""
   return Path(os.environ.get(CACHE_ENV) or '~/.cache/wae_jax').expanduser()
 
 

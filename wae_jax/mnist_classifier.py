@@ -31,7 +31,6 @@ from wae_jax import layers
 
 Params = Dict[str, Any]
 
-CACHE_ENV = 'WAE_JAX_CACHE'
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
@@ -209,12 +208,9 @@ def load_params(path) -> Params:
   return params
 
 
-def default_cache_dir() -> pathlib.Path:
-  return pathlib.Path(os.environ.get(CACHE_ENV) or '~/.cache/wae_jax').expanduser()
-
-
 def cache_path(cache_dir, seed: int = 0) -> pathlib.Path:
-  cache_dir = default_cache_dir() if cache_dir is None else pathlib.Path(cache_dir).expanduser()
+  cache_dir = (input_pipeline.default_cache_dir() if cache_dir is None
+               else pathlib.Path(cache_dir).expanduser())
   return cache_dir / f'mnist_classifier_seed{seed}.msgpack'
 
 
@@ -243,8 +239,8 @@ def mnist_config(data_dir: Optional[str]) -> ml_collections.ConfigDict:
 def _define_flags() -> None:
   """CLI flags, defined only when run as a script so importers' flags cannot clash."""
   flags.DEFINE_string('data_dir', None, 'Folder with the MNIST IDX files (or a TFDS data_dir).')
-  flags.DEFINE_string('cache_dir', None, f'Parameter cache folder (default ${CACHE_ENV} or '
-                      '~/.cache/wae_jax).')
+  flags.DEFINE_string('cache_dir', None, 'Parameter cache folder (default '
+                      f'${input_pipeline.CACHE_ENV} or ~/.cache/wae_jax).')
   flags.DEFINE_integer('seed', 0, 'Seed of the classifier.')
 
 
