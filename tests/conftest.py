@@ -1,6 +1,5 @@
 """Shared test helpers: where the real MNIST files are, and tiny configs."""
 
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -30,10 +29,9 @@ MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
 
 def load_config(name: str, arg: str):
   """`get_config(arg)` of configs/<name>.py, loaded by path as the CLI does."""
-  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  # Imported here, not above: JAX must start after the compilation cache is configured.
+  from wae_jax import config  # pylint: disable=g-import-not-at-top
+  return config.load_config_file(f'{REPO / "configs" / name}.py:{arg}')
 
 
 def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):

@@ -17,7 +17,7 @@ from conftest import REPO
 
 
 def _sweep(arg='bigwae', **fields):
-  s = sweep.load_config(f'configs/sweep.py:{arg}')
+  s = wae_config.load_config_file(f'configs/sweep.py:{arg}')
   s.update(fields)
   return s
 
@@ -109,7 +109,7 @@ def test_wrong_specs_and_fields_are_named(monkeypatch):
     sweep.trial_config(s, sweep.sample_trials(s)[0])
   monkeypatch.delenv('WAE_JAX_INCEPTION_WEIGHTS', raising=False)
   with pytest.raises(ValueError, match='Inception FID'):
-    sweep.fid_metric(sweep.load_config('configs/celeba.py:wae_mmd'))
+    sweep.fid_metric(wae_config.load_config_file('configs/celeba.py:wae_mmd'))
 
 
 def test_select_best_ignores_non_finite_fids():

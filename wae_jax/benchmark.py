@@ -24,7 +24,6 @@ for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist
 import argparse
 import dataclasses
 import gc
-import importlib.util
 import json
 import os
 import pathlib
@@ -43,7 +42,7 @@ from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS_DIR = wae_config.REPO / 'configs'
 DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')
 OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
 TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured; '
@@ -79,16 +78,6 @@ PEAK_FLOPS = (
 # --------------------------------------------------------------------- configs ---
 
 
-def _load_config_module(name: str):
-  path = CONFIGS_DIR / f'{name}.py'
-  if not path.exists():
-    raise FileNotFoundError(f'{path} not found: run the benchmark from a source checkout')
-  spec = importlib.util.spec_from_file_location(f'wae_jax_benchmark_configs_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32',
                  conv_impl: str = 'phase'):
   """The config of a benchmark model name (see the module doc) and objective."""
@@ -100,7 +89,7 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
     raise ValueError(f'unknown objective {objective!r}: expected one of {", ".join(OBJECTIVES)}')
   dataset, size = match.group(1), match.group(2)
   arg = OBJECTIVES[objective] + (',small' if size == 'small' else '')
-  config = _load_config_module(dataset).get_config(arg)
+  config = wae_config.load_config_file(f'{CONFIGS_DIR / dataset}.py:{arg}')
   if match.group(3):
     n = int(match.group(3))
     config.model.width = 1.0 / n

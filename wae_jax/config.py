@@ -4,6 +4,9 @@
 `validate` runs before anything heavy so that a typo fails in a second, not after compiling.
 """
 
+import functools
+import importlib.util
+import os
 import pathlib
 
 import ml_collections
@@ -16,6 +19,7 @@ DATASETS = input_pipeline.DATASETS
 ARCHITECTURES = ('dcgan', 'resnet50v2')
 CONV_IMPLS = ('phase', 'xla')
 DTYPES = ('float32', 'bfloat16')
+REPO = pathlib.Path(__file__).resolve().parents[1]  # configs/ sits here in a checkout
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -88,6 +92,33 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.inception_weights = ''  # path to pt_inception-2015-12-05-6726825d.pth
                                  # ('' = $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
   return c
+
+
+def resolve_config_file(spec: str) -> str:
+  """'configs/x.py[:arg]' with the file made absolute (relative to the cwd, else the repo)."""
+  path, _, arg = spec.partition(':')
+  found = pathlib.Path(path).expanduser()
+  if not found.is_absolute() and not found.exists():
+    found = REPO / path
+  if not found.exists():
+    raise ValueError(f'config file {path!r} (from {spec!r}) not found in {os.getcwd()} or '
+                     f'{REPO}')
+  return f'{found.resolve()}:{arg}' if arg else str(found.resolve())
+
+
+@functools.lru_cache(maxsize=None)
+def _config_module(path: str):
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """get_config(arg) of 'configs/<name>.py[:arg]', loaded by path as the command line does."""
+  path, _, arg = resolve_config_file(spec).partition(':')
+  module = _config_module(path)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def _allowed(field: str, value, allowed) -> None:

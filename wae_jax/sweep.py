@@ -13,8 +13,6 @@ presence means the trial is finished. A trial started again resumes from its che
 
 import csv
 import dataclasses
-import functools
-import importlib.util
 import json
 import math
 import os
@@ -28,6 +26,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import ml_collections
 import numpy as np
 
+from wae_jax import config as wae_config
+
 # A method's index here (not in a sweep's own list) numbers its random stream, so that a sweep
 # of any subset of methods draws the same configurations.
 METHODS = ('wae_mmd', 'wae_gan', 'vae')
@@ -39,7 +39,6 @@ DERIVED = {
         'penalty.kernel_scale',
         lambda factor, c: factor * 2 * c.model.latent_dim * c.model.prior_variance),
 }
-REPO = pathlib.Path(__file__).resolve().parents[1]
 TRIAL_FILE = 'trial.json'
 FAILURES_FILE = 'failures.json'
 LOG_FILE = 'log.txt'
@@ -109,33 +108,6 @@ def _set(config, path: str, value, source: str) -> None:
     raise ValueError(f'{source}={value!r} does not fit config.{path}: {e}') from e
 
 
-@functools.lru_cache(maxsize=None)
-def _config_module(path: str):
-  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def resolve_config_spec(spec: str) -> str:
-  """'configs/x.py:arg' with the file made absolute (relative to the cwd, else the repo)."""
-  path, _, arg = spec.partition(':')
-  found = pathlib.Path(path).expanduser()
-  if not found.is_absolute() and not found.exists():
-    found = REPO / path
-  if not found.exists():
-    raise ValueError(f'config file {path!r} (from {spec!r}) not found in {os.getcwd()} or '
-                     f'{REPO}')
-  return f'{found.resolve()}:{arg}' if arg else str(found.resolve())
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """get_config(arg) of 'configs/<dataset>.py:arg', as the command line loads it."""
-  path, _, arg = resolve_config_spec(spec).partition(':')
-  module = _config_module(path)
-  return module.get_config(arg) if arg else module.get_config()
-
-
 # ---------------------------------------------------------------------------------------------
 # Sampling.
 
@@ -202,8 +174,7 @@ def sample_trials(sweep) -> List[Trial]:
 def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
   """The validated wae_jax config of a trial: base, then sweep.fixed, the sampled values, the
   DERIVED ones, the seed and the step and checkpoint budget."""
-  from wae_jax import config as wae_config  # pylint: disable=g-import-not-at-top
-  config = load_config(sweep.base[trial.method])
+  config = wae_config.load_config_file(sweep.base[trial.method])
   fixed = flatten(sweep.fixed)
   for path, value in fixed.items():
     _set(config, path, value, f'sweep.fixed.{path}')
@@ -247,7 +218,7 @@ def _flag_value(value) -> str:
 
 def override_flags(sweep, trial: Trial, config) -> Dict[str, str]:
   """--config.<field> flags for every field where `config` differs from the trial's base."""
-  base = flatten(load_config(sweep.base[trial.method]))
+  base = flatten(wae_config.load_config_file(sweep.base[trial.method]))
   return {f'--config.{path}': _flag_value(value) for path, value in flatten(config).items()
           if base.get(path) != value}
 
@@ -277,7 +248,7 @@ def _run_module(module: str, config_spec: str, flags: Dict[str, str],
     log.write(header.encode())
     log.flush()
     start = log.tell()
-    code = subprocess.run(run, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    code = subprocess.run(run, cwd=wae_config.REPO, stdout=log, stderr=subprocess.STDOUT,
                           check=False).returncode
   with open(workdir / LOG_FILE, 'rb') as log:
     log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL_CHARS))
@@ -328,7 +299,7 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
   config = trial_config(sweep, trial)
   metric = fid_metric(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  spec = resolve_config_spec(sweep.base[trial.method])
+  spec = wae_config.resolve_config_file(sweep.base[trial.method])
   flags = override_flags(sweep, trial, config)
 
   start = time.time()
