@@ -184,6 +184,11 @@ def _import_tfds():
   return tfds
 
 
+def _tfds_description(name: str, data_dir: Optional[str]) -> str:
+  """How logs and errors name a TFDS data set and where it is read from."""
+  return f'tfds {name} (data_dir={data_dir or "default"})'
+
+
 def _tfds_prepared(data_dir: Optional[str], name: str = 'mnist') -> bool:
   """Whether TFDS `name` is already on disk under data_dir (no network use)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -206,7 +211,7 @@ def _tfds_chunks(name: str, split: str, data_dir: Optional[str], download: bool,
     ds = tfds.load(name, split=split, data_dir=data_dir, download=download)
     yield from tfds.as_numpy(ds.batch(chunk))
   except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f'tfds {name} (data_dir={data_dir or "default"}): could not load '
+    raise DataError(f'{_tfds_description(name, data_dir)}: could not load '
                     f'split {split!r} (download={download}): {type(e).__name__}: {e}') from e
 
 
@@ -218,7 +223,7 @@ def load_mnist_tfds(data_dir: Optional[str], download: bool) -> Splits:
     images = np.concatenate([c['image'] for c in chunks]).astype(np.uint8)
     labels = np.concatenate([c['label'] for c in chunks]).astype(np.int32)
     if images.shape[1:] != (28, 28, 1):
-      raise DataError(f'tfds mnist (data_dir={data_dir or "default"}): expected {split} '
+      raise DataError(f'{_tfds_description("mnist", data_dir)}: expected {split} '
                       f'images of shape [N, 28, 28, 1], found {list(images.shape)}')
     out[split] = (images, labels)
   return out
@@ -465,7 +470,7 @@ def load_celeba_tfds(data_dir: Optional[str], download: bool) -> Dict[str, np.nd
         if len(faces) % _PROGRESS_EVERY < len(chunk['image']):
           logging.info('Preprocessed %d %s images of tfds celeb_a', len(faces), split)
       if not faces:
-        raise DataError(f'tfds celeb_a (data_dir={data_dir or "default"}): '
+        raise DataError(f'{_tfds_description("celeb_a", data_dir)}: '
                         f'split {split!r} is empty')
       out[split] = np.stack(faces)
   return out
@@ -474,7 +479,7 @@ def load_celeba_tfds(data_dir: Optional[str], download: bool) -> Dict[str, np.nd
 def _resolve_celeba(source: str, data_dir: Optional[str],
                     cache_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], str]:
   """Picks where CelebA comes from; returns the uint8 splits and a description."""
-  tfds_desc = f'tfds celeb_a (data_dir={data_dir or "default"})'
+  tfds_desc = _tfds_description('celeb_a', data_dir)
   if source == 'tfds':
     return load_celeba_tfds(data_dir, download=True), tfds_desc
   if source == 'folder':
@@ -577,7 +582,7 @@ def _to_float(images: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _resolve_mnist(source: str, data_dir: Optional[str]) -> Tuple[Splits, str]:
   """Picks where MNIST comes from; returns the arrays and a description."""
   env_dir = os.environ.get(MNIST_DIR_ENV) or None
-  tfds_desc = f'tfds mnist (data_dir={data_dir or "default"})'
+  tfds_desc = _tfds_description('mnist', data_dir)
 
   if source == 'idx':
     folder = data_dir or env_dir
