@@ -64,7 +64,33 @@ def _wait(procs, logs):
   return texts
 
 
-def test_two_processes_train_like_one_and_stop_together(tmp_path):
+STEPS = 3
+
+
+def test_two_processes_train_like_one(tmp_path):
+  # Stop after 2 steps and resume to 3, so that restoring works with several processes too.
+  workdir = tmp_path / 'two'
+  _wait(*_start_two_processes(workdir, STEPS - 1, tmp_path))
+  texts = _wait(*_start_two_processes(workdir, STEPS, tmp_path))
+  assert 'process 1 of 2, 2 local of 4 devices' in texts[1]
+  one = subprocess.run([sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one',
+                                                                            STEPS),
+                       cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=900)
+  assert one.returncode == 0, one.stderr[-4000:]
+
+  config = tiny_config('wae_mmd')
+  _, state_two = train.restore_for_inference(config, str(workdir))
+  _, state_one = train.restore_for_inference(config, str(tmp_path / 'one'))
+  assert int(state_two.step) == int(state_one.step) == STEPS
+  for a, b in zip(jax.tree_util.tree_leaves(state_two.params),
+                  jax.tree_util.tree_leaves(state_one.params)):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  # Metrics and pictures come from process 0 alone: one event file per run segment.
+  assert len(list(workdir.glob('events.out.tfevents.*'))) == 2
+  assert len(list((workdir / 'images').glob('samples_*.png'))) == 2  # each segment's last step
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(tmp_path):
   # Preempt process 1 alone once training runs: both stop at one step with one checkpoint.
   workdir = tmp_path / 'two'
   procs, logs = _start_two_processes(workdir, 100_000, tmp_path)
@@ -75,25 +101,6 @@ def test_two_processes_train_like_one_and_stop_together(tmp_path):
   procs[1].send_signal(signal.SIGTERM)
   texts = _wait(procs, logs)
   stopped = checkpoints.Checkpoints(workdir, keep=3).latest_step()
+  assert stopped is not None and stopped >= 3
   for text in texts:
     assert re.search(rf'SIGTERM .*synchronised.* at step {stopped}: wrote a checkpoint', text)
-
-  # Resume to one more step: restoring works with several processes too.
-  steps = stopped + 1
-  texts = _wait(*_start_two_processes(workdir, steps, tmp_path))
-  assert 'process 1 of 2, 2 local of 4 devices' in texts[1]
-  one = subprocess.run([sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one',
-                                                                            steps),
-                       cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=900)
-  assert one.returncode == 0, one.stderr[-4000:]
-
-  config = tiny_config('wae_mmd')
-  _, state_two = train.restore_for_inference(config, str(workdir))
-  _, state_one = train.restore_for_inference(config, str(tmp_path / 'one'))
-  assert int(state_two.step) == int(state_one.step) == steps
-  for a, b in zip(jax.tree_util.tree_leaves(state_two.params),
-                  jax.tree_util.tree_leaves(state_one.params)):
-    np.testing.assert_allclose(a, b, atol=1e-5)
-  # Metrics and pictures come from process 0 alone: one event file per run segment.
-  assert len(list(workdir.glob('events.out.tfevents.*'))) == 2
-  assert len(list((workdir / 'images').glob('samples_*.png'))) == 1  # at the last step
