@@ -314,6 +314,29 @@ def test_train_batches_rows_of_images():
   np.testing.assert_array_equal(batch, images[order])
 
 
+def test_train_batches_rows_reads_only_those_images():
+  """A process's share of each global batch: the same rows, and no other image is read."""
+
+  class Recording:
+    def __init__(self, array):
+      self.array, self.read = array, []
+
+    def __len__(self):
+      return len(self.array)
+
+    def __getitem__(self, index):
+      self.read.extend(np.asarray(index).tolist())
+      return self.array[index]
+
+  images = np.arange(50)
+  whole = take(ip.train_batches(images, 8, seed=2), 9)
+  recording = Recording(images)
+  share = take(ip.train_batches(recording, 8, seed=2, rows=slice(4, 8)), 9)
+  for got, want in zip(share, whole):
+    np.testing.assert_array_equal(got, want[4:8])
+  assert len(recording.read) == 9 * 4
+
+
 @pytest.mark.parametrize('start_step', [1, 5, 6, 7, 13])
 def test_train_batches_resume(start_step):
   images = np.arange(50)

@@ -63,8 +63,8 @@ def test_nonfinite_step_is_not_applied_and_is_counted():
 def test_run_stops_after_too_many_nonfinite_steps(tmp_path, monkeypatch):
   original = input_pipeline.train_batches
 
-  def poisoned_after_three(images, batch_size, seed, start_step=0):
-    for i, batch in enumerate(original(images, batch_size, seed, start_step)):
+  def poisoned_after_three(images, batch_size, seed, start_step=0, rows=slice(None)):
+    for i, batch in enumerate(original(images, batch_size, seed, start_step, rows)):
       yield batch if start_step + i < 3 else np.full_like(batch, np.nan)
 
   monkeypatch.setattr(input_pipeline, 'train_batches', poisoned_after_three)

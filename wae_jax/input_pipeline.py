@@ -670,13 +670,14 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def train_batches(images: np.ndarray, batch_size: int, seed: int,
-                  start_step: int = 0) -> Iterator[np.ndarray]:
+                  start_step: int = 0, rows: slice = slice(None)) -> Iterator[np.ndarray]:
   """Yields shuffled batches forever, reproducible from any step.
 
   Epoch e visits the rows in the order np.random.default_rng([seed, e])
   .permutation(len(images)), so the batch of step s depends only on (seed, s)
   and a run resumed at start_step sees exactly the data of an uninterrupted
-  run. Arguments are checked here, not on the first next().
+  run. `rows` picks part of each batch (a process's share with several hosts):
+  only those images are read. Arguments are checked here, not on the first next().
   """
   steps = steps_per_epoch(len(images), batch_size)
   if steps == 0:
@@ -690,7 +691,7 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int,
     while True:
       order = np.random.default_rng([seed, epoch]).permutation(len(images))
       for i in range(first, steps):
-        yield images[order[i * batch_size:(i + 1) * batch_size]]
+        yield images[order[i * batch_size:(i + 1) * batch_size][rows]]
       epoch, first = epoch + 1, 0
 
   return generate()

@@ -215,8 +215,8 @@ def jit_on_mesh(step_fn: Callable, mesh) -> Callable:
 def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_step: int = 0):
   """Global batches split over the mesh; each process loads only its own rows."""
   rows = parallel.process_rows(batch_size)
-  for batch in input_pipeline.train_batches(images, batch_size, seed, start_step):
-    yield parallel.global_batch(batch[rows], mesh, batch_size)
+  for batch in input_pipeline.train_batches(images, batch_size, seed, start_step, rows):
+    yield parallel.global_batch(batch, mesh, batch_size)
 
 
 def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
