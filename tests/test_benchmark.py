@@ -2,6 +2,7 @@
 
 import io
 import json
+import types
 
 import pytest
 
@@ -46,13 +47,58 @@ def test_paper_model_flops():
   assert 3.1e9 < celeba['encoder'] + celeba['decoder'] < 3.3e9
 
 
+def _resnet_macs_by_hand(image_hw, channels, latent_dim, blocks=(3, 4, 6, 3),
+                         widths=(64, 128, 256, 512)):
+  """ResNet50-v2 encoder and decoder MACs per image, from the block diagram in resnet.py."""
+  stride = 2 if min(image_hw) >= 64 else 1
+  sizes = [-(-image_hw[0] // stride)]
+  for _ in widths[1:]:
+    sizes.append(-(-sizes[-1] // 2))
+  px = lambda s: s * s
+  # Encoder: 3x3 stem; per block 1x1, 3x3 (stride 2 in the first block of stages 2..4),
+  # 1x1 to 4x width, a 1x1 projection where the shape changes; a dense head.
+  encoder, c, size = px(sizes[0]) * 9 * channels * widths[0], widths[0], sizes[0]
+  for i, (n, w) in enumerate(zip(blocks, widths)):
+    for j in range(n):
+      encoder += px(size) * c * w + px(sizes[i]) * (9 * w * w + w * 4 * w)
+      if j == 0:
+        encoder += px(sizes[i]) * c * 4 * w
+      c, size = 4 * w, sizes[i]
+  encoder += px(sizes[-1]) * c * latent_dim
+  # Decoder: dense to the last map, the stages reversed (the first block of each but the last
+  # stage resizes up before its 3x3 and its projection), a 3x3 output conv at full size.
+  decoder, c, size = latent_dim * px(sizes[-1]) * 4 * widths[-1], 4 * widths[-1], sizes[-1]
+  for i in reversed(range(len(widths))):
+    w = widths[i]
+    for j in range(blocks[i]):
+      decoder += px(size) * c * w + px(sizes[i]) * (9 * w * w + w * 4 * w)
+      if c != 4 * w:
+        decoder += px(sizes[i]) * c * 4 * w
+      c, size = 4 * w, sizes[i]
+  decoder += px(image_hw[0]) * 9 * c * channels
+  return encoder, decoder
+
+
+@pytest.mark.parametrize('model,image_hw,channels,latent_dim', [
+    ('celeba_paper_resnet', (64, 64), 3, 64), ('mnist_w4_resnet', (28, 28), 1, 8)])
+def test_resnet_flops_match_a_hand_count(model, image_hw, channels, latent_dim):
+  config = benchmark.model_config(model, 'mmd', 100)
+  assert config.model.arch == 'resnet50v2'
+  widths = tuple(int(w * config.model.width) for w in (64, 128, 256, 512))
+  macs = benchmark.forward_macs(config)
+  assert (macs['encoder'], macs['decoder']) == _resnet_macs_by_hand(
+      image_hw, channels, latent_dim, widths=widths)
+
+
 def test_model_names():
   small = benchmark.model_config('mnist_small', 'gan', 100)
   w8 = benchmark.model_config('mnist_w8', 'gan', 100)
   assert (small.model.width, small.model.adversary_width) == (0.125, 0.25)
   assert (w8.model.width, w8.model.adversary_width) == (0.125, 0.25)
   assert benchmark.model_config('celeba_paper', 'vae', 100).model.gaussian_encoder
-  for bad in ('mnist', 'celeba_small', 'mnist_w0x', 'svhn_paper'):
+  resnet = benchmark.model_config('celeba_w16_resnet', 'mmd', 100)
+  assert (resnet.model.arch, resnet.model.width) == ('resnet50v2', 1 / 16)
+  for bad in ('mnist', 'celeba_small', 'mnist_w0x', 'svhn_paper', 'mnist_resnet'):
     with pytest.raises(ValueError, match='unknown model'):
       benchmark.model_config(bad, 'mmd', 100)
   with pytest.raises(SystemExit):
@@ -114,6 +160,34 @@ def test_main_without_torch_says_how_to_install(monkeypatch):
   assert [(r['model'], r['objective']) for r in results['rows']] == [
       ('mnist_w32', 'mmd'), ('mnist_w32', 'gan'), ('celeba_w32', 'mmd'), ('celeba_w32', 'gan')]
   assert all('torch' not in r and r['ratio'] is None for r in results['rows'])
+
+
+def test_resnet_rows_are_jax_only(monkeypatch):
+  """The PyTorch reference has the DCGAN nets only: ResNet rows say so instead of timing it."""
+  fake_torch = types.SimpleNamespace(__version__='2.13.0', get_num_threads=lambda: 2,
+                                     set_num_threads=lambda n: None)
+  monkeypatch.setattr(benchmark, '_import_torch', lambda: fake_torch)
+  monkeypatch.setattr(benchmark, 'time_jax', _fake_timing)
+  timed = []
+  monkeypatch.setattr(benchmark, 'time_torch',
+                      lambda torch, config, *a, **k: timed.append(config.model.arch)
+                      or _fake_timing())
+  out = io.StringIO()
+  results = benchmark.main(['--models=mnist_w32,mnist_w32_resnet', '--objectives=mmd'],
+                           out=out)
+  dcgan, resnet = results['rows']
+  assert timed == ['dcgan'] and dcgan['ratio'] == 1.0
+  assert 'torch' not in resnet and resnet['ratio'] is None
+  text = out.getvalue()
+  assert '| mnist_w32_resnet | mmd | 0.014 | 10.0 | 1.0 | 2.0 | - | - | - |' in text
+  assert "mnist_w32_resnet/mmd torch: not timed" in text and 'DCGAN nets only' in text
+
+
+def test_torch_reference_refuses_resnet():
+  torch_reference = pytest.importorskip('wae_jax.torch_reference')
+  config = benchmark.model_config('mnist_w32_resnet', 'mmd', 8)
+  with pytest.raises(ValueError, match="arch='resnet50v2'.*only the DCGAN"):
+    torch_reference.build_autoencoder(config)
 
 
 def test_slow_steps_are_skipped_or_approximate(monkeypatch):

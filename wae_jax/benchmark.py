@@ -18,13 +18,17 @@ both frameworks get the same count whatever they actually execute.
 
 Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
 nets at 1/8 width), mnist_paper and celeba_paper (the paper's sizes), and <dataset>_w<N>
-for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist_w4.
+for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist_w4. A
+`_resnet` suffix swaps in the ResNet50-v2 nets at that width (`model.arch='resnet50v2'`),
+e.g. celeba_paper_resnet; the PyTorch reference has the DCGAN nets only, so those rows are
+JAX-only.
 """
 
 import argparse
 import dataclasses
 import gc
 import json
+import math
 import os
 import pathlib
 import platform
@@ -34,10 +38,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from wae_jax import config as wae_config
+from wae_jax import layers
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -45,6 +51,8 @@ from wae_jax import train
 CONFIGS_DIR = wae_config.REPO / 'configs'
 DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')
 OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
+NO_TORCH_RESNET = ("the PyTorch reference (wae_jax/torch_reference.py) has the DCGAN nets "
+                   "only, not model.arch='resnet50v2'")
 TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured; '
                  'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
 # A trial should last about this long when --steps_per_trial is not given (auto).
@@ -81,10 +89,11 @@ PEAK_FLOPS = (
 def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32',
                  conv_impl: str = 'phase'):
   """The config of a benchmark model name (see the module doc) and objective."""
-  match = re.fullmatch(r'(mnist|celeba)_(paper|small|w(\d+))', model)
+  match = re.fullmatch(r'(mnist|celeba)_(paper|small|w(\d+))(_resnet)?', model)
   if not match or (match.group(1) == 'celeba' and match.group(2) == 'small'):
     raise ValueError(f'unknown model {model!r}: expected mnist_small, mnist_paper, '
-                     'celeba_paper or <mnist|celeba>_w<N> (1/N of the paper\'s width)')
+                     'celeba_paper or <mnist|celeba>_w<N> (1/N of the paper\'s width), '
+                     'each optionally followed by _resnet (ResNet50-v2 nets)')
   if objective not in OBJECTIVES:
     raise ValueError(f'unknown objective {objective!r}: expected one of {", ".join(OBJECTIVES)}')
   dataset, size = match.group(1), match.group(2)
@@ -94,6 +103,8 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
     n = int(match.group(3))
     config.model.width = 1.0 / n
     config.model.adversary_width = min(1.0, 2.0 / n)
+  if match.group(4):
+    config.model.arch = 'resnet50v2'
   config.train.batch_size = batch_size
   config.model.conv_impl = conv_impl
   if dtype != 'float32':
@@ -110,36 +121,42 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
 def forward_macs(config) -> Dict[str, int]:
   """Multiply-accumulates per image of each conv, transposed conv and dense layer.
 
-  A conv costs (output pixels) * k * k * c_in * c_out, a transposed conv (input pixels)
-  * k * k * c_in * c_out (every input pixel meets every tap), a dense layer
-  fan_in * fan_out. Biases, BatchNorm, activations and the losses are not counted.
-  Keys: 'encoder', 'decoder', 'adversary' (one code through the adversary MLP).
+  Counted by tracing the nets (shapes only, `jax.eval_shape`) and intercepting every layer
+  call, so any architecture (`config.model.arch`) is counted the same way. A conv costs
+  (output pixels) * k * k * c_in * c_out, a transposed conv (input pixels) * k * k * c_in *
+  c_out (every input pixel meets every tap), a dense layer fan_in * fan_out. Biases,
+  BatchNorm, activations, resizes and the losses are not counted. Keys: 'encoder', 'decoder',
+  'adversary' (one code through the adversary MLP).
   """
-  m = config.model
-  h, w, c = config.data.image_shape
-  k2 = m.kernel_size**2
-  encoder = 0
-  for features in models.scaled_widths(m.encoder_widths, m.width):
-    h, w = -(-h // 2), -(-w // 2)
-    encoder += h * w * k2 * c * features
-    c = features
-  encoder += h * w * c * m.latent_dim * (2 if m.gaussian_encoder else 1)
+  batch, macs = 2, {'encoder': 0, 'decoder': 0, 'adversary': 0}
 
-  height, width, channels = config.data.image_shape
-  widths = models.scaled_widths(m.decoder_widths, m.width)
-  h, w = height // 2**(len(widths) - 1), width // 2**(len(widths) - 1)
-  decoder = m.latent_dim * h * w * widths[0]
-  for c_in, c_out in zip(widths, widths[1:]):
-    decoder += h * w * k2 * c_in * c_out
-    h, w = 2 * h, 2 * w
-  decoder += h * w * k2 * widths[-1] * channels
+  def trace(init, part=None):
+    """Adds up the layers that `init` calls, under `part` or their top module's name."""
 
-  adversary, fan_in = 0, m.latent_dim
-  for features in models.scaled_widths(m.adversary_widths, m.adversary_width):
-    adversary += fan_in * features
-    fan_in = features
-  adversary += fan_in
-  return dict(encoder=encoder, decoder=decoder, adversary=adversary)
+    def count(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      module = context.module
+      if context.method_name == '__call__' and isinstance(module, _COUNTED):
+        inputs, kernel = args[0], module.variables['params']['kernel']
+        if isinstance(module, (nn.ConvTranspose, layers.ConvTranspose)):
+          n = inputs.size * kernel.shape[-1] * math.prod(kernel.shape[:-2])
+        else:  # a conv or a dense layer: every output meets the kernel's fan-in
+          n = out.size * math.prod(kernel.shape[:-1])
+        macs[part or module.scope.path[0]] += n // batch
+      return out
+
+    with nn.intercept_methods(count):
+      jax.eval_shape(init)
+
+  model, adversary = models.build_autoencoder(config), models.build_adversary(config)
+  rng = jax.random.PRNGKey(0)
+  images = jnp.zeros((batch,) + tuple(config.data.image_shape))
+  trace(lambda: model.init(rng, images, train=False))  # 'encoder' and 'decoder' submodules
+  trace(lambda: adversary.init(rng, jnp.zeros((batch, config.model.latent_dim))), 'adversary')
+  return macs
+
+
+_COUNTED = (nn.Conv, nn.ConvTranspose, nn.Dense, layers.Conv, layers.ConvTranspose)
 
 
 def train_step_flops(config, batch_size: int) -> int:
@@ -388,7 +405,9 @@ def format_table(rows: List[dict], accelerator: bool, with_torch: bool) -> str:
     if accelerator:
       cells.append(_mfu(j))
     cells.append(_fmt(j['compile_s'], 1))
-    if with_torch:
+    if with_torch and tt is None:
+      cells += ['-'] * (3 + accelerator)
+    elif with_torch:
       cells += [_fmt(tt['img_per_s'], 1, tt['approximate']),
                 _fmt(tt['gflop_per_s'], 1, tt['approximate'])]
       if accelerator:
@@ -443,7 +462,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                               description=__doc__.split('\n\n')[0])
   p.add_argument('--models', default=','.join(DEFAULT_MODELS),
                  help='comma-separated: mnist_small, mnist_paper, celeba_paper, '
-                 '<mnist|celeba>_w<N> (default: %(default)s)')
+                 '<mnist|celeba>_w<N>, each optionally with a _resnet suffix '
+                 '(default: %(default)s)')
   p.add_argument('--objectives', default=','.join(OBJECTIVES),
                  help='comma-separated subset of mmd, gan, vae (default: %(default)s)')
   p.add_argument('--batch_size', type=int, default=100)
@@ -544,7 +564,10 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
                    train_gflop_per_image=flops / args.batch_size / 1e9)
         frameworks = [('jax', lambda p: time_jax(config, args.batch_size, args.repeats,
                                                    args.steps_per_trial, args.max_seconds, p))]
-        if torch is not None:
+        with_torch = torch is not None and config.model.arch == 'dcgan'
+        if torch is not None and not with_torch:
+          notes.append(f'{model}/{objective} torch: not timed, {NO_TORCH_RESNET}')
+        if with_torch:
           frameworks.append(('torch', lambda p: time_torch(
               torch, config, args.batch_size, args.repeats, args.steps_per_trial,
               args.max_seconds, torch_device, p, channels_last=args.torch_channels_last)))
@@ -572,7 +595,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
         if args.parts:
           row['parts'] = {'jax': time_parts_jax(config, args.batch_size, args.repeats,
                                                 args.max_seconds)}
-          if torch is not None:
+          if with_torch:
             row['parts']['torch'] = time_parts_torch(torch, config, args.batch_size,
                                                      args.repeats, args.max_seconds,
                                                      torch_device)

@@ -191,6 +191,9 @@ class AutoEncoder(nn.Module):
 
 def build_autoencoder(config) -> AutoEncoder:
   m = config.model
+  if m.arch != 'dcgan':
+    raise ValueError(f"config.model.arch={m.arch!r}: the PyTorch reference has only the "
+                     "DCGAN nets, arch='dcgan'")
   image_shape = tuple(config.data.image_shape)
   return AutoEncoder(
       Encoder(scaled_widths(m.encoder_widths, m.width), m.kernel_size, m.latent_dim,
