@@ -113,14 +113,6 @@ def all_finite(*trees) -> jnp.ndarray:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def keep_if_not(finite, new_state: TrainState, state: TrainState) -> TrainState:
-  """new_state if finite, else state with only the step advanced (the data and the random
-  numbers move on, so that the next step does not meet the same fault)."""
-  kept = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_state, state)
-  return kept.replace(step=new_state.step,
-                      nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1))
-
-
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
   """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
 
@@ -173,30 +165,42 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
         state.params, state.batch_stats, state.adversary_params, images, z_prior,
         {'noise': noise_rng, 'latent': latent_rng})
-    updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
     mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
     metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
                    learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
                    codes_cov_gap=cov_gap)
     if aux['log_variance'] is not None:
       metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
-    adversary_params, adversary_opt_state = state.adversary_params, state.adversary_opt_state
     finite = all_finite(loss, grads)
+    adv_grads = None
     if penalty_name == 'gan':
       # Simultaneous update: the adversary sees the codes the auto-encoder step just used.
       (adv_loss, accuracy), adv_grads = jax.value_and_grad(adversary_loss, has_aux=True)(
-          adversary_params, jax.lax.stop_gradient(aux['codes']), z_prior)
+          state.adversary_params, jax.lax.stop_gradient(aux['codes']), z_prior)
       finite = finite & all_finite(adv_loss, adv_grads)
-      adv_updates, adversary_opt_state = adversary_tx.update(adv_grads, adversary_opt_state,
-                                                             adversary_params)
-      adversary_params = optax.apply_updates(adversary_params, adv_updates)
       metrics.update(adversary_loss=adv_loss, adversary_accuracy=accuracy)
-    new_state = state.replace(
-        step=state.step + 1, params=optax.apply_updates(state.params, updates),
-        batch_stats=aux['batch_stats'], opt_state=opt_state,
-        adversary_params=adversary_params, adversary_opt_state=adversary_opt_state)
+
+    def apply_updates(state: TrainState) -> TrainState:
+      updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
+      state = state.replace(params=optax.apply_updates(state.params, updates),
+                            batch_stats=aux['batch_stats'], opt_state=opt_state,
+                            nonfinite_steps=jnp.zeros_like(state.nonfinite_steps))
+      if adv_grads is not None:
+        updates, opt_state = adversary_tx.update(adv_grads, state.adversary_opt_state,
+                                                 state.adversary_params)
+        state = state.replace(adversary_params=optax.apply_updates(state.adversary_params,
+                                                                   updates),
+                              adversary_opt_state=opt_state)
+      return state
+
+    def skip(state: TrainState) -> TrainState:
+      return state.replace(nonfinite_steps=state.nonfinite_steps + 1)
+
+    # The data and the random numbers move on either way, so that the next step does not meet
+    # the same fault. A cond, not a select per leaf: XLA:CPU took 153 s to compile ResNet50's
+    # step with the selects, 15 s with the cond (benchmark --models=mnist_w32_resnet).
+    new_state = jax.lax.cond(finite, apply_updates, skip, state).replace(step=state.step + 1)
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
-    new_state = keep_if_not(finite, new_state, state)
     metrics['nonfinite_steps'] = new_state.nonfinite_steps
     return new_state, metrics
 
