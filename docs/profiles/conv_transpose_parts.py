@@ -1,5 +1,5 @@
 """The 1/8-width decoder's two stride-2 transposed convs alone: forward, backward, XLA's conv for dx."""
-import time, numpy as np, jax, jax.numpy as jnp
+import time, numpy as np, jax
 from jax import lax
 from wae_jax import layers
 def med(run, n=10, r=7):

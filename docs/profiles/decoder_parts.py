@@ -1,6 +1,6 @@
 """The 1/8-width decoder, forward and forward+backward: as is, without BatchNorm, other chunk sizes."""
-import time, sys, numpy as np, jax, jax.numpy as jnp, flax.linen as nn
-from wae_jax import benchmark, models, train, layers
+import time, numpy as np, jax, jax.numpy as jnp, flax.linen as nn
+from wae_jax import benchmark, models, layers
 def med(run, n=10, r=7):
   run(); run(); ts=[]
   for _ in range(r):
