@@ -1,13 +1,7 @@
 """The 1/8-width decoder, forward and forward+backward: as is, without BatchNorm, other chunk sizes."""
-import time, numpy as np, jax, jax.numpy as jnp, flax.linen as nn
+import jax, jax.numpy as jnp, flax.linen as nn
 from wae_jax import benchmark, models, layers
-def med(run, n=10, r=7):
-  run(); run(); ts=[]
-  for _ in range(r):
-    t=time.perf_counter()
-    for _ in range(n): o=run()
-    jax.block_until_ready(o); ts.append((time.perf_counter()-t)/n)
-  return 1e3*np.median(ts)
+from timing import median_ms
 cfg = benchmark.model_config('mnist_small', 'mmd', 100)
 z = jax.random.normal(jax.random.PRNGKey(2), (100, 8))
 def timing(label):
@@ -17,7 +11,7 @@ def timing(label):
     out = model.apply({'params': p, 'batch_stats': v.get('batch_stats', {})}, z, train=True, method=model.decode, mutable=['batch_stats'])[0]
     return jnp.sum(out * out)
   g = jax.jit(jax.grad(dec)); f = jax.jit(dec)
-  print(f'{label:28s} fwd {med(lambda: f(v["params"])):6.1f}  fwd+bwd {med(lambda: g(v["params"])):6.1f} ms', flush=True)
+  print(f'{label:28s} fwd {median_ms(lambda: f(v["params"])):6.1f}  fwd+bwd {median_ms(lambda: g(v["params"])):6.1f} ms', flush=True)
 timing('decoder as is')
 orig = models.batch_norm_relu
 models.batch_norm_relu = lambda x, train, dtype: nn.relu(x)  # ReLU kept

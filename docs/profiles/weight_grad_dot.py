@@ -9,7 +9,6 @@ it, and again pinned to one core. Run from the repo root, alone: python docs/pro
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -33,17 +32,7 @@ def layer_products(batch=100):
 def measure():
   import jax
   from jax import lax
-
-  def med(fn, *args, n=20, r=7):
-    jax.block_until_ready(fn(*args))
-    ts = []
-    for _ in range(r):
-      t = time.perf_counter()
-      for _ in range(n):
-        o = fn(*args)
-      jax.block_until_ready(o)
-      ts.append((time.perf_counter() - t) / n)
-    return 1e3 * np.median(ts)
+  from timing import median_ms
 
   tn = jax.jit(lambda a, b: lax.dot_general(a, b, (((0,), (0,)), ((), ()))))
   nn = jax.jit(lambda b, w: b @ w)
@@ -52,7 +41,8 @@ def measure():
     a = np.random.randn(r, ac).astype(np.float32)
     b = np.random.randn(r, bc).astype(np.float32)
     w = np.random.randn(bc, ac).astype(np.float32)
-    rows.append((name, r, n_chunks, ac, bc, n_chunks * med(tn, a, b), n_chunks * med(nn, b, w)))
+    rows.append((name, r, n_chunks, ac, bc, n_chunks * median_ms(lambda: tn(a, b), n=20),
+                 n_chunks * median_ms(lambda: nn(b, w), n=20)))
   return rows
 
 
