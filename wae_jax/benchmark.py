@@ -51,8 +51,6 @@ from wae_jax import train
 CONFIGS_DIR = wae_config.REPO / 'configs'
 DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')
 OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
-NO_TORCH_RESNET = ("the PyTorch reference (wae_jax/torch_reference.py) has the DCGAN nets "
-                   "only, not model.arch='resnet50v2'")
 TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured; '
                  'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
 # A trial should last about this long when --steps_per_trial is not given (auto).
@@ -235,8 +233,10 @@ def _time_steps(run_steps: Callable[[int], None], flops: int, batch_size: int, r
   return t
 
 
-def time_jax(config, batch_size: int, repeats: int, steps_per_trial: int, max_seconds: float,
-             predicted_step_s: Optional[float] = None, seed: int = 0) -> Timing:
+def time_jax(config, flops: int, batch_size: int, repeats: int, steps_per_trial: int,
+             max_seconds: float, predicted_step_s: Optional[float] = None,
+             seed: int = 0) -> Timing:
+  """Times the training loop's step; `flops` is its model FLOPs (`train_step_flops`)."""
   steps_per_epoch = 1000
   init_rng, step_rng, data_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   model, adversary = models.build_autoencoder(config), models.build_adversary(config)
@@ -261,15 +261,16 @@ def time_jax(config, batch_size: int, repeats: int, steps_per_trial: int, max_se
     jax.block_until_ready((state, metrics))
     holder[0] = state
 
-  t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
+  t = _time_steps(run_steps, flops, batch_size, repeats,
                   steps_per_trial, max_seconds, predicted_step_s)
   t.compile_s = compile_s
   return t
 
 
-def time_torch(torch, config, batch_size: int, repeats: int, steps_per_trial: int,
+def time_torch(torch, config, flops: int, batch_size: int, repeats: int, steps_per_trial: int,
                max_seconds: float, device: str, predicted_step_s: Optional[float] = None,
                seed: int = 0, channels_last: bool = False) -> Timing:
+  """The same for the PyTorch reference's step."""
   from wae_jax import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
   trainer = torch_reference.Trainer(config, steps_per_epoch=1000, device=device)
@@ -286,7 +287,7 @@ def time_torch(torch, config, batch_size: int, repeats: int, steps_per_trial: in
       trainer.train_step(images)
     sync()
 
-  t = _time_steps(run_steps, train_step_flops(config, batch_size), batch_size, repeats,
+  t = _time_steps(run_steps, flops, batch_size, repeats,
                   steps_per_trial, max_seconds, predicted_step_s)
   return t
 
@@ -562,14 +563,16 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
         row = dict(model=model, objective=objective, dtype=args.dtype,
                    batch_size=args.batch_size, train_flop_per_step=flops,
                    train_gflop_per_image=flops / args.batch_size / 1e9)
-        frameworks = [('jax', lambda p: time_jax(config, args.batch_size, args.repeats,
+        frameworks = [('jax', lambda p: time_jax(config, flops, args.batch_size, args.repeats,
                                                    args.steps_per_trial, args.max_seconds, p))]
         with_torch = torch is not None and config.model.arch == 'dcgan'
         if torch is not None and not with_torch:
-          notes.append(f'{model}/{objective} torch: not timed, {NO_TORCH_RESNET}')
+          notes.append(f'{model}/{objective} torch: not timed, the PyTorch reference '
+                       '(wae_jax/torch_reference.py) has the DCGAN nets only, not '
+                       f'model.arch={config.model.arch!r}')
         if with_torch:
           frameworks.append(('torch', lambda p: time_torch(
-              torch, config, args.batch_size, args.repeats, args.steps_per_trial,
+              torch, config, flops, args.batch_size, args.repeats, args.steps_per_trial,
               args.max_seconds, torch_device, p, channels_last=args.torch_channels_last)))
         for name, measure in frameworks:
           predicted = flops / best_rate[name] if name in best_rate else None
