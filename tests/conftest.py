@@ -23,6 +23,8 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _COMPILE_CACHE:
     shutil.rmtree(_COMPILE_CACHE, ignore_errors=True)
+
+
 MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
                                         REPO.parent / 'shared' / 'data' / 'mnist'))
 

@@ -1,5 +1,6 @@
 """CelebA loading: synthetic folders of 178x218 JPEGs, the cache, faults, mocked TFDS."""
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -297,7 +298,6 @@ def test_images_index_like_a_float_array():
 
 @pytest.mark.parametrize('source', ['folder', 'tfds'])
 def test_train_and_evaluate_on_a_folder_or_tfds(source, faces, tmp_path):
-  import contextlib  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   write_partition(faces.parent / ip.CELEBA_PARTITION, [0] * 24 + [2] * 6)
   config = load_config('celeba', 'wae_mmd')

@@ -198,7 +198,7 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
 
     # The data and the random numbers move on either way, so that the next step does not meet
     # the same fault. A cond, not a select per leaf: XLA:CPU took 153 s to compile ResNet50's
-    # step with the selects, 15 s with the cond (benchmark --models=mnist_w32_resnet).
+    # step with the selects, 14 s with the cond (benchmark --models=mnist_w32_resnet).
     new_state = jax.lax.cond(finite, apply_updates, skip, state).replace(step=state.step + 1)
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
     metrics['nonfinite_steps'] = new_state.nonfinite_steps
