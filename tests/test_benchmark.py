@@ -7,6 +7,8 @@ import types
 import pytest
 
 from wae_jax import benchmark
+from wae_jax import flops
+from wae_jax import hardware
 
 # The paper's MNIST nets at 1/32 width, by hand: encoder 1 -> 4 -> 8 -> 16 -> 32 channels
 # (28 -> 14 -> 7 -> 4 -> 2 pixels, 4x4 kernels), a dense layer 2*2*32 -> 8; decoder 8 ->
@@ -21,25 +23,25 @@ ADVERSARY_MACS = 8 * 32 + 3 * 32 * 32 + 32
 def test_flops_match_a_hand_count():
   assert ENCODER_MACS == 104_192 and DECODER_MACS == 915_712  # the arithmetic above
   mmd = benchmark.model_config('mnist_w32', 'mmd', batch_size=8)
-  assert benchmark.forward_macs(mmd) == dict(encoder=ENCODER_MACS, decoder=DECODER_MACS,
+  assert flops.forward_macs(mmd) == dict(encoder=ENCODER_MACS, decoder=DECODER_MACS,
                                              adversary=ADVERSARY_MACS)
   # Training = 3 x forward; 2 FLOPs per multiply-accumulate.
-  assert benchmark.train_step_flops(mmd, 8) == 3 * 2 * 8 * (ENCODER_MACS + DECODER_MACS)
+  assert flops.train_step_flops(mmd, 8) == 3 * 2 * 8 * (ENCODER_MACS + DECODER_MACS)
   gan = benchmark.model_config('mnist_w32', 'gan', batch_size=8)
-  assert benchmark.train_step_flops(gan, 8) == 3 * 2 * 8 * (
+  assert flops.train_step_flops(gan, 8) == 3 * 2 * 8 * (
       ENCODER_MACS + DECODER_MACS + 3 * ADVERSARY_MACS)
   vae = benchmark.model_config('mnist_w32', 'vae', batch_size=8)  # two dense heads
-  assert benchmark.train_step_flops(vae, 8) == 3 * 2 * 8 * (
+  assert flops.train_step_flops(vae, 8) == 3 * 2 * 8 * (
       ENCODER_MACS + 2 * 2 * 32 * 8 + DECODER_MACS)
 
 
 def test_paper_model_flops():
   """The paper-size nets: MNIST about 0.92 GMAC per image forward, CelebA about 3.2."""
-  mnist = benchmark.forward_macs(benchmark.model_config('mnist_paper', 'mmd', 100))
+  mnist = flops.forward_macs(benchmark.model_config('mnist_paper', 'mmd', 100))
   assert mnist['encoder'] == (14 * 14 * 16 * 1 * 128 + 7 * 7 * 16 * 128 * 256
                               + 4 * 4 * 16 * 256 * 512 + 2 * 2 * 16 * 512 * 1024
                               + 2 * 2 * 1024 * 8)
-  celeba = benchmark.forward_macs(benchmark.model_config('celeba_paper', 'mmd', 100))
+  celeba = flops.forward_macs(benchmark.model_config('celeba_paper', 'mmd', 100))
   assert celeba['decoder'] == (64 * 8 * 8 * 1024 + 8 * 8 * 25 * 1024 * 512
                                + 16 * 16 * 25 * 512 * 256 + 32 * 32 * 25 * 256 * 128
                                + 64 * 64 * 25 * 128 * 3)
@@ -85,7 +87,7 @@ def test_resnet_flops_match_a_hand_count(model, image_hw, channels, latent_dim):
   config = benchmark.model_config(model, 'mmd', 100)
   assert config.model.arch == 'resnet50v2'
   widths = tuple(int(w * config.model.width) for w in (64, 128, 256, 512))
-  macs = benchmark.forward_macs(config)
+  macs = flops.forward_macs(config)
   assert (macs['encoder'], macs['decoder']) == _resnet_macs_by_hand(
       image_hw, channels, latent_dim, widths=widths)
 
@@ -106,11 +108,11 @@ def test_model_names():
 
 
 def test_peak_table():
-  assert benchmark.device_peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.5e12
-  assert benchmark.device_peak_flops('NVIDIA H100 PCIe', 'float32') == 378e12
-  assert benchmark.device_peak_flops('NVIDIA H200', 'float32') == 494.5e12
-  assert benchmark.device_peak_flops('TPU v5 lite', 'bfloat16') == 197e12
-  assert benchmark.device_peak_flops('cpu', 'float32') is None
+  assert hardware.device_peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.5e12
+  assert hardware.device_peak_flops('NVIDIA H100 PCIe', 'float32') == 378e12
+  assert hardware.device_peak_flops('NVIDIA H200', 'float32') == 494.5e12
+  assert hardware.device_peak_flops('TPU v5 lite', 'bfloat16') == 197e12
+  assert hardware.device_peak_flops('cpu', 'float32') is None
 
 
 def test_main_tiny_model_with_torch(tmp_path):

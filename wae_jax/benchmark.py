@@ -13,7 +13,7 @@ utilisation (MFU) against the peak of the devices it ran on.
 
 The step is the one training runs: `wae_jax.train.make_train_step` jitted by
 `train.jit_on_mesh` over every local device (the batch split, the state replicated), on a
-fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (see `train_step_flops`), so
+fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (`wae_jax.flops.train_step_flops`), so
 both frameworks get the same count whatever they actually execute.
 
 Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
@@ -25,10 +25,11 @@ JAX-only.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import gc
+import importlib
 import json
-import math
 import os
 import pathlib
 import platform
@@ -38,12 +39,18 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-import flax.linen as nn
+# The CUDA builds of PyTorch (the only ones PyPI has for Python 3.12) bring triton, whose
+# libraries crash the process when they load after TensorFlow's, which clu's metric writers
+# import with wae_jax.train. So triton, if installed, is loaded first.
+with contextlib.suppress(ImportError):
+  importlib.import_module('triton')
+
 import jax
 import jax.numpy as jnp
 
 from wae_jax import config as wae_config
-from wae_jax import layers
+from wae_jax import flops as model_flops
+from wae_jax import hardware
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -56,36 +63,11 @@ TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured
 # A trial should last about this long when --steps_per_trial is not given (auto).
 TARGET_TRIAL_SECONDS = 1.0
 
-# Dense peak throughput per chip, in FLOP/s, by dtype of the convolutions and matrix
-# products. 'float32' is the TF32 tensor-core peak on NVIDIA GPUs: XLA's default precision
-# lets float32 convolutions and dot products use TF32 on Ampere and later; on TPUs float32
-# products run as bfloat16 passes at the default precision, so both use the bfloat16 peak.
-# 'float32_strict' is the non-tensor-core FP32 peak, for reference.
-# Sources: NVIDIA H100 Tensor Core GPU datasheet (SXM: FP32 67 TF, TF32 989 TF and BF16
-# 1,979 TF with sparsity, i.e. 494.5 / 989.5 dense; PCIe: 51, 756 / 1,513 sparse; NVL: 60,
-# 835 / 1,671 sparse), NVIDIA H200 datasheet (same compute as H100 SXM), NVIDIA A100
-# datasheet (FP32 19.5, TF32 156, BF16 312 dense), Google Cloud TPU documentation (bf16
-# peak per chip: v4 275, v5e 197, v5p 459, v6e 918 TFLOP/s).
-PEAK_FLOPS = (
-    # (substring of device_kind, {dtype: FLOP/s})
-    ('H100 PCIe', {'float32': 378e12, 'bfloat16': 756e12, 'float32_strict': 51e12}),
-    ('H100 NVL', {'float32': 417.5e12, 'bfloat16': 835.5e12, 'float32_strict': 60e12}),
-    ('H100', {'float32': 494.5e12, 'bfloat16': 989.5e12, 'float32_strict': 67e12}),
-    ('H200', {'float32': 494.5e12, 'bfloat16': 989.5e12, 'float32_strict': 67e12}),
-    ('A100', {'float32': 156e12, 'bfloat16': 312e12, 'float32_strict': 19.5e12}),
-    ('TPU v4', {'float32': 275e12, 'bfloat16': 275e12}),
-    ('TPU v5 lite', {'float32': 197e12, 'bfloat16': 197e12}),
-    ('TPU v5e', {'float32': 197e12, 'bfloat16': 197e12}),
-    ('TPU v5', {'float32': 459e12, 'bfloat16': 459e12}),  # v5p
-    ('TPU v6', {'float32': 918e12, 'bfloat16': 918e12}),  # v6e (Trillium)
-)
-
-
 # --------------------------------------------------------------------- configs ---
 
 
 def model_config(model: str, objective: str, batch_size: int, dtype: str = 'float32',
-                 conv_impl: str = 'phase'):
+                 conv_impl: str = 'auto'):
   """The config of a benchmark model name (see the module doc) and objective."""
   match = re.fullmatch(r'(mnist|celeba)_(paper|small|w(\d+))(_resnet)?', model)
   if not match or (match.group(1) == 'celeba' and match.group(2) == 'small'):
@@ -111,71 +93,6 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
     config.model.dtype = dtype
   wae_config.validate(config)
   return config
-
-
-# ----------------------------------------------------------------------- FLOPs ---
-
-
-def forward_macs(config) -> Dict[str, int]:
-  """Multiply-accumulates per image of each conv, transposed conv and dense layer.
-
-  Counted by tracing the nets (shapes only, `jax.eval_shape`) and intercepting every layer
-  call, so any architecture (`config.model.arch`) is counted the same way. A conv costs
-  (output pixels) * k * k * c_in * c_out, a transposed conv (input pixels) * k * k * c_in *
-  c_out (every input pixel meets every tap), a dense layer fan_in * fan_out. Biases,
-  BatchNorm, activations, resizes and the losses are not counted. Keys: 'encoder', 'decoder',
-  'adversary' (one code through the adversary MLP).
-  """
-  batch, macs = 2, {'encoder': 0, 'decoder': 0, 'adversary': 0}
-
-  def trace(init, part=None):
-    """Adds up the layers that `init` calls, under `part` or their top module's name."""
-
-    def count(next_fun, args, kwargs, context):
-      out = next_fun(*args, **kwargs)
-      module = context.module
-      if context.method_name == '__call__' and isinstance(module, _COUNTED):
-        inputs, kernel = args[0], module.variables['params']['kernel']
-        if isinstance(module, (nn.ConvTranspose, layers.ConvTranspose)):
-          n = inputs.size * kernel.shape[-1] * math.prod(kernel.shape[:-2])
-        else:  # a conv or a dense layer: every output meets the kernel's fan-in
-          n = out.size * math.prod(kernel.shape[:-1])
-        macs[part or module.scope.path[0]] += n // batch
-      return out
-
-    with nn.intercept_methods(count):
-      jax.eval_shape(init)
-
-  model, adversary = models.build_autoencoder(config), models.build_adversary(config)
-  rng = jax.random.PRNGKey(0)
-  images = jnp.zeros((batch,) + tuple(config.data.image_shape))
-  trace(lambda: model.init(rng, images, train=False))  # 'encoder' and 'decoder' submodules
-  trace(lambda: adversary.init(rng, jnp.zeros((batch, config.model.latent_dim))), 'adversary')
-  return macs
-
-
-_COUNTED = (nn.Conv, nn.ConvTranspose, nn.Dense, layers.Conv, layers.ConvTranspose)
-
-
-def train_step_flops(config, batch_size: int) -> int:
-  """Model FLOPs of one train step: 3 x the forward's 2 x MACs (forward, and a backward
-  that costs two forwards: gradients of the inputs and of the weights).
-
-  The auto-encoder runs once per image. WAE-GAN's adversary runs on three batches of codes:
-  the encoder's loss (codes) and its own loss (prior samples and codes).
-  """
-  macs = forward_macs(config)
-  per_image = macs['encoder'] + macs['decoder']
-  if config.penalty.name == 'gan':
-    per_image += 3 * macs['adversary']
-  return 3 * 2 * batch_size * per_image
-
-
-def device_peak_flops(device_kind: str, dtype: str) -> Optional[float]:
-  for name, peaks in PEAK_FLOPS:
-    if name.lower() in device_kind.lower():
-      return peaks.get(dtype)
-  return None
 
 
 # --------------------------------------------------------------------- timing ---
@@ -236,7 +153,7 @@ def _time_steps(run_steps: Callable[[int], None], flops: int, batch_size: int, r
 def time_jax(config, flops: int, batch_size: int, repeats: int, steps_per_trial: int,
              max_seconds: float, predicted_step_s: Optional[float] = None,
              seed: int = 0) -> Timing:
-  """Times the training loop's step; `flops` is its model FLOPs (`train_step_flops`)."""
+  """Times the training loop's step; `flops` is its model FLOPs (`flops.train_step_flops`)."""
   steps_per_epoch = 1000
   init_rng, step_rng, data_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   model, adversary = models.build_autoencoder(config), models.build_adversary(config)
@@ -485,9 +402,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--dtype', default='float32', choices=wae_config.DTYPES,
                  help='activations dtype, config.model.dtype (PyTorch: autocast); the MFU '
                  'peak is that of this dtype (default: %(default)s)')
-  p.add_argument('--conv_impl', default='phase', choices=wae_config.CONV_IMPLS,
-                 help="JAX's convolutions, config.model.conv_impl: phase (wae_jax.layers) or "
-                 "xla (flax's own, the plain Flax baseline) (default: %(default)s)")
+  p.add_argument('--conv_impl', default='auto', choices=wae_config.CONV_IMPLS,
+                 help="JAX's convolutions, config.model.conv_impl: auto (this backend's "
+                 "default, models.AUTO_CONV_IMPL), phase (wae_jax.layers) or xla (flax's own, "
+                 "the plain Flax baseline) (default: %(default)s)")
   p.add_argument('--parts', action='store_true',
                  help='also time the encoder and decoder alone, forward and forward+backward, '
                  'for each framework: where the step time goes')
@@ -534,7 +452,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
     if torch_device == 'cuda':
       torch.backends.cudnn.benchmark = True
   info = device_info(torch, args.torch_threads if torch else None, torch_device)
-  peak = device_peak_flops(info['device_kind'], args.dtype) if accelerator else None
+  peak = hardware.device_peak_flops(info['device_kind'], args.dtype) if accelerator else None
   say(f'JAX {info["jax_version"]}, backend {backend}: {", ".join(info["jax_devices"])} '
       f'({info["device_kind"]}); {info["cpu_count"]} CPUs; {info["processor"] or info["platform"]}'
       + ''.join(f'; {k}={v}' for k, v in info['environment'].items()))
@@ -549,7 +467,8 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   if accelerator:
     say('MFU peak: ' + (f'{peak / 1e12:g} TFLOP/s ({args.dtype}, dense)' if peak else
                         f'unknown for {info["device_kind"]!r}'))
-  say(f'batch {args.batch_size}, {args.dtype}, JAX convs: {args.conv_impl}, '
+  say(f'batch {args.batch_size}, {args.dtype}, '
+      f'JAX convs: {args.conv_impl} ({models.resolve_conv_impl(args.conv_impl)}), '
       f'median of {args.repeats} trials, '
       f'--max_seconds={args.max_seconds:g} per measurement', '')
 
@@ -559,7 +478,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
     for model in args.models:
       for objective in args.objectives:
         config = model_config(model, objective, args.batch_size, args.dtype, args.conv_impl)
-        flops = train_step_flops(config, args.batch_size)
+        flops = model_flops.train_step_flops(config, args.batch_size)
         row = dict(model=model, objective=objective, dtype=args.dtype,
                    batch_size=args.batch_size, train_flop_per_step=flops,
                    train_gflop_per_image=flops / args.batch_size / 1e9)
