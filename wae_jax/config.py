@@ -17,7 +17,7 @@ from wae_jax import penalties
 PENALTIES = ('mmd', 'gan', 'vae')
 DATASETS = input_pipeline.DATASETS
 ARCHITECTURES = ('dcgan', 'resnet50v2')
-CONV_IMPLS = ('phase', 'xla')
+CONV_IMPLS = ('auto', 'phase', 'xla')
 DTYPES = ('float32', 'bfloat16')
 REPO = pathlib.Path(__file__).resolve().parents[1]  # configs/ sits here in a checkout
 
@@ -48,7 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.gaussian_encoder = False
   c.model.adversary_widths = (512, 512, 512, 512)
   c.model.adversary_width = 1.0
-  c.model.conv_impl = 'phase'   # phase: fast sub-pixel transposed convs; xla: lax's own
+  c.model.conv_impl = 'auto'    # auto: each backend's fastest (models.AUTO_CONV_IMPL);
+                                # phase: sub-pixel convs for XLA:CPU; xla: lax's own
   c.model.dtype = 'float32'     # activations; bfloat16 = mixed precision for accelerators
                                 # (parameters, losses and penalties stay float32)
   # arch=resnet50v2 only (kernel_size, encoder/decoder_widths and conv_impl are dcgan's):
