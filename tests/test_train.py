@@ -152,3 +152,29 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
   assert approx.dtype == jnp.float32
   np.testing.assert_allclose(approx, exact, atol=0.1)
   assert float(jnp.abs(approx - exact).mean()) < 0.02
+
+
+def test_jitted_step_donates_the_state_and_a_checkpoint_keeps_its_own_copy(tmp_path):
+  from wae_jax import checkpoints, parallel  # pylint: disable=g-import-not-at-top
+  config = tiny_config('wae_gan')
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(train.create_train_state(config, jax.random.PRNGKey(0), 10), mesh)
+  step = train.jit_on_mesh(train.make_train_step(
+      config, models.build_autoencoder(config), models.build_adversary(config), 10,
+      jax.random.PRNGKey(1)), mesh)
+  images = jax.device_put(_random_images(config, config.train.batch_size),
+                          parallel.batch_sharded(mesh))
+  # Copies: on the CPU a numpy view of a buffer would keep the step from donating it.
+  saved = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), state)
+  ckpts = checkpoints.Checkpoints(tmp_path, keep=2)
+  ckpts.save(0, state)  # asynchronous: orbax may still be reading when the step runs
+  new_state, _ = step(state, images)
+  # The step wrote its result into the donated state's buffers ...
+  assert all(x.is_deleted() for x in jax.tree_util.tree_leaves(state.params))
+  # ... and the checkpoint, written from its own copy, holds the state before the step.
+  ckpts.wait()
+  restored = ckpts.restore(jax.device_get(new_state), 0)
+  ckpts.close()
+  for a, b in zip(jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(restored)):
+    np.testing.assert_array_equal(a, b)
+  assert int(new_state.step) == 1

@@ -54,8 +54,14 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def save(self, step: int, state) -> None:
-    """Writes asynchronously; `wait` (or the next save) makes sure it is complete."""
-    self._manager.save(step, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)))
+    """Writes asynchronously; `wait` (or the next save) makes sure it is complete.
+
+    Orbax reads the arrays after this returns, while the train step, which donates its
+    state, overwrites them; so it is given a copy on the same devices, freed once written.
+    """
+    state = jax.tree_util.tree_map(lambda x: x.copy() if isinstance(x, jax.Array) else x,
+                                   flax.serialization.to_state_dict(state))
+    self._manager.save(step, args=ocp.args.StandardSave(state))
 
   def all_steps(self):
     return sorted(self._manager.all_steps())
