@@ -1,5 +1,6 @@
 """Shared test helpers: where the real MNIST files are, and tiny configs."""
 
+import importlib
 import os
 import pathlib
 import shutil
@@ -7,7 +8,19 @@ import tempfile
 
 import pytest
 
+# As in wae_jax/benchmark.py: triton (with PyTorch's CUDA builds) crashes the process when it
+# loads after TensorFlow, which many tests import; load it first, if it is there.
+try:
+  importlib.import_module('triton')
+except ImportError:
+  pass
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Tests run on the CPU whatever the machine has, and compile for TPUs and GPUs with libtpu and
+# JAX's CUDA plugin (tests/test_aot.py), which need no such hardware.
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('JAX_SKIP_CUDA_CONSTRAINTS_CHECK', '1')
 
 # Many tests compile the same tiny steps, in this process and in the runs they start: one
 # persistent compilation cache per test session serves them all (set before JAX starts; it

@@ -1,0 +1,150 @@
+"""wae_jax.aot: the train step compiled for TPU and GPU topologies on this CPU-only machine."""
+
+import dataclasses
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from conftest import REPO, tiny_config
+from wae_jax import aot
+from wae_jax import train
+
+TPU, GPU = 'v5e:2x2', 'h100:2'
+BATCH = 8
+_REPORTS = {}
+
+
+def small_config(objective: str, arch: str):
+  config = tiny_config(objective)
+  config.data.dir = ''
+  config.train.batch_size = BATCH
+  config.model.arch = arch
+  config.model.resnet_stage_blocks = (1, 1, 1, 1)
+  config.model.resnet_widths = (4, 4, 4, 4)
+  return config
+
+
+def report(objective: str, arch: str, topology: str, donate: bool = True) -> aot.Report:
+  """Compiled once per test session: several tests read the same compile."""
+  key = (objective, arch, topology, donate)
+  if key not in _REPORTS:
+    _REPORTS[key] = aot.analyse(small_config(objective, arch), topology, donate=donate)
+  return _REPORTS[key]
+
+
+@pytest.mark.parametrize('topology', [TPU, GPU])
+@pytest.mark.parametrize('arch', ['dcgan', 'resnet50v2'])
+@pytest.mark.parametrize('objective', ['wae_mmd', 'wae_gan', 'vae'])
+def test_every_objective_and_architecture_compiles(objective, arch, topology):
+  r = report(objective, arch, topology)
+  assert r.num_chips == (4 if topology == TPU else 2)
+  assert r.objective == {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae'}[objective]
+  assert r.conv_impl == 'xla'  # model.conv_impl='auto' on an accelerator
+  # The state is donated: the new state is written over the old one.
+  assert r.alias_bytes >= r.params_bytes + r.optimizer_bytes
+  assert r.argument_bytes >= r.params_bytes + r.optimizer_bytes
+  assert 0 < r.total_bytes < r.hbm_bytes
+  assert r.fit_error() is None
+  assert r.model_flops > 0 and r.peak_flops and r.hbm_bytes_per_s
+  bound = r.roofline()
+  assert bound['step_s'] == max(bound['compute_s'], bound['memory_s']) > 0
+  assert bound['img_per_s'] == pytest.approx(BATCH / bound['step_s'])
+  assert 'all-reduce' in r.collectives  # gradients and BatchNorm statistics
+  if topology == TPU:  # only libtpu estimates FLOPs and bytes
+    assert r.xla_flops > 0 and r.xla_bytes_accessed > 0
+  text = aot.format_report(r)
+  assert 'roofline (a lower bound, not a measurement)' in text and 'HBM' in text
+
+
+@pytest.mark.parametrize('topology', [TPU, GPU])
+def test_data_parallel_mmd_gathers_codes_not_images_and_reduces_gradients_once(topology):
+  config = small_config('wae_mmd', 'dcgan')
+  r = report('wae_mmd', 'dcgan', topology)
+  state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0), 10))
+  gradient_bytes = aot._tree_bytes(state.params)  # pylint: disable=protected-access
+  codes_bytes = BATCH * config.model.latent_dim * 4
+  images_per_chip_bytes = BATCH // r.num_chips * 28 * 28 * 4
+  ops = r.collective_ops
+  moved = [op for op in ops if op.kind not in ('all-reduce', 'reduce-scatter')]
+  assert moved, 'the MMD needs every code: something must gather them'
+  # The MMD compares all codes with all prior samples: the (global batch x d_z) codes are
+  # gathered (with at most one number per code beside them, e.g. its squared norm), never
+  # the images.
+  assert max(op.bytes for op in moved) <= codes_bytes + BATCH * 4 < images_per_chip_bytes
+  # Every gradient is reduced over the chips once (with BatchNorm's small statistics).
+  reduced = sum(op.bytes for op in ops if op.kind in ('all-reduce', 'reduce-scatter'))
+  assert gradient_bytes <= reduced < 1.3 * gradient_bytes
+
+
+def test_donating_the_state_saves_a_copy_of_it():
+  donated = report('wae_gan', 'dcgan', TPU)
+  kept = report('wae_gan', 'dcgan', TPU, donate=False)
+  assert kept.alias_bytes == 0
+  state = donated.params_bytes + donated.optimizer_bytes
+  assert kept.total_bytes - donated.total_bytes >= state
+  assert not kept.donated and 'not donated' in aot.format_report(kept)
+
+
+def test_a_step_larger_than_hbm_is_refused_with_the_overshoot_and_the_remedy():
+  r = report('wae_gan', 'dcgan', TPU)
+  small_chip = dataclasses.replace(r, hbm_bytes=r.total_bytes - 2**20)
+  error = small_chip.fit_error()
+  assert 'per chip, more than the' in error and 'over by 1.0 MiB' in error
+  assert 'config.train.batch_size (8, 2 per chip)' in error and 'bfloat16' in error
+
+
+def test_the_command_refuses_an_oversized_model_before_compiling():
+  # CelebA's nets at 16 times the paper's width: 10 GB of parameters, 30 GB with Adam's
+  # moments, on 16 GiB chips. The state alone is checked before any compile.
+  result = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.aot', '--config=configs/celeba.py:wae_mmd',
+       '--config.model.width=16', '--config.train.batch_size=4', '--topology=v5e:2x2'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('wae_jax.aot: the parameters and optimizer state need ')
+  assert 'more than the 16.00 GiB of HBM of a v5e (over by ' in last
+  assert 'config.model.width' in last and result.stdout == ''
+
+
+def test_the_command_prints_the_table_and_names_allowed_topologies():
+  args = [sys.executable, '-m', 'wae_jax.aot', '--config=configs/mnist.py:wae_mmd,small',
+          '--config.model.width=0.03125', '--config.train.batch_size=8']
+  result = subprocess.run(args + ['--topology=h100:1x2'], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'on h100:1x2: 2 x NVIDIA H100 80GB HBM3, 1 host; state donated' in result.stdout
+  assert "XLA's bytes accessed               not reported" in result.stdout
+  bad = subprocess.run(args + ['--topology=v9z:2x2'], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1].startswith(
+      "wae_jax.aot: --topology='v9z:2x2' is not supported; allowed: TPUs v4, v5e, v5p, v6e")
+
+
+def test_topologies_name_their_chips_hosts_and_devices():
+  pod = aot.target('v5e:4x4')
+  assert len(pod.devices) == 16 and pod.num_hosts == 4 and pod.chip.name == 'v5e'
+  gpus = aot.target('h100:2x8')
+  assert len(gpus.devices) == 16 and gpus.num_hosts == 2 and gpus.chip.hbm_bytes == 80 * 2**30
+  assert aot.target('a100:4').chip.peak('bfloat16') == 312e12
+  with pytest.raises(aot.TopologyError, match='a GPU shape is <gpus> or <hosts>x<gpus'):
+    aot.target('h100:2x2x2')
+  with pytest.raises(aot.TopologyError, match='libtpu refused it'):
+    aot.target('v5e:3x7')
+
+
+def test_collectives_are_read_from_sync_and_async_hlo():
+  hlo = '\n'.join([
+      '  %all-reduce.1 = (f32[16]{0:T(128)}, f32[4,8]{1,0}) all-reduce(%a, %b), channel_id=1',
+      '  %all-reduce-start = ((f32[100]{0}), f32[100]{0}) all-reduce-start(%c), channel_id=2',
+      '  %all-reduce-done = f32[100]{0} all-reduce-done(%all-reduce-start)',
+      '  %all-gather-start = (bf16[2,8]{1,0}, bf16[8,8]{1,0}, u32[], u32[]) all-gather-start(%d)',
+      '  %ag = f32[8,64]{1,0} all-gather(%e), dimensions={0}',
+      '  %add = f32[8] add(%f, %g)'])
+  ops = aot.parse_collectives(hlo)
+  assert [(op.kind, op.bytes) for op in ops] == [
+      ('all-reduce', 16 * 4 + 32 * 4), ('all-reduce', 400), ('all-gather', 128),
+      ('all-gather', 8 * 64 * 4)]
