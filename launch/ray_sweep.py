@@ -3,6 +3,8 @@
   python launch/ray_sweep.py --sweep=configs/sweep.py:tiny --root=DIR [--max_concurrent=N]
       [--address=auto|ray://host:10001] [--cpus_per_trial=1] [--gpus_per_trial=0]
       [--max_retries=2] [--sweep.num_configs=10 ...]
+  python launch/ray_sweep.py --plan --sweep=configs/sweep.py:bigwae [--topology=v5e:2x2]
+      [--root=DIR]
 
 Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.run_trial)
 trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished. A
@@ -10,6 +12,12 @@ failed trial is retried --max_retries times, then reported (logged, DIR/failures
 'failed' row) while the others go on; the exit status is 1 if any failed. Running the same
 command again skips the finished trials, resumes interrupted ones from their checkpoints and
 retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
+
+--plan prints the sweep's cost on --topology and exits, before anything runs, without Ray: each
+compiled shape's train step is compiled ahead of time for it (wae_jax.aot, on this CPU, 10-60 s
+each; trials differing only in e.g. learning rate, lambda or seed share one). Total chip-hours =
+sum over trials of steps x roofline step time x chips: a lower bound, not a measurement, without
+evaluation. --root keeps the figures in DIR/plan_cache.json for reruns; exit 2: unknown topology.
 
 GPU cluster: install this package (`pip install -e .[sweep]`) at the same path on every
 node, put DIR on a filesystem all nodes share, `ray start --head` on one node and
@@ -59,7 +67,14 @@ _NUM_CPUS = flags.DEFINE_integer('num_cpus', None, 'CPUs of the local Ray instan
                                  '(default: all).')
 _PROGRESS_SECS = flags.DEFINE_float('progress_secs', 60, 'Seconds between progress lines '
                                     'when no trial ends.')
-flags.mark_flags_as_required(['sweep', 'root'])
+_PLAN = flags.DEFINE_bool('plan', False, 'Print what the sweep would cost on --topology '
+                          '(chip-hours from each compiled shape\'s roofline) and exit; runs '
+                          'nothing, starts no Ray.')
+_TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2', 'With --plan: the TPU or GPU topology, '
+                                'as for python -m wae_jax.aot (v5e:2x2, v5p:2x2x2, h100:8, ...).')
+flags.mark_flags_as_required(['sweep'])
+flags.register_multi_flags_validator(['plan', 'root'], lambda f: f['plan'] or f['root'],
+                                     message='--root is required (except with --plan)')
 
 
 def _run_trial(sweep, trial, root):
@@ -76,6 +91,8 @@ def _duration(seconds: float) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _PLAN.value:
+    sys.exit(_plan(_SWEEP.value))
   sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
   try:
     trials = sweep_lib.sample_trials(sweep)
@@ -98,6 +115,26 @@ def main(argv):
   if failures:
     print(f'{len(failures)} trials failed: see {root / sweep_lib.FAILURES_FILE}')
     sys.exit(1)
+
+
+def _plan(sweep) -> int:
+  """--plan: prints the sweep's cost on --topology; the exit status."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from wae_jax import aot  # pylint: disable=g-import-not-at-top
+  # As python -m wae_jax.aot: compile on the CPU, whatever accelerators this host has.
+  jax.config.update('jax_platforms', 'cpu')
+  root = pathlib.Path(_ROOT.value).absolute() if _ROOT.value else None
+  cache = root / sweep_lib.PLAN_CACHE_FILE if root else None
+  try:
+    rows = sweep_lib.plan(sweep, _TOPOLOGY.value, cache_path=cache)
+  except aot.TopologyError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(sweep_lib.format_plan(rows, _TOPOLOGY.value), end='')
+  return 0
 
 
 def _run_on_ray(sweep, pending, root):
