@@ -215,7 +215,8 @@ class Report:
     """Why the step does not fit in the chip's HBM and what to change, or None."""
     if not self.hbm_bytes or self.total_bytes <= self.hbm_bytes:
       return None
-    return _too_big(self.total_bytes, self.hbm_bytes, self, 'the compiled step needs')
+    return _too_big('the compiled step needs', self.total_bytes, self.hbm_bytes, self.chip,
+                    self.batch_size, self.num_chips)
 
   def to_json(self) -> dict:
     return dict(dataclasses.asdict(self), collectives=self.collectives,
@@ -223,11 +224,10 @@ class Report:
                 traffic_bytes=self.traffic_bytes[0], roofline=self.roofline())
 
 
-def _too_big(need: int, have: int, where, what: str) -> str:
-  per_chip = where.batch_size // where.num_chips
-  return (f'{what} {_gib(need)} per chip, more than the {_gib(have)} of HBM of a '
-          f'{where.chip} (over by {_gib(need - have)}); lower config.train.batch_size '
-          f'({where.batch_size}, {per_chip} per chip) or config.model.width, use '
+def _too_big(what: str, need: int, have: int, chip: str, batch_size: int, num_chips: int) -> str:
+  return (f'{what} {_gib(need)} per chip, more than the {_gib(have)} of HBM of a {chip} '
+          f'(over by {_gib(need - have)}); lower config.train.batch_size ({batch_size}, '
+          f'{batch_size // num_chips} per chip) or config.model.width, use '
           'config.model.dtype=bfloat16, or a chip with more HBM')
 
 
@@ -259,8 +259,9 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
                batch_size=batch_size)
   hbm = tgt.chip.hbm_bytes
   if hbm and params_bytes + optimizer_bytes > hbm:
-    raise DoesNotFitError(_too_big(params_bytes + optimizer_bytes, hbm,
-                                   _Sizes(**sizes), 'the parameters and optimizer state need'))
+    raise DoesNotFitError(_too_big('the parameters and optimizer state need',
+                                   params_bytes + optimizer_bytes, hbm, tgt.chip.name,
+                                   batch_size, len(tgt.devices)))
 
   def spec(x, sharding):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
@@ -291,14 +292,6 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
       xla_flops=cost.get('flops'), xla_bytes_accessed=cost.get('bytes accessed'),
       collective_ops=parse_collectives(compiled.as_text()), peak_flops=tgt.chip.peak(dtype),
       hbm_bytes_per_s=tgt.chip.hbm_bytes_per_s)
-
-
-@dataclasses.dataclass
-class _Sizes:
-  topology: str
-  chip: str
-  num_chips: int
-  batch_size: int
 
 
 def _num(x: Optional[float], unit: str = '') -> str:

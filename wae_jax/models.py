@@ -149,11 +149,11 @@ def sample_codes(rng, mean, log_variance):
   return mean + jnp.exp(0.5 * log_variance) * jax.random.normal(rng, mean.shape, mean.dtype)
 
 
-# model.conv_impl='auto' per platform. CPU: the phase layers, 3 to 10 times faster than
-# XLA:CPU's strided and transposed convolutions (README, Speed). TPU: XLA's own, which the
-# compiled CelebA step shows needing a fifth of the phase layers' scratch memory and half the
-# bytes moved (README, Accelerators). GPU: XLA's own, which become cuDNN's convolution kernels;
-# `launch/device_check.sh` measures both on a GPU.
+# model.conv_impl='auto' per platform. CPU: the phase layers, about 10 times faster than
+# XLA:CPU's strided and transposed convolutions (README, Speed). TPU and GPU: XLA's own. The
+# compiled CelebA step (README, Accelerators) shows that XLA cannot split the phase layers'
+# chunked batch over chips: each chip gathers every image and computes the whole step, with
+# five times the temporaries. `launch/device_check.sh` times both on one GPU.
 AUTO_CONV_IMPL = {'cpu': 'phase', 'tpu': 'xla', 'gpu': 'xla'}
 
 
