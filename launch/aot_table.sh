@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's accelerator table: the CelebA train step of each objective and architecture
 # compiled ahead of time (python -m wae_jax.aot) for TPU and GPU topologies, on a CPU-only
-# machine. Each compile writes OUT/<objective>_<arch>_<topology>[_<variant>].{json,txt};
-# OUT/table.md collects them. About an hour on 2 CPU cores.
+# machine. Each compile writes OUT/<objective>_<arch>_<topology>[_<variant>].{json,txt}
+# (and its log, with libtpu's warnings, as .log); OUT/table.md collects them. About an hour on 2 CPU cores.
 #   bash launch/aot_table.sh [OUT]      (default: docs/aot)
 set -euo pipefail
 out=${1:-docs/aot}
@@ -34,26 +34,54 @@ for objective in wae_mmd wae_gan vae; do
 done
 compile wae_gan_dcgan_v5e_2x2_nodonate --config=configs/celeba.py:wae_gan --nodonate \
   --topology=v5e:2x2
+# The README's three tables: every compile; phase against xla; donated against not.
 python - "$out" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
+def load(name):
+  p = out / f'{name}.json'
+  return json.loads(p.read_text()) if p.exists() else None
 gib = lambda n: f'{n / 2**30:.2f}'
-rows = ['| objective | arch | topology | batch | conv | donated | state GiB | args GiB | temp GiB '
-        '| total GiB (of HBM) | model TFLOP | XLA TFLOP | XLA GB accessed | collectives MB '
-        '| bound ms (which) | img/s at most | compile s |', '|' + '---|' * 17]
-for path in sorted(out.glob('*.json')):
-  r = json.loads(path.read_text())
-  roof = r['roofline'] or {}
-  coll = sum(c['bytes'] for c in r['collectives'].values()) / 1e6
-  rows.append('| ' + ' | '.join([
-      r['objective'], r['arch'], r['topology'], str(r['batch_size']), r['conv_impl'],
-      'yes' if r['donated'] else 'no', gib(r['params_bytes'] + r['optimizer_bytes']),
-      gib(r['argument_bytes']), gib(r['temp_bytes']),
-      f"{gib(r['total_bytes'])} ({gib(r['hbm_bytes'])})", f"{r['model_flops'] / 1e12:.3f}",
-      f"{r['xla_flops'] / 1e12:.3f}" if r['xla_flops'] else '-',
-      f"{r['xla_bytes_accessed'] / 1e9:.1f}" if r['xla_bytes_accessed'] else '-',
-      f'{coll:.0f}', f"{roof['step_s'] * 1e3:.2f} ({roof['bound']})" if roof else '-',
-      f"{roof['img_per_s']:,.0f}" if roof else '-', f"{r['compile_s']:.0f}"]) + ' |')
-(out / 'table.md').write_text('\n'.join(rows) + '\n')
-print('\n'.join(rows))
+topos = [('v5e_2x2', 'v5e:2x2'), ('v5e_16x16', 'v5e:16x16'), ('h100_8', 'h100:8'), ('h100_2x8', 'h100:2x8')]
+rows = ['| objective | nets | target | batch (per chip) | state GiB | temporaries GiB | total GiB (HBM) | model TFLOP | XLA TFLOP | XLA GB moved | collectives MB | step >= ms (bound) | img/s <= | compile s |',
+        '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+for obj in ('wae_mmd', 'wae_gan', 'vae'):
+  for arch in ('dcgan', 'resnet50v2'):
+    for key, topo in topos:
+      r = load(f'{obj}_{arch}_{key}')
+      if r is None:
+        continue
+      roof = r['roofline']
+      coll = sum(c['bytes'] for c in r['collectives'].values()) / 1e6
+      hosts = f", {r['num_hosts']} hosts" if r['num_hosts'] > 1 else ''
+      rows.append('| ' + ' | '.join([
+        {'mmd': 'WAE-MMD', 'gan': 'WAE-GAN', 'vae': 'VAE'}[r['objective']], 'DCGAN' if arch == 'dcgan' else 'ResNet50-v2',
+        f"{topo} ({r['num_chips']} chips{hosts})", f"{r['batch_size']} ({r['batch_size'] // r['num_chips']})",
+        gib(r['params_bytes'] + r['optimizer_bytes']), gib(r['temp_bytes']),
+        f"{gib(r['total_bytes'])} ({r['hbm_bytes'] / 2**30:.0f})", f"{r['model_flops'] / 1e12:.3f}",
+        f"{r['xla_flops'] / 1e12:.3f}" if r['xla_flops'] else '-',
+        f"{r['xla_bytes_accessed'] / 1e9:.1f}" if r['xla_bytes_accessed'] else '-',
+        f'{coll:.0f}', f"{roof['step_s'] * 1e3:.2f} ({roof['bound']})", f"{roof['img_per_s']:,.0f}",
+        f"{r['compile_s']:.0f}"]) + ' |')
+text = ['\n'.join(rows), '']
+conv = ['| objective | target | conv_impl | temporaries GiB | total GiB | XLA TFLOP | XLA GB moved | collectives MB | step >= ms (bound) |', '|---|---|---|---:|---:|---:|---:|---:|---:|']
+for key, topo, batch in (('v5e_2x2', 'v5e:2x2', 100), ('h100_8', 'h100:8', 256)):
+  for obj in ('wae_mmd', 'wae_gan', 'vae'):
+    for variant, impl in (('', 'xla (auto)'), ('_phase', 'phase')):
+      r = load(f'{obj}_dcgan_{key}{variant}')
+      if r is None: continue
+      roof = r['roofline']; coll = sum(c['bytes'] for c in r['collectives'].values()) / 1e6
+      conv.append('| ' + ' | '.join([{'mmd': 'WAE-MMD', 'gan': 'WAE-GAN', 'vae': 'VAE'}[r['objective']], f'{topo}, batch {batch}', impl,
+        gib(r['temp_bytes']), gib(r['total_bytes']),
+        f"{r['xla_flops'] / 1e12:.3f}" if r['xla_flops'] else '-',
+        f"{r['xla_bytes_accessed'] / 1e9:.1f}" if r['xla_bytes_accessed'] else '-', f'{coll:.0f}',
+        f"{roof['step_s'] * 1e3:.2f} ({roof['bound']})"]) + ' |')
+text += ['\n'.join(conv), '']
+d, n = load('wae_gan_dcgan_v5e_2x2'), load('wae_gan_dcgan_v5e_2x2_nodonate')
+if n:
+  text.append('| state | arguments GiB | outputs GiB | written into the arguments GiB | temporaries GiB | total GiB |\n|---|---:|---:|---:|---:|---:|')
+  for label, r in (('donated (training)', d), ('not donated (`--nodonate`)', n)):
+    text.append(f"| {label} | {gib(r['argument_bytes'])} | {gib(r['output_bytes'])} | {gib(r['alias_bytes'])} | {gib(r['temp_bytes'])} | {gib(r['total_bytes'])} |")
+(out / 'table.md').write_text('\n'.join(text) + '\n')
+print('\n'.join(text))
 PY
