@@ -83,7 +83,11 @@ def test_donating_the_state_saves_a_copy_of_it():
   kept = report('wae_gan', 'dcgan', TPU, donate=False)
   assert kept.alias_bytes == 0
   state = donated.params_bytes + donated.optimizer_bytes
-  assert kept.total_bytes - donated.total_bytes >= state
+
+  def held(r):  # the step's inputs and outputs; XLA's scratch varies with its scheduling
+    return r.argument_bytes + r.output_bytes - r.alias_bytes
+
+  assert held(kept) - held(donated) >= state
   assert not kept.donated and 'not donated' in aot.format_report(kept)
 
 
