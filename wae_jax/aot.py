@@ -44,7 +44,6 @@ from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
 
-MB = 10**6
 COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute')
 _DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2,
                 'f32': 4, 's32': 4, 'u32': 4, 'f64': 8, 's64': 8, 'u64': 8}
@@ -60,7 +59,6 @@ class DoesNotFitError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-  topology: str           # as given, e.g. 'v5e:2x2' or 'h100:2x8'
   chip: hardware.Chip
   devices: Tuple          # compile-only devices of the topology, every host's
 
@@ -91,7 +89,7 @@ def target(topology: str) -> Target:
     except Exception as e:  # libtpu's own words for a shape it does not know
       raise TopologyError(f'--topology={topology}: libtpu refused it '
                           f'({str(e).strip().splitlines()[0]}); allowed: {allowed}') from e
-    return Target(topology, chip, tuple(desc.devices))
+    return Target(chip, tuple(desc.devices))
   if chip.gpu_spec is None:
     raise TopologyError(f'--topology={topology}: no GPU spec for {name!r} ships with wae_jax; '
                         f'allowed: {allowed}')
@@ -108,7 +106,7 @@ def target(topology: str) -> Target:
   except Exception as e:  # the plugin missing, or a shape it refuses
     raise TopologyError(f'--topology={topology}: {str(e).strip().splitlines()[0]}; compiling '
                         'for GPUs needs JAX\'s CUDA plugin: pip install -e ".[cuda12]"') from e
-  return Target(topology, chip, tuple(desc.devices))
+  return Target(chip, tuple(desc.devices))
 
 
 def _tree_bytes(tree) -> int:
