@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's accelerator table: the CelebA train step of each objective and architecture
-# compiled ahead of time (python -m wae_jax.aot) for TPU and GPU topologies, on a CPU-only
+# compiled ahead of time (python -m wae_jax.accelerators.aot) for TPU and GPU topologies, on a CPU-only
 # machine. Each compile writes OUT/<objective>_<arch>_<topology>[_<variant>].{json,txt}
 # (and its log, with libtpu's warnings, as .log); OUT/table.md collects them. About an hour on 2 CPU cores.
 #   bash launch/aot_table.sh [OUT]      (default: docs/aot)
@@ -9,10 +9,10 @@ out=${1:-docs/aot}
 mkdir -p "$out"
 # topology:global batch (a multiple of the chip count)
 targets="v5e:2x2:100 v5e:16x16:2048 h100:8:256 h100:2x8:512"
-compile() {  # name, then wae_jax.aot arguments
+compile() {  # name, then wae_jax.accelerators.aot arguments
   local name=$1; shift
   [ -s "$out/$name.json" ] && return 0
-  python -m wae_jax.aot --json="$out/$name.json" "$@" > "$out/$name.txt" 2> "$out/$name.log" \
+  python -m wae_jax.accelerators.aot --json="$out/$name.json" "$@" > "$out/$name.txt" 2> "$out/$name.log" \
     || { echo "failed: $name (see $out/$name.log)"; tail -3 "$out/$name.log"; }
   tail -1 "$out/$name.txt"
 }

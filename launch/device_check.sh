@@ -26,7 +26,7 @@ for dtype in float32 bfloat16; do
         limit=60
       fi
       echo "== $model, $dtype, conv_impl=$impl"
-      timeout $limit python -m wae_jax.benchmark --models=$model --objectives=$objectives \
+      timeout $limit python -m benchmarks.benchmark --models=$model --objectives=$objectives \
         --dtype=$dtype --conv_impl=$impl --notorch --repeats=3 --max_seconds=8 \
         --json_out="$out/${model}_${dtype}_${impl}.json" || { status=1; echo "(cut short)"; }
     done

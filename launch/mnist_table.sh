@@ -17,5 +17,5 @@ for objective in wae_mmd wae_gan vae; do
   python -m wae_jax.main --config="configs/mnist.py:${objective},small" \
     --workdir="${root}/${objective}" --mode=evaluate "$@"
 done
-python -m wae_jax.report --workdirs="${root}/wae_mmd,${root}/wae_gan,${root}/vae" \
+python -m wae_jax.evaluation.report --workdirs="${root}/wae_mmd,${root}/wae_gan,${root}/vae" \
   --names=WAE-MMD,WAE-GAN,VAE --out="${root}/report"

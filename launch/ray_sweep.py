@@ -14,7 +14,7 @@ command again skips the finished trials, resumes interrupted ones from their che
 retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
 
 --plan prints the sweep's cost on --topology and exits, before anything runs, without Ray: each
-compiled shape's train step is compiled ahead of time for it (wae_jax.aot, on this CPU, 10-60 s
+compiled shape's train step is compiled ahead of time for it (wae_jax.accelerators.aot, on this CPU, 10-60 s
 each; trials differing only in e.g. learning rate, lambda or seed share one). Total chip-hours =
 sum over trials of steps x roofline step time x chips: a lower bound, not a measurement, without
 evaluation. --root keeps the figures in DIR/plan_cache.json for reruns; exit 2: unknown topology.
@@ -71,7 +71,7 @@ _PLAN = flags.DEFINE_bool('plan', False, 'Print what the sweep would cost on --t
                           '(chip-hours from each compiled shape\'s roofline) and exit; runs '
                           'nothing, starts no Ray.')
 _TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2', 'With --plan: the TPU or GPU topology, '
-                                'as for python -m wae_jax.aot (v5e:2x2, v5p:2x2x2, h100:8, ...).')
+                                'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, h100:8, ...).')
 flags.mark_flags_as_required(['sweep'])
 flags.register_multi_flags_validator(['plan', 'root'], lambda f: f['plan'] or f['root'],
                                      message='--root is required (except with --plan)')
@@ -120,8 +120,8 @@ def main(argv):
 def _plan(sweep) -> int:
   """--plan: prints the sweep's cost on --topology; the exit status."""
   import jax  # pylint: disable=g-import-not-at-top
-  from wae_jax import aot  # pylint: disable=g-import-not-at-top
-  # As python -m wae_jax.aot: compile on the CPU, whatever accelerators this host has.
+  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
+  # As python -m wae_jax.accelerators.aot: compile on the CPU, whatever accelerators this host has.
   jax.config.update('jax_platforms', 'cpu')
   root = pathlib.Path(_ROOT.value).absolute() if _ROOT.value else None
   cache = root / sweep_lib.PLAN_CACHE_FILE if root else None

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-# As in wae_jax/benchmark.py: triton (with PyTorch's CUDA builds) crashes the process when it
+# As in benchmarks/benchmark.py: triton (with PyTorch's CUDA builds) crashes the process when it
 # loads after TensorFlow, which many tests import; load it first, if it is there.
 try:
   importlib.import_module('triton')

@@ -25,10 +25,10 @@ def run(config, mesh, images):
   steps_per_epoch = 100
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(0))
   state = parallel.replicate(train.create_train_state(config, init_rng, steps_per_epoch), mesh)
-  step = train.jit_on_mesh(train.make_train_step(
+  step = parallel.jit_on_mesh(train.make_train_step(
       config, models.build_autoencoder(config), models.build_adversary(config),
       steps_per_epoch, train_rng), mesh)
-  batches = train.mesh_batches(images, BATCH, seed=0, mesh=mesh)
+  batches = parallel.mesh_batches(images, BATCH, seed=0, mesh=mesh)
   shards = None
   for _ in range(NUM_STEPS):
     batch = next(batches)

@@ -1,4 +1,4 @@
-"""wae_jax.aot: the train step compiled for TPU and GPU topologies on this CPU-only machine."""
+"""wae_jax.accelerators.aot: the train step compiled for TPU and GPU topologies on this CPU-only machine."""
 
 import dataclasses
 import subprocess
@@ -8,7 +8,7 @@ import jax
 import pytest
 
 from conftest import REPO, tiny_config
-from wae_jax import aot
+from wae_jax.accelerators import aot
 from wae_jax import train
 
 TPU, GPU = 'v5e:2x2', 'h100:2'
@@ -103,18 +103,18 @@ def test_the_command_refuses_an_oversized_model_before_compiling():
   # CelebA's nets at 16 times the paper's width: 10 GB of parameters, 30 GB with Adam's
   # moments, on 16 GiB chips. The state alone is checked before any compile.
   result = subprocess.run(
-      [sys.executable, '-m', 'wae_jax.aot', '--config=configs/celeba.py:wae_mmd',
+      [sys.executable, '-m', 'wae_jax.accelerators.aot', '--config=configs/celeba.py:wae_mmd',
        '--config.model.width=16', '--config.train.batch_size=4', '--topology=v5e:2x2'],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith('wae_jax.aot: the parameters and optimizer state need ')
+  assert last.startswith('wae_jax.accelerators.aot: the parameters and optimizer state need ')
   assert 'more than the 16.00 GiB of HBM of a v5e (over by ' in last
   assert 'config.model.width' in last and result.stdout == ''
 
 
 def test_the_command_prints_the_table_and_names_allowed_topologies():
-  args = [sys.executable, '-m', 'wae_jax.aot', '--config=configs/mnist.py:wae_mmd,small',
+  args = [sys.executable, '-m', 'wae_jax.accelerators.aot', '--config=configs/mnist.py:wae_mmd,small',
           '--config.model.width=0.03125', '--config.train.batch_size=8']
   result = subprocess.run(args + ['--topology=h100:1x2'], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
@@ -125,7 +125,7 @@ def test_the_command_prints_the_table_and_names_allowed_topologies():
                        text=True, timeout=300)
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1].startswith(
-      "wae_jax.aot: --topology='v9z:2x2' is not supported; allowed: TPUs v4, v5e, v5p, v6e")
+      "wae_jax.accelerators.aot: --topology='v9z:2x2' is not supported; allowed: TPUs v4, v5e, v5p, v6e")
 
 
 def test_topologies_name_their_chips_hosts_and_devices():

@@ -1,4 +1,4 @@
-"""python -m wae_jax.benchmark: the table and JSON it writes, and its model FLOP count."""
+"""python -m benchmarks.benchmark: the table and JSON it writes, and its model FLOP count."""
 
 import io
 import json
@@ -6,9 +6,9 @@ import types
 
 import pytest
 
-from wae_jax import benchmark
-from wae_jax import flops
-from wae_jax import hardware
+from benchmarks import benchmark
+from wae_jax.accelerators import flops
+from wae_jax.accelerators import hardware
 
 # The paper's MNIST nets at 1/32 width, by hand: encoder 1 -> 4 -> 8 -> 16 -> 32 channels
 # (28 -> 14 -> 7 -> 4 -> 2 pixels, 4x4 kernels), a dense layer 2*2*32 -> 8; decoder 8 ->
@@ -186,7 +186,7 @@ def test_resnet_rows_are_jax_only(monkeypatch):
 
 
 def test_torch_reference_refuses_resnet():
-  torch_reference = pytest.importorskip('wae_jax.torch_reference')
+  torch_reference = pytest.importorskip('benchmarks.torch_reference')
   config = benchmark.model_config('mnist_w32_resnet', 'mmd', 8)
   with pytest.raises(ValueError, match="arch='resnet50v2'.*only the DCGAN"):
     torch_reference.build_autoencoder(config)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from wae_jax import evaluate
+from wae_jax.evaluation import evaluate
 from wae_jax import input_pipeline
-from wae_jax import metrics
-from wae_jax import mnist_classifier
+from wae_jax.evaluation import metrics
+from wae_jax.evaluation import mnist_classifier
 from wae_jax import train
 from conftest import tiny_config
 

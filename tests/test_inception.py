@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wae_jax import evaluate
-from wae_jax import inception
-from wae_jax import metrics
+from wae_jax.evaluation import evaluate
+from wae_jax.evaluation import inception
+from wae_jax.evaluation import metrics
 
 # Image shape and batch size shared by the tests that run the network: one compilation.
 IMAGE_SHAPE = (28, 28, 1)

@@ -1,4 +1,4 @@
-"""wae_jax.layers must compute exactly flax's Conv / ConvTranspose ('SAME')."""
+"""wae_jax.models.layers must compute exactly flax's Conv / ConvTranspose ('SAME')."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wae_jax import layers
+from wae_jax.models import layers
 
 PAIRS = {
     'transpose': (layers.ConvTranspose, nn.ConvTranspose),

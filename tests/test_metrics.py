@@ -1,10 +1,10 @@
-"""Tests for wae_jax.metrics against closed forms and brute-force NumPy references."""
+"""Tests for wae_jax.evaluation.metrics against closed forms and brute-force NumPy references."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 
-from wae_jax import metrics
+from wae_jax.evaluation import metrics
 
 # ------------------------------------------------------------------- FID ---
 

@@ -1,4 +1,4 @@
-"""Tests for wae_jax.mnist_classifier: shapes, the parameter cache, deterministic training.
+"""Tests for wae_jax.evaluation.mnist_classifier: shapes, the parameter cache, deterministic training.
 
 The full >= 99% training takes minutes and is not run here; a small real-MNIST subset
 checks that training learns and is bitwise reproducible.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from wae_jax import input_pipeline
-from wae_jax import mnist_classifier
+from wae_jax.evaluation import mnist_classifier
 
 
 def _assert_same_params(a, b):

@@ -17,9 +17,9 @@ import jax
 import numpy as np
 
 from conftest import MNIST_DIR, REPO, tiny_config
-from wae_jax import train
 
 from wae_jax import checkpoints
+from wae_jax import inference
 
 
 def _overrides(workdir, steps):
@@ -79,8 +79,8 @@ def test_two_processes_train_like_one(tmp_path):
   assert one.returncode == 0, one.stderr[-4000:]
 
   config = tiny_config('wae_mmd')
-  _, state_two = train.restore_for_inference(config, str(workdir))
-  _, state_one = train.restore_for_inference(config, str(tmp_path / 'one'))
+  _, state_two = inference.restore(config, str(workdir))
+  _, state_one = inference.restore(config, str(tmp_path / 'one'))
   assert int(state_two.step) == int(state_one.step) == STEPS
   for a, b in zip(jax.tree_util.tree_leaves(state_two.params),
                   jax.tree_util.tree_leaves(state_one.params)):

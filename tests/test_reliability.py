@@ -17,6 +17,7 @@ from wae_jax import checkpoints
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import train
+from wae_jax import inference
 
 
 def _leaves_equal(a, b, atol=0.0):
@@ -73,7 +74,7 @@ def test_run_stops_after_too_many_nonfinite_steps(tmp_path, monkeypatch):
     train.train_and_evaluate(config, str(tmp_path))
   assert 'step 4' in str(error.value)
   # Steps 4 and up were skipped, so the checkpoint of step 4 holds step 3's finite weights.
-  _, state = train.restore_for_inference(config, str(tmp_path))
+  _, state = inference.restore(config, str(tmp_path))
   assert int(state.step) == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.params))
 
@@ -86,7 +87,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capl
     if path.is_file() and path.stat().st_size > 0:
       path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
   with caplog.at_level(logging.WARNING):
-    _, state = train.restore_for_inference(config, str(tmp_path))
+    _, state = inference.restore(config, str(tmp_path))
   assert int(state.step) == 2
   warning = '\n'.join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
   assert str(tmp_path / 'checkpoints' / '2') in warning
@@ -101,7 +102,7 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
   train.train_and_evaluate(config, str(tmp_path))
   config.model.latent_dim = 4
   with pytest.raises(checkpoints.CheckpointError) as error:
-    train.restore_for_inference(config, str(tmp_path))
+    inference.restore(config, str(tmp_path))
   message = str(error.value)
   assert str(tmp_path / 'checkpoints') in message
   assert ("['params']['encoder']['Dense_0']['kernel']: checkpoint has (128, 8), this config "
@@ -111,7 +112,7 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint'):
-    train.restore_for_inference(_small_run_config(2), str(tmp_path / 'empty'))
+    inference.restore(_small_run_config(2), str(tmp_path / 'empty'))
 
 
 # --- Real processes, killed and preempted ---------------------------------------------------
@@ -163,8 +164,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
                             env=_env(), capture_output=True, text=True, timeout=600)
   assert straight.returncode == 0, straight.stderr[-3000:]
   config = _small_run_config(steps)
-  _, killed_state = train.restore_for_inference(config, str(workdir))
-  _, straight_state = train.restore_for_inference(config, str(tmp_path / 'straight'))
+  _, killed_state = inference.restore(config, str(workdir))
+  _, straight_state = inference.restore(config, str(tmp_path / 'straight'))
   assert int(killed_state.step) == int(straight_state.step) == steps
   _leaves_equal(killed_state, straight_state, atol=1e-6)
 

@@ -11,7 +11,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
 
-from wae_jax import report
+from wae_jax.evaluation import report
 
 STEPS = (10, 20, 30)
 

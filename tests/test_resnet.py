@@ -7,7 +7,7 @@ import pytest
 
 from wae_jax import config as wae_config
 from wae_jax import models
-from wae_jax import resnet
+from wae_jax.models import resnet
 from wae_jax import train
 from conftest import load_config
 from conftest import tiny_config

@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 
 from wae_jax import config as wae_config
-from wae_jax import mnist_classifier
+from wae_jax.evaluation import mnist_classifier
 from wae_jax import sweep
 from conftest import REPO
 
@@ -248,7 +248,7 @@ class _FakeReport:
 
 
 def _fake_analyse(calls):
-  from wae_jax import aot  # pylint: disable=g-import-not-at-top
+  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
 
   def analyse(config, topology):
     calls.append((config.model.latent_dim, config.train.batch_size, topology))

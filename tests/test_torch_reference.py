@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from wae_jax import layers  # noqa: E402
+from wae_jax.models import layers  # noqa: E402
 from wae_jax import models  # noqa: E402
 from wae_jax import penalties  # noqa: E402
-from wae_jax import torch_reference as tr  # noqa: E402
+from benchmarks import torch_reference as tr  # noqa: E402
 from wae_jax import train  # noqa: E402
 from conftest import load_config  # noqa: E402
 
@@ -212,7 +212,7 @@ def test_one_train_step_matches_jax_wae_mmd():
   new_state, metrics = step(state, images)
   # The prior samples of step 0, drawn as wae_jax.train.make_train_step draws them.
   _, _, prior_rng = jax.random.split(jax.random.fold_in(rng, 0), 3)
-  z_prior = train.prior_samples(prior_rng, (BATCH, config.model.latent_dim),
+  z_prior = penalties.prior_samples(prior_rng, (BATCH, config.model.latent_dim),
                                 config.model.prior_variance)
 
   trainer = tr.Trainer(config, steps_per_epoch=10)

@@ -7,6 +7,7 @@ import pytest
 
 from wae_jax import models
 from wae_jax import train
+from wae_jax import parallel
 from conftest import tiny_config
 
 
@@ -155,11 +156,11 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
 
 
 def test_jitted_step_donates_the_state_and_a_checkpoint_keeps_its_own_copy(tmp_path):
-  from wae_jax import checkpoints, parallel  # pylint: disable=g-import-not-at-top
+  from wae_jax import checkpoints  # pylint: disable=g-import-not-at-top
   config = tiny_config('wae_gan')
   mesh = parallel.make_mesh()
   state = parallel.replicate(train.create_train_state(config, jax.random.PRNGKey(0), 10), mesh)
-  step = train.jit_on_mesh(train.make_train_step(
+  step = parallel.jit_on_mesh(train.make_train_step(
       config, models.build_autoencoder(config), models.build_adversary(config), 10,
       jax.random.PRNGKey(1)), mesh)
   images = jax.device_put(_random_images(config, config.train.batch_size),

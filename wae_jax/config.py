@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import os
 import pathlib
+from typing import Any, Dict
 
 import ml_collections
 
@@ -38,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pixel_range = (0.0, 1.0)
 
   c.model = ml_collections.ConfigDict()
-  c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (wae_jax.resnet)
+  c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (wae_jax.models.resnet)
   c.model.latent_dim = 8
   c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
   c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024
@@ -86,6 +87,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.max_nonfinite_steps = 20  # stop after this many non-finite steps in a row
 
   c.eval = ml_collections.ConfigDict()
+  c.eval.grid_samples = 64      # sample grids (training pictures, --mode=sample) decode this
+  c.eval.grid_seed = 1234       # many prior draws from this seed: the same in every run
   c.eval.num_samples = 10000    # generated images for FID, against as many held-out ones
   c.eval.sharpness_images = 1000
   c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
@@ -181,3 +184,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.cost.name == 'bernoulli':
     _require(tuple(config.data.pixel_range) == (0.0, 1.0), 'data.pixel_range',
              config.data.pixel_range, 'must be (0.0, 1.0) with cost.name=bernoulli')
+
+
+def flatten(config, prefix: str = '') -> Dict[str, Any]:
+  """{'train.batch_size': 100, ...}: a config tree as dotted keys."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat

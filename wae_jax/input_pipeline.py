@@ -177,14 +177,19 @@ def load_mnist_idx(directory) -> Splits:
 # TFDS.
 
 
-def _import_tfds():
-  """Imports TFDS lazily (it pulls in TensorFlow) and keeps TF off the GPUs."""
+def keep_tensorflow_off_accelerators() -> None:
+  """TensorFlow (TFDS, clu's writers) only feeds and logs on the host: the GPUs are JAX's."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # TF already initialised its devices.
     pass
+
+
+def _import_tfds():
+  """Imports TFDS lazily: it pulls in TensorFlow."""
+  keep_tensorflow_off_accelerators()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 
 

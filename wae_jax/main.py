@@ -10,6 +10,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from wae_jax import inference
+from wae_jax import input_pipeline
+from wae_jax import parallel
+from wae_jax import train
+from wae_jax.evaluation import evaluate
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, pictures.')
@@ -35,19 +41,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_drop_library_info)
-  # tf.data only feeds the host; keep TensorFlow off any accelerator JAX wants.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-  from wae_jax import parallel  # pylint: disable=g-import-not-at-top
-  from wae_jax import train  # pylint: disable=g-import-not-at-top
+  input_pipeline.keep_tensorflow_off_accelerators()
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   elif _MODE.value == 'sample':
-    train.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
+    inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
   else:
-    from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
 
 

@@ -12,12 +12,17 @@ On several hosts each process loads only its rows of every global batch
 """
 
 import os
-from typing import Optional, Sequence
+import signal
+import threading
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
+
+from wae_jax import input_pipeline
 
 DATA_AXIS = 'data'
 # Set by a launcher that is not SLURM, Open MPI or a TPU pod (JAX detects those itself):
@@ -113,3 +118,52 @@ def global_batch(local_rows: np.ndarray, mesh: Mesh, batch_size: int) -> jax.Arr
   """This process's rows of a global batch -> one array split along 'data'."""
   return jax.make_array_from_process_local_data(
       batch_sharded(mesh), local_rows, (batch_size,) + local_rows.shape[1:])
+
+
+def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
+  """jit of step_fn(state, batch) -> (state, metrics): state replicated, batch split.
+
+  The state is donated: the new state is written into its buffers, so that a step holds one
+  copy of the parameters and optimizer state instead of two (`python -m wae_jax.accelerators.aot` shows
+  the saving). Don't use a state after passing it in; a checkpoint saves a copy
+  (`checkpoints.Checkpoints.save`), so the next step cannot overwrite what it still reads.
+  """
+  return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharded(mesh)),
+                 out_shardings=replicated(mesh), donate_argnums=(0,) if donate else ())
+
+
+def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_step: int = 0):
+  """Global batches split over the mesh; each process loads only its own rows."""
+  rows = process_rows(batch_size)
+  for batch in input_pipeline.train_batches(images, batch_size, seed, start_step, rows):
+    yield global_batch(batch, mesh, batch_size)
+
+
+class StopSignal:
+  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly.
+
+  With several processes each would see its signal at a different step, and a checkpoint
+  needs all of them at the same one. There JAX's preemption service keeps the SIGTERM: it
+  tells every process, and `should_stop(step)` turns True at the same step on all of them.
+  """
+
+  def __init__(self):
+    self.received = None
+    self._previous = None
+    self._multi_process = jax.process_count() > 1
+    if not self._multi_process and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def should_stop(self, step: int) -> bool:
+    """Call at every step; in multi-process runs every process must call it."""
+    if self._multi_process and multihost_utils.reached_preemption_sync_point(step):
+      self.received = 'SIGTERM (preemption notice, synchronised across processes)'
+    return self.received is not None
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)

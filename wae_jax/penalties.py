@@ -166,6 +166,11 @@ def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
 # ------------------------------------------------------------ WAE-GAN ---
 
 
+def prior_samples(rng, shape, variance: float):
+  """Samples of the prior P_Z = N(0, variance I), float32."""
+  return jnp.sqrt(variance) * jax.random.normal(rng, shape, jnp.float32)
+
+
 def gaussian_log_density(z, variance):
   """log N(z; 0, variance * I) per sample, [n, ...] -> [n], constant included.
 

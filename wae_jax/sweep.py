@@ -7,7 +7,7 @@ evaluates every kept checkpoint in another (`python -m wae_jax.sweep --steps=...
 process for all of them) and keeps the best by FID, and `collect` writes the table and the
 figures. Nothing here imports Ray: launch/ray_sweep.py schedules `run_trial` on it.
 `plan` and `format_plan` are its --plan: the sweep's chip-hours on a TPU or GPU topology from
-each compiled shape's ahead-of-time roofline (wae_jax.aot), before anything runs.
+each compiled shape's ahead-of-time roofline (wae_jax.accelerators.aot), before anything runs.
 
 A trial's folder `<root>/<trial_id>/` holds its workdir; `trial.json` is written last, so its
 presence means the trial is finished. A trial started again resumes from its checkpoints.
@@ -205,7 +205,7 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
 def fid_metric(config) -> str:
   """The FID a trial is selected by: Inception when its weights are configured, else (MNIST
   only) the MNIST classifier's."""
-  from wae_jax import inception  # pylint: disable=g-import-not-at-top
+  from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
   if inception.configured_path(config.eval.inception_weights) is not None:
     return 'fid_inception'
   if config.data.name == 'mnist':
@@ -401,7 +401,7 @@ def collect(root) -> Dict[str, pathlib.Path]:
 
 
 def _number(value) -> str:
-  from wae_jax import report  # pylint: disable=g-import-not-at-top
+  from wae_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   if value is None:
     return report.MISSING
   return report.format_number(value) if isinstance(value, float) else str(value)
@@ -589,7 +589,7 @@ def save_plan_cache(path, cache: Dict[str, Dict[str, Any]]) -> None:
 
 def _analysed(analyse, config, topology: str) -> Dict[str, Any]:
   """A cache entry: what `plan` needs of aot.analyse's report, as JSON."""
-  from wae_jax import aot  # pylint: disable=g-import-not-at-top
+  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   try:
     report = analyse(config, topology)
   except aot.DoesNotFitError as e:  # the state alone is too big: nothing compiled
@@ -632,7 +632,7 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
   line before each compile. Raises aot.TopologyError for an unknown topology, ValueError for
   a wrong sweep.
   """
-  from wae_jax import aot  # pylint: disable=g-import-not-at-top
+  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   analyse = analyse or aot.analyse
   if num_chips is None:
@@ -738,7 +738,7 @@ def format_plan(rows: List[PlanRow], topology: str) -> str:
             'the trials one after another).',
             'A lower bound from the roofline, not a measurement: each step takes at least '
             'max(model FLOPs / peak FLOP/s, HBM bytes / bandwidth) of published chip figures '
-            '(python -m wae_jax.aot); collectives, kernel launches, input and idle time are '
+            '(python -m wae_jax.accelerators.aot); collectives, kernel launches, input and idle time are '
             'left out. Evaluation (FID, checkpoints) and the encoder\'s pre-training are not '
             'included.']
   return '\n'.join(lines) + '\n'
@@ -750,9 +750,8 @@ def _evaluate_steps(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')  # As wae_jax.main: the GPU is JAX's.
-  from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
+  input_pipeline.keep_tensorflow_off_accelerators()
+  from wae_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(flags.FLAGS.workdir)
   for step in flags.FLAGS.steps:
     results = evaluate.evaluate(flags.FLAGS.config, str(workdir), int(step))

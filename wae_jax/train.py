@@ -7,16 +7,13 @@ exactly as if it had never stopped. It is jitted over the global batch on a devi
 """
 
 import pathlib
-import signal
-import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 import flax
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -29,11 +26,6 @@ from wae_jax import models
 from wae_jax import parallel
 from wae_jax import penalties
 from wae_jax import visualize
-
-# Sample grids decode the same prior noise in every run, so that they compare across runs.
-SAMPLE_NOISE_SEED = 1234
-NUM_GRID_SAMPLES = 64
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -86,10 +78,6 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
       adversary_params=adversary_params,
       adversary_opt_state=adversary_tx.init(adversary_params),
       nonfinite_steps=jnp.zeros((), jnp.int32))
-
-
-def prior_samples(rng, shape, variance: float):
-  return jnp.sqrt(variance) * jax.random.normal(rng, shape, jnp.float32)
 
 
 def prior_moment_gaps(codes, prior_variance: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -160,7 +148,7 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
   def train_step(state: TrainState, images) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
     step_rng = jax.random.fold_in(rng, state.step)
     noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
-    z_prior = prior_samples(prior_rng, (images.shape[0], config.model.latent_dim),
+    z_prior = penalties.prior_samples(prior_rng, (images.shape[0], config.model.latent_dim),
                             prior_variance)
     (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
         state.params, state.batch_stats, state.adversary_params, images, z_prior,
@@ -207,25 +195,6 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
   return train_step
 
 
-def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
-  """jit of step_fn(state, batch) -> (state, metrics): state replicated, batch split.
-
-  The state is donated: the new state is written into its buffers, so that a step holds one
-  copy of the parameters and optimizer state instead of two (`python -m wae_jax.aot` shows
-  the saving). Don't use a state after passing it in; a checkpoint saves a copy
-  (`checkpoints.Checkpoints.save`), so the next step cannot overwrite what it still reads.
-  """
-  return jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-                 out_shardings=parallel.replicated(mesh), donate_argnums=(0,) if donate else ())
-
-
-def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_step: int = 0):
-  """Global batches split over the mesh; each process loads only its own rows."""
-  rows = parallel.process_rows(batch_size)
-  for batch in input_pipeline.train_batches(images, batch_size, seed, start_step, rows):
-    yield parallel.global_batch(batch, mesh, batch_size)
-
-
 def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
                      mesh=None) -> TrainState:
   """The paper's heuristic: move Q_Z's mean and covariance onto the prior's before training.
@@ -251,54 +220,16 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-  step = jit_on_mesh(step, mesh)
+  step = parallel.jit_on_mesh(step, mesh)
   carry = parallel.replicate((state.params, state.batch_stats, tx.init(state.params)), mesh)
   seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
-  batches = mesh_batches(images, config.train.batch_size, seed, mesh)
+  batches = parallel.mesh_batches(images, config.train.batch_size, seed, mesh)
   for _ in range(config.train.pretrain_steps):
     carry, loss = step(carry, next(batches))
   logging.info('Pre-trained the encoder for %d steps; moment gap %.4f',
                config.train.pretrain_steps, float(loss))
   params, batch_stats, _ = carry
   return state.replace(params=params, batch_stats=batch_stats)
-
-
-def make_eval_fns(model, state: TrainState, pixel_range):
-  """Jitted (encode to mean codes, decode to images) with the state's current weights.
-
-  They run on this process's default device with a host copy of the weights, so that one
-  process can make pictures while the others train on.
-  """
-  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
-  pixel_range = tuple(pixel_range)
-
-  @jax.jit
-  def encode(images):
-    return model.apply(variables, images, train=False, method=model.encode)[0]
-
-  @jax.jit
-  def decode(codes):
-    logits = model.apply(variables, codes, train=False, method=model.decode)
-    return models.activate(logits, pixel_range)
-
-  return (lambda x: np.asarray(encode(x))), (lambda z: np.asarray(decode(z)))
-
-
-def fixed_prior_noise(config) -> np.ndarray:
-  shape = (NUM_GRID_SAMPLES, config.model.latent_dim)
-  return np.asarray(prior_samples(jax.random.PRNGKey(SAMPLE_NOISE_SEED), shape,
-                                  config.model.prior_variance))
-
-
-def write_pictures(config, model, state, test_images, writer, workdir, step) -> Dict[str, str]:
-  encode, decode = make_eval_fns(model, state, config.data.pixel_range)
-  grids = visualize.make_pictures(encode, decode, test_images, fixed_prior_noise(config),
-                                  config.data.pixel_range)
-  paths = {name: str(visualize.save_png(
-      pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
-           for name, grid in grids.items()}
-  writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
-  return paths
 
 
 class NonFiniteError(RuntimeError):
@@ -310,36 +241,6 @@ def _mean_metrics(history):
   means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
   means['skipped'] = float(np.sum([m['skipped'] for m in stacked]))  # a count, not a mean
   return means
-
-
-class StopSignal:
-  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly.
-
-  With several processes each would see its signal at a different step, and a checkpoint
-  needs all of them at the same one. There JAX's preemption service keeps the SIGTERM: it
-  tells every process, and `should_stop(step)` turns True at the same step on all of them.
-  """
-
-  def __init__(self):
-    self.received = None
-    self._previous = None
-    self._multi_process = jax.process_count() > 1
-    if not self._multi_process and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del frame
-    self.received = signal.Signals(signum).name
-
-  def should_stop(self, step: int) -> bool:
-    """Call at every step; in multi-process runs every process must call it."""
-    if self._multi_process and multihost_utils.reached_preemption_sync_point(step):
-      self.received = 'SIGTERM (preemption notice, synchronised across processes)'
-    return self.received is not None
-
-  def restore(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -378,21 +279,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
     if start_step == 0:
       writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                            for k, v in flatten_config(config).items()})
+                            for k, v in wae_config.flatten(config).items()})
   logging.info('Training %s for %d steps (%d per epoch) from step %d on %d devices; data: %s',
                config.penalty.name, total_steps, steps_per_epoch, start_step,
                mesh.devices.size, data.source)
 
-  train_step = jit_on_mesh(make_train_step(config, model, adversary, steps_per_epoch,
+  train_step = parallel.jit_on_mesh(make_train_step(config, model, adversary, steps_per_epoch,
                                            train_rng), mesh)
   report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.train.log_every, every_secs=None)
-  batches = mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
+  batches = parallel.mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
                          start_step)
-  stop = StopSignal()
+  stop = parallel.StopSignal()
   try:
     state = _loop(config, state, train_step, batches, start_step, total_steps, stop, report,
-                  writer, ckpts, lambda s, step: write_pictures(
+                  writer, ckpts, lambda s, step: visualize.write_pictures(
                       config, model, s, data.test_images, writer, workdir, step))
   finally:
     stop.restore()
@@ -446,38 +347,3 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
         f'config.train.max_nonfinite_steps={limit}); none of them was applied. The last '
         f'checkpoint, step {ckpts.latest_step()} in {ckpts.directory}, is intact. Lower the '
         'learning rate or lambda, or check the data.')
-
-
-def flatten_config(config, prefix: str = '') -> Dict[str, Any]:
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      flat.update(flatten_config(value, f'{prefix}{key}.'))
-    else:
-      flat[prefix + key] = value
-  return flat
-
-
-def restore_for_inference(config, workdir: str, step: Optional[int] = None):
-  """(model, state) from the latest (or given) checkpoint; a clear error if there is none."""
-  wae_config.validate(config)
-  model = models.build_autoencoder(config)
-  target = create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=1)
-  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
-  state = ckpts.restore(target, step)
-  if state is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
-                            f'--mode=train --workdir={workdir}')
-  return model, state
-
-
-def sample(config: ml_collections.ConfigDict, workdir: str,
-           step: Optional[int] = None) -> pathlib.Path:
-  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
-  model, state = restore_for_inference(config, workdir, step)
-  _, decode = make_eval_fns(model, state, config.data.pixel_range)
-  grid = visualize.image_grid(decode(fixed_prior_noise(config)), config.data.pixel_range,
-                              ncols=int(np.sqrt(NUM_GRID_SAMPLES)))
-  path = visualize.save_png(pathlib.Path(workdir) / f'samples_step{int(state.step)}.png', grid)
-  logging.info('Wrote %s', path)
-  return path

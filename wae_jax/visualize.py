@@ -1,13 +1,18 @@
-"""Picture grids: random samples, reconstructions beside originals, interpolations.
+"""Pictures of a model: random samples, reconstructions beside originals, interpolations.
 
-Each is written as a PNG under `<workdir>/images/` and as a TensorBoard image.
+Training writes them every `train.image_every` steps, as PNGs under `<workdir>/images/` and
+as TensorBoard images; `--mode=sample` decodes the same fixed prior noise.
 """
 
 import pathlib
 from typing import Callable, Dict, Sequence
 
+import jax
 import numpy as np
 from PIL import Image
+
+from wae_jax import models
+from wae_jax import penalties
 
 
 def to_unit_range(images, pixel_range: Sequence[float]) -> np.ndarray:
@@ -67,3 +72,41 @@ def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
       'reconstructions': image_grid(side_by_side, pixel_range, 8),
       'interpolations': image_grid(interpolations, pixel_range, num_steps),
   }
+
+
+def make_eval_fns(model, state, pixel_range):
+  """Jitted (encode to mean codes, decode to images) with the state's current weights.
+
+  They run on this process's default device with a host copy of the weights, so that one
+  process can make pictures while the others train on.
+  """
+  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  pixel_range = tuple(pixel_range)
+
+  @jax.jit
+  def encode(images):
+    return model.apply(variables, images, train=False, method=model.encode)[0]
+
+  @jax.jit
+  def decode(codes):
+    logits = model.apply(variables, codes, train=False, method=model.decode)
+    return models.activate(logits, pixel_range)
+
+  return (lambda x: np.asarray(encode(x))), (lambda z: np.asarray(decode(z)))
+
+
+def fixed_prior_noise(config) -> np.ndarray:
+  """The prior noise every sample grid decodes: the same in every run, so grids compare."""
+  shape = (config.eval.grid_samples, config.model.latent_dim)
+  return np.asarray(penalties.prior_samples(jax.random.PRNGKey(config.eval.grid_seed), shape,
+                                            config.model.prior_variance))
+
+
+def write_pictures(config, model, state, test_images, writer, workdir, step) -> Dict[str, str]:
+  encode, decode = make_eval_fns(model, state, config.data.pixel_range)
+  grids = make_pictures(encode, decode, test_images, fixed_prior_noise(config),
+                        config.data.pixel_range)
+  paths = {name: str(save_png(pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
+           for name, grid in grids.items()}
+  writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
+  return paths

@@ -1,6 +1,6 @@
 """A PyTorch implementation of the same nets and objectives, for the benchmark.
 
-`python -m wae_jax.benchmark` times this beside the JAX train step, so it is written the
+`python -m benchmarks.benchmark` times this beside the JAX train step, so it is written the
 way a PyTorch user would write it, not as a port of the JAX code: `nn.Module`s on NCHW
 tensors, `nn.BatchNorm2d`, eager autograd, `torch.optim.Adam` and a `LambdaLR` schedule,
 `zero_grad(set_to_none=True)` / `backward()` / `step()`. It is built from the same

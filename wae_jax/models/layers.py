@@ -31,7 +31,7 @@ cache: freshly touched memory is slow on the target machine.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 from flax.linen.dtypes import promote_dtype
@@ -358,3 +358,22 @@ class Conv(_ConvBase):
         inputs, conv,
         lambda x, k, s: lax.conv_general_dilated(x, k, s, 'SAME',
                                                  dimension_numbers=_DN))
+
+
+# model.conv_impl='auto' per platform. CPU: the phase layers, about 10 times faster than
+# XLA:CPU's strided and transposed convolutions (README, Speed). TPU and GPU: XLA's own. The
+# compiled CelebA step (README, Accelerators) shows that XLA cannot split the phase layers'
+# chunked batch over chips: each chip gathers every image and computes the whole step, with
+# five times the temporaries. `launch/device_check.sh` times both on one GPU.
+AUTO_CONV_IMPL = {'cpu': 'phase', 'tpu': 'xla', 'gpu': 'xla'}
+
+
+def resolve_conv_impl(impl: str, platform: Optional[str] = None) -> str:
+  """A model.conv_impl with 'auto' resolved for `platform` (default: JAX's backend).
+
+  `platform` is the one the step will run on: the target's when compiling ahead of time
+  for hardware this process does not have (`wae_jax.accelerators.aot`).
+  """
+  if impl != 'auto':
+    return impl
+  return AUTO_CONV_IMPL.get(platform or jax.default_backend(), 'xla')

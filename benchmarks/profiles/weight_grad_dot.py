@@ -2,9 +2,9 @@
 
 Each strided layer's backward multiplies im2col buffers twice: dX as a plain product (many rows
 out) and dW as a product that contracts over all rows (batch x pixels) into a small output.
-This times both shapes at the sizes `wae_jax.layers` runs them (per batch chunk, times the
+This times both shapes at the sizes `wae_jax.models.layers` runs them (per batch chunk, times the
 number of chunks), as XLA:CPU runs them, with the FLOPs of dW done as a plain product beside
-it, and again pinned to one core. Run from the repo root, alone: python docs/profiles/weight_grad_dot.py
+it, and again pinned to one core. Run from the repo root, alone: python benchmarks/profiles/weight_grad_dot.py
 """
 import os
 import subprocess
@@ -16,7 +16,7 @@ import numpy as np
 def layer_products(batch=100):
   """(name, chunk rows, chunks, lhs columns, rhs columns) of each dW = lhs^T rhs in layers.py."""
   import jax.numpy as jnp
-  from wae_jax import layers as L
+  from wae_jax.models import layers as L
   out = []
   for hin, cin, cout, s in ((7, 128, 64, 2), (14, 64, 32, 2), (28, 32, 1, 1)):  # decoder
     ah = L._conv_transpose_axis(hin, 4, s)

@@ -1,8 +1,8 @@
 """Model FLOPs of a train step, counted from the architecture (any `config.model.arch`).
 
-The benchmark's MFU and the ahead-of-time roofline (`wae_jax.aot`) both divide by these
+The benchmark's MFU and the ahead-of-time roofline (`wae_jax.accelerators.aot`) both divide by these
 counts rather than by XLA's estimates, which miss or invent work depending on how a layer is
-written (e.g. `wae_jax.layers`' phase form of a transposed convolution).
+written (e.g. `wae_jax.models.layers`' phase form of a transposed convolution).
 """
 
 import math
@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wae_jax import layers
+from wae_jax.models import layers
 from wae_jax import models
 
 

@@ -4,7 +4,7 @@
 import jax
 
 from timing import median_ms
-from wae_jax import layers
+from wae_jax.models import layers
 
 print('| min rows | chunk MB | 7x7x128->64 fwd | bwd | 14x14x64->32 fwd | bwd |\n|---:|---:|---:|---:|---:|---:|')
 for rows in (1024, 256):

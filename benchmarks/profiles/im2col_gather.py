@@ -4,7 +4,7 @@ the gather falls behind. Run from the repo root, alone."""
 import jax
 
 from timing import median_ms
-from wae_jax import layers
+from wae_jax.models import layers
 
 print('| layer | images per chunk | buffer MB | gather ms | elementwise ms |\n|---|---:|---:|---:|---:|')
 for hin, cout, images in ((7, 64, 34), (14, 32, 5), (14, 32, 20), (14, 32, 100)):

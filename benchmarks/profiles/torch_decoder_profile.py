@@ -1,6 +1,6 @@
 """torch.profiler over 20 forward+backward passes of the PyTorch 1/8-width decoder."""
 import torch
-from wae_jax import benchmark, torch_reference
+from benchmarks import benchmark, torch_reference
 cfg = benchmark.model_config('mnist_small', 'mmd', 100)
 tr = torch_reference.Trainer(cfg, steps_per_epoch=600)
 dec = tr.model.decoder

@@ -4,7 +4,7 @@
 `DIR/eval/results.json`: every number with the checkpoint step, the number of images and,
 for FID, the feature extractor it was computed on. FID on InceptionV3 (pool3, the standard
 FID) is added when its weights are configured (`eval.inception_weights` or
-$WAE_JAX_INCEPTION_WEIGHTS; see wae_jax/inception.py), and skipped with a log line otherwise.
+$WAE_JAX_INCEPTION_WEIGHTS; see wae_jax/evaluation/inception.py), and skipped with a log line otherwise.
 """
 
 import dataclasses
@@ -16,13 +16,13 @@ from absl import logging
 import jax
 import numpy as np
 
-from wae_jax import inception
+from wae_jax.evaluation import inception
 from wae_jax import input_pipeline
-from wae_jax import metrics
-from wae_jax import mnist_classifier
+from wae_jax.evaluation import metrics
+from wae_jax.evaluation import mnist_classifier
 from wae_jax import penalties
-from wae_jax import train
 from wae_jax import visualize
+from wae_jax import inference
 
 MNIST_CLASSIFIER = 'mnist_classifier'
 INCEPTION = 'inception'
@@ -57,15 +57,15 @@ class RealStatistics:
 
 def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   """Evaluates the latest (or given) checkpoint in workdir; returns and writes the results."""
-  model, state = train.restore_for_inference(config, workdir, step)
+  model, state = inference.restore(config, workdir, step)
   e = config.eval
   data = input_pipeline.load_dataset(config.data)
   step = int(state.step)
-  encode, decode = train.make_eval_fns(model, state, config.data.pixel_range)
+  encode, decode = visualize.make_eval_fns(model, state, config.data.pixel_range)
   pixel_range = tuple(config.data.pixel_range)
   n = min(e.num_samples, len(data.test_images))
   prior_rng = jax.random.PRNGKey(config.seed + 1)
-  noise = np.asarray(train.prior_samples(prior_rng, (n, config.model.latent_dim),
+  noise = np.asarray(penalties.prior_samples(prior_rng, (n, config.model.latent_dim),
                                          config.model.prior_variance))
   samples = batched(decode, noise)
   test = data.test_images[:n]
@@ -90,7 +90,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   results['test_mse_per_pixel'] = {'value': float(np.mean((test - reconstructions)**2)),
                                    'num_images': n}
   m = min(e.mmd_codes, n)
-  prior = np.asarray(train.prior_samples(jax.random.PRNGKey(config.seed + 2),
+  prior = np.asarray(penalties.prior_samples(jax.random.PRNGKey(config.seed + 2),
                                          (m, config.model.latent_dim),
                                          config.model.prior_variance))
   results['test_codes_mmd'] = {

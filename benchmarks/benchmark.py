@@ -1,19 +1,19 @@
 """Train-step throughput of the JAX models, beside an idiomatic PyTorch implementation.
 
-    python -m wae_jax.benchmark                       # default models and objectives
-    python -m wae_jax.benchmark --models=mnist_paper --objectives=mmd --max_seconds=120
-    python -m wae_jax.benchmark --models=mnist_small --parts   # where the step's time goes
+    python -m benchmarks.benchmark                       # default models and objectives
+    python -m benchmarks.benchmark --models=mnist_paper --objectives=mmd --max_seconds=120
+    python -m benchmarks.benchmark --models=mnist_small --parts   # where the step's time goes
 
 For each model and objective: images/s of one train step (compile excluded, median over
 `--repeats` timed trials of `--steps_per_trial` steps each, after a warm-up step), the
 model FLOP/s that throughput achieves, the JAX compile time, and the same for the PyTorch
-reference (`wae_jax.torch_reference`, same architecture and objective) with the ratio
+reference (`benchmarks.torch_reference`, same architecture and objective) with the ratio
 JAX / PyTorch (> 1: JAX is faster). On a GPU or TPU it also reports model FLOP
 utilisation (MFU) against the peak of the devices it ran on.
 
 The step is the one training runs: `wae_jax.train.make_train_step` jitted by
-`train.jit_on_mesh` over every local device (the batch split, the state replicated), on a
-fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (`wae_jax.flops.train_step_flops`), so
+`parallel.jit_on_mesh` over every local device (the batch split, the state replicated), on a
+fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (`wae_jax.accelerators.flops.train_step_flops`), so
 both frameworks get the same count whatever they actually execute.
 
 Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
@@ -49,8 +49,8 @@ import jax
 import jax.numpy as jnp
 
 from wae_jax import config as wae_config
-from wae_jax import flops as model_flops
-from wae_jax import hardware
+from wae_jax.accelerators import flops as model_flops
+from wae_jax.accelerators import hardware
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -164,7 +164,7 @@ def time_jax(config, flops: int, batch_size: int, repeats: int, steps_per_trial:
   images = jax.device_put(
       jax.random.uniform(data_rng, (batch_size,) + tuple(config.data.image_shape),
                          jnp.float32, lo, hi), parallel.batch_sharded(mesh))
-  step = train.jit_on_mesh(train.make_train_step(config, model, adversary, steps_per_epoch,
+  step = parallel.jit_on_mesh(train.make_train_step(config, model, adversary, steps_per_epoch,
                                                  step_rng), mesh)
   start = time.perf_counter()
   compiled = step.lower(state, images).compile()
@@ -188,7 +188,7 @@ def time_torch(torch, config, flops: int, batch_size: int, repeats: int, steps_p
                max_seconds: float, device: str, predicted_step_s: Optional[float] = None,
                seed: int = 0, channels_last: bool = False) -> Timing:
   """The same for the PyTorch reference's step."""
-  from wae_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
   trainer = torch_reference.Trainer(config, steps_per_epoch=1000, device=device)
   height, width, channels = config.data.image_shape
@@ -244,7 +244,7 @@ def time_parts_jax(config, batch_size: int, repeats: int, max_seconds: float,
 def time_parts_torch(torch, config, batch_size: int, repeats: int, max_seconds: float,
                      device: str, seed: int = 0) -> Dict[str, Optional[float]]:
   """The same parts of the PyTorch reference."""
-  from wae_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
   model = torch_reference.Trainer(config, steps_per_epoch=1, device=device).model
   height, width, channels = config.data.image_shape
@@ -376,7 +376,7 @@ def busy_warning(load: Optional[float], cpu_count: Optional[int]) -> str:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m wae_jax.benchmark',
+  p = argparse.ArgumentParser(prog='python -m benchmarks.benchmark',
                               description=__doc__.split('\n\n')[0])
   p.add_argument('--models', default=','.join(DEFAULT_MODELS),
                  help='comma-separated: mnist_small, mnist_paper, celeba_paper, '
@@ -404,7 +404,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  'peak is that of this dtype (default: %(default)s)')
   p.add_argument('--conv_impl', default='auto', choices=wae_config.CONV_IMPLS,
                  help="JAX's convolutions, config.model.conv_impl: auto (this backend's "
-                 "default, models.AUTO_CONV_IMPL), phase (wae_jax.layers) or xla (flax's own, "
+                 "default, models.AUTO_CONV_IMPL), phase (wae_jax.models.layers) or xla (flax's own, "
                  "the plain Flax baseline) (default: %(default)s)")
   p.add_argument('--parts', action='store_true',
                  help='also time the encoder and decoder alone, forward and forward+backward, '
@@ -487,7 +487,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
         with_torch = torch is not None and config.model.arch == 'dcgan'
         if torch is not None and not with_torch:
           notes.append(f'{model}/{objective} torch: not timed, the PyTorch reference '
-                       '(wae_jax/torch_reference.py) has the DCGAN nets only, not '
+                       '(benchmarks/torch_reference.py) has the DCGAN nets only, not '
                        f'model.arch={config.model.arch!r}')
         if with_torch:
           frameworks.append(('torch', lambda p: time_torch(

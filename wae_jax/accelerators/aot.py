@@ -1,11 +1,11 @@
 """Compile a run's train step for TPUs or GPUs this machine does not have, and say what it costs.
 
-    python -m wae_jax.aot --config=configs/celeba.py:wae_gan --topology=v5e:2x2
-    python -m wae_jax.aot --config=configs/celeba.py:wae_mmd --topology=v5e:16x16 \\
+    python -m wae_jax.accelerators.aot --config=configs/celeba.py:wae_gan --topology=v5e:2x2
+    python -m wae_jax.accelerators.aot --config=configs/celeba.py:wae_mmd --topology=v5e:16x16 \\
         --config.train.batch_size=1024
-    python -m wae_jax.aot --config=configs/celeba.py:vae --topology=h100:2x8
+    python -m wae_jax.accelerators.aot --config=configs/celeba.py:vae --topology=h100:2x8
 
-The step is the training loop's own (`train.make_train_step` jitted by `train.jit_on_mesh`:
+The step is the training loop's own (`train.make_train_step` jitted by `parallel.jit_on_mesh`:
 state replicated and donated, batch split over every chip), built from the same config and
 overrides as `wae_jax.main`, and compiled by XLA for the target: libtpu compiles for a TPU
 topology (`v4`, `v5e`, `v5p`, `v6e`, with libtpu's shapes: `v5e:2x2`, `v5p:2x2x2`,
@@ -15,11 +15,11 @@ process uses none of the local accelerators.
 
 Printed per chip: the state (parameters and optimizer state), XLA's buffer assignment
 (arguments, outputs, the donated part, temporaries, code) and its total against the chip's
-HBM; the model FLOPs per step (`wae_jax.flops`, counted from the architecture) beside XLA's
+HBM; the model FLOPs per step (`wae_jax.accelerators.flops`, counted from the architecture) beside XLA's
 estimate and bytes accessed (TPU only: the GPU compiler reports none); the collectives in the
 compiled program; and a roofline: the step takes at least max(FLOPs / peak FLOP/s,
 bytes / HBM bandwidth). That is a lower bound from published chip figures
-(`wae_jax.hardware`), not a measurement: it ignores the collectives' time, kernel launch and
+(`wae_jax.accelerators.hardware`), not a measurement: it ignores the collectives' time, kernel launch and
 idle time, and XLA's bytes are an estimate. A config whose buffers exceed the chip's HBM is
 an error (exit status 2) that says by how much and what to change.
 """
@@ -38,8 +38,8 @@ import jax
 import numpy as np
 
 from wae_jax import config as wae_config
-from wae_jax import flops as model_flops
-from wae_jax import hardware
+from wae_jax.accelerators import flops as model_flops
+from wae_jax.accelerators import hardware
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -267,7 +267,7 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
   state_spec = jax.tree_util.tree_map(lambda x: spec(x, parallel.replicated(mesh)), state)
   images = jax.ShapeDtypeStruct((batch_size,) + tuple(config.data.image_shape), np.float32,
                                 sharding=parallel.batch_sharded(mesh))
-  step = train.jit_on_mesh(
+  step = parallel.jit_on_mesh(
       train.make_train_step(config, model, adversary, steps_per_epoch, jax.random.PRNGKey(0)),
       mesh, donate=donate)
   start = time.perf_counter()
@@ -302,7 +302,7 @@ def _num(x: Optional[float], unit: str = '') -> str:
 
 
 def format_report(r: Report) -> str:
-  """The per-chip table that `python -m wae_jax.aot` prints."""
+  """The per-chip table that `python -m wae_jax.accelerators.aot` prints."""
   hbm = f' of {_gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)' if r.hbm_bytes else ''
   traffic, traffic_what = r.traffic_bytes
   rows = [
@@ -350,7 +350,7 @@ def run(config, topology: str, donate: bool = True, json_path: Optional[str] = N
   try:
     report = analyse(config, topology, donate=donate)
   except (TopologyError, DoesNotFitError, ValueError) as e:
-    print(f'wae_jax.aot: {e}', file=sys.stderr)
+    print(f'wae_jax.accelerators.aot: {e}', file=sys.stderr)
     return 2
   print(format_report(report))
   if json_path:
@@ -359,7 +359,7 @@ def run(config, topology: str, donate: bool = True, json_path: Optional[str] = N
     path.write_text(json.dumps(report.to_json(), indent=2))
   error = report.fit_error()
   if error:
-    print(f'wae_jax.aot: {error}', file=sys.stderr)
+    print(f'wae_jax.accelerators.aot: {error}', file=sys.stderr)
     return 2
   return 0
 

@@ -4,13 +4,13 @@ With conv_impl=phase the chunked batch is not split over the devices: XLA gather
 activations onto each (the README's Accelerators section). Prints the largest collectives
 for phase and xla:
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 python docs/profiles/cpu_devices_collectives.py
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/profiles/cpu_devices_collectives.py
 """
 
 import jax
 import numpy as np
 
-from wae_jax import aot
+from wae_jax.accelerators import aot
 from wae_jax import config as wae_config
 from wae_jax import models
 from wae_jax import parallel
@@ -28,7 +28,7 @@ def main():
         state)
     images = jax.ShapeDtypeStruct((100, 28, 28, 1), np.float32,
                                   sharding=parallel.batch_sharded(mesh))
-    step = train.jit_on_mesh(train.make_train_step(
+    step = parallel.jit_on_mesh(train.make_train_step(
         config, models.build_autoencoder(config), models.build_adversary(config), 10,
         jax.random.PRNGKey(0)), mesh)
     ops = aot.parse_collectives(step.lower(state, images).compile().as_text())

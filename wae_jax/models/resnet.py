@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wae_jax import models
+from wae_jax.models.autoencoder import batch_norm_relu, latent_head, scaled_widths
 
 EXPANSION = 4  # a bottleneck block's output has 4x its width
 
@@ -59,7 +59,7 @@ class Bottleneck(nn.Module):
                      dtype=self.dtype, name=name)
 
     def bn_relu(y):
-      return models.batch_norm_relu(y, train, self.dtype)
+      return batch_norm_relu(y, train, self.dtype)
 
     def resize(y):
       return y if self.resize_to is None else _resize(y, self.resize_to)
@@ -97,8 +97,8 @@ class Encoder(nn.Module):
       for j in range(blocks):
         x = Bottleneck(width, stride=2 if i > 0 and j == 0 else 1, dtype=self.dtype,
                        name=f'stage{i + 1}_block{j + 1}')(x, train)
-    x = models.batch_norm_relu(x, train, self.dtype)
-    return models.latent_head(x, self.latent_dim, self.gaussian, self.dtype)
+    x = batch_norm_relu(x, train, self.dtype)
+    return latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
 
 class Decoder(nn.Module):
@@ -121,17 +121,21 @@ class Decoder(nn.Module):
       for j in range(self.stage_blocks[i]):
         x = Bottleneck(self.widths[i], resize_to=sizes[i] if i < last and j == 0 else None,
                        dtype=self.dtype, name=f'stage{i + 1}_block{j + 1}')(x, train)
-    x = models.batch_norm_relu(x, train, self.dtype)
+    x = batch_norm_relu(x, train, self.dtype)
     if stride != 1:  # undo the stem's stride before the output conv, not after it
       x = _resize(x, (height, width))
     x = nn.Conv(channels, (3, 3), dtype=self.dtype, name='output')(x)
     return x.astype(jnp.float32)
 
 
-def build(config) -> Tuple[Encoder, Decoder]:
-  """The encoder and decoder of `config.model.resnet_*`, widths scaled by `model.width`."""
+def build(config, platform: Optional[str] = None) -> Tuple[Encoder, Decoder]:
+  """The encoder and decoder of `config.model.resnet_*`, widths scaled by `model.width`.
+
+  `platform` is unused: plain convs have one implementation on every backend.
+  """
+  del platform
   m = config.model
-  widths = models.scaled_widths(m.resnet_widths, m.width)
+  widths = scaled_widths(m.resnet_widths, m.width)
   blocks = tuple(m.resnet_stage_blocks)
   dtype = jnp.dtype(m.dtype)
   return (Encoder(blocks, widths, m.latent_dim, m.gaussian_encoder, dtype),
