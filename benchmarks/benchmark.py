@@ -49,11 +49,11 @@ import jax
 import jax.numpy as jnp
 
 from wae_jax import config as wae_config
-from wae_jax.accelerators import flops as model_flops
-from wae_jax.accelerators import hardware
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
+from wae_jax.accelerators import flops as model_flops
+from wae_jax.accelerators import hardware
 
 CONFIGS_DIR = wae_config.REPO / 'configs'
 DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')

@@ -120,6 +120,7 @@ def main(argv):
 def _plan(sweep) -> int:
   """--plan: prints the sweep's cost on --topology; the exit status."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   # As python -m wae_jax.accelerators.aot: compile on the CPU, whatever accelerators this host has.
   jax.config.update('jax_platforms', 'cpu')

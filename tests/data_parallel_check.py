@@ -11,11 +11,14 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
+from conftest import tiny_config  # pylint: disable=g-import-not-at-top
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from conftest import tiny_config  # pylint: disable=g-import-not-at-top
-from wae_jax import input_pipeline, models, parallel, train
+from wae_jax import input_pipeline
+from wae_jax import models
+from wae_jax import parallel
+from wae_jax import train
 
 NUM_STEPS = 3
 BATCH = 16

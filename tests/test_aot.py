@@ -4,12 +4,13 @@ import dataclasses
 import subprocess
 import sys
 
+from conftest import REPO
+from conftest import tiny_config
 import jax
 import pytest
 
-from conftest import REPO, tiny_config
-from wae_jax.accelerators import aot
 from wae_jax import train
+from wae_jax.accelerators import aot
 
 TPU, GPU = 'v5e:2x2', 'h100:2'
 BATCH = 8

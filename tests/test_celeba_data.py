@@ -4,6 +4,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+from conftest import load_config
 import ml_collections
 import numpy as np
 from PIL import Image
@@ -11,7 +12,6 @@ import pytest
 
 from wae_jax import config as wae_config
 from wae_jax import input_pipeline as ip
-from conftest import load_config
 
 NUM = 30
 WIDTH, HEIGHT = 178, 218

@@ -1,9 +1,9 @@
 """Config files load for every argument, and bad values fail early with a clear message."""
 
+from conftest import load_config
 import pytest
 
 from wae_jax import config as wae_config
-from conftest import load_config
 
 
 @pytest.mark.parametrize('arg', ['wae_mmd', 'wae_gan', 'vae', 'wae_mmd,small', 'wae_gan,small',

@@ -6,9 +6,9 @@ import pathlib
 import subprocess
 import sys
 
+from conftest import MNIST_DIR
+from conftest import REPO
 import pytest
-
-from conftest import REPO, MNIST_DIR
 
 
 @pytest.fixture(scope='module')

@@ -2,14 +2,14 @@
 
 import json
 
+from conftest import tiny_config
 import pytest
 
-from wae_jax.evaluation import evaluate
 from wae_jax import input_pipeline
+from wae_jax import train
+from wae_jax.evaluation import evaluate
 from wae_jax.evaluation import metrics
 from wae_jax.evaluation import mnist_classifier
-from wae_jax import train
-from conftest import tiny_config
 
 
 @pytest.fixture(scope='module')

@@ -14,8 +14,8 @@ import ml_collections
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from wae_jax.evaluation import evaluate
 from wae_jax.evaluation import inception

@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 
 def _run(*args, env=None):

@@ -1,12 +1,12 @@
 """Model shapes and layouts: the paper's DCGAN nets for 28x28x1 and 64x64x3."""
 
+from conftest import load_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from wae_jax import models
-from conftest import load_config
 
 
 @pytest.mark.parametrize('dataset', ['mnist', 'celeba'])

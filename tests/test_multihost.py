@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 
+from conftest import MNIST_DIR
+from conftest import REPO
+from conftest import tiny_config
 import jax
 import numpy as np
-
-from conftest import MNIST_DIR, REPO, tiny_config
 
 from wae_jax import checkpoints
 from wae_jax import inference

@@ -8,16 +8,18 @@ import subprocess
 import sys
 import time
 
+from conftest import MNIST_DIR
+from conftest import REPO
+from conftest import tiny_config
 import jax
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, REPO, tiny_config
 from wae_jax import checkpoints
+from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import train
-from wae_jax import inference
 
 
 def _leaves_equal(a, b, atol=0.0):

@@ -1,5 +1,7 @@
 """The ResNet50-v2 encoder and decoder: layout, shapes, the residual block, config, a train step."""
 
+from conftest import load_config
+from conftest import tiny_config
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,10 +9,8 @@ import pytest
 
 from wae_jax import config as wae_config
 from wae_jax import models
-from wae_jax.models import resnet
 from wae_jax import train
-from conftest import load_config
-from conftest import tiny_config
+from wae_jax.models import resnet
 
 # ResNet-50's conv kernels: torchvision's 25,557,032 parameters less the 1000-way fc and the
 # BatchNorms' scales and offsets.

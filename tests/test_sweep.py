@@ -8,14 +8,14 @@ import os
 import subprocess
 import sys
 
+from conftest import REPO
 import numpy as np
 from PIL import Image
 import pytest
 
 from wae_jax import config as wae_config
-from wae_jax.evaluation import mnist_classifier
 from wae_jax import sweep
-from conftest import REPO
+from wae_jax.evaluation import mnist_classifier
 
 
 def _sweep(arg='bigwae', **fields):

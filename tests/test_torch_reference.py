@@ -14,12 +14,13 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from wae_jax.models import layers  # noqa: E402
+from conftest import load_config  # noqa: E402
+
+from benchmarks import torch_reference as tr  # noqa: E402
 from wae_jax import models  # noqa: E402
 from wae_jax import penalties  # noqa: E402
-from benchmarks import torch_reference as tr  # noqa: E402
 from wae_jax import train  # noqa: E402
-from conftest import load_config  # noqa: E402
+from wae_jax.models import layers  # noqa: E402
 
 BATCH = 8
 ATOL = 1e-4

@@ -1,14 +1,14 @@
 """Train steps for the three objectives, the schedule, pre-training and exact resumption."""
 
+from conftest import tiny_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from wae_jax import models
-from wae_jax import train
 from wae_jax import parallel
-from conftest import tiny_config
+from wae_jax import train
 
 
 def _random_images(config, n, seed=0):

@@ -415,17 +415,6 @@ def _cache_key(folder: Path, files, partition: Optional[Path]) -> str:
   return key.hexdigest()[:16]
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-  """np.save via a temporary file, so that a killed run leaves no half cache."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'{path.stem}.tmp{os.getpid()}.npy')
-  try:
-    np.save(tmp, array)
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
-
-
 def load_celeba_folder(data_dir, cache_dir=None) -> Tuple[Dict[str, np.ndarray], str]:
   """CelebA from a folder of JPEGs: uint8 [N, 64, 64, 3] per split, and where.
 
@@ -462,7 +451,8 @@ def load_celeba_folder(data_dir, cache_dir=None) -> Tuple[Dict[str, np.ndarray],
       if not (keep & mask).any():
         raise DataError(f'{folder}: the {split} split has no usable images')
     for split, mask in rows.items():
-      _save_atomic(paths[split], pixels[keep & mask])
+      with files.atomic_path(paths[split]) as tmp:  # a killed run leaves no half cache
+        np.save(tmp, pixels[keep & mask])
   description = f'images in {folder} (cache {cache_dir}, key {key})'
   return {s: np.load(p, mmap_mode='r') for s, p in paths.items()}, description
 

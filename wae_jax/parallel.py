@@ -19,7 +19,9 @@ from typing import Callable, Optional, Sequence
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import numpy as np
 
 from wae_jax import input_pipeline

@@ -24,13 +24,14 @@ import pathlib
 import subprocess
 import sys
 import time
-import zlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
+import zlib
 
 import ml_collections
 import numpy as np
 
 from wae_jax import config as wae_config
+from wae_jax import files
 from wae_jax import input_pipeline
 
 # A method's index here (not in a sweep's own list) numbers its random stream, so that a sweep
@@ -232,13 +233,6 @@ def override_flags(sweep, trial: Trial, config) -> Dict[str, str]:
 # Running a trial.
 
 
-def _write_json(path: pathlib.Path, data) -> None:
-  """Atomically: a reader sees the old file or the whole new one."""
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  tmp.write_text(json.dumps(data, indent=2, default=str))
-  os.replace(tmp, path)
-
-
 def _run_module(module: str, config_spec: str, flags: Dict[str, str],
                 workdir: pathlib.Path, *extra: str) -> Tuple[int, str]:
   """python -m <module> --config=... --workdir=...: (exit status, the end of its output).
@@ -340,7 +334,7 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
             'fids': {str(s): v for s, v in fids.items()}, 'workdir': str(workdir),
             'train_seconds': round(train_seconds, 1),
             'seconds': round(time.time() - start, 1)}
-  _write_json(done, result)
+  files.write_json(done, result)
   return result
 
 
@@ -348,7 +342,7 @@ def write_failures(root, failures: List[Dict[str, Any]]) -> pathlib.Path:
   """<root>/failures.json: trials that failed after their retries (trial_record + error)."""
   path = pathlib.Path(root) / FAILURES_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  _write_json(path, failures)
+  files.write_json(path, failures)
   return path
 
 
@@ -584,7 +578,7 @@ def load_plan_cache(path) -> Dict[str, Dict[str, Any]]:
 def save_plan_cache(path, cache: Dict[str, Dict[str, Any]]) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  _write_json(path, {'fingerprint': plan_fingerprint(), 'entries': cache})
+  files.write_json(path, {'fingerprint': plan_fingerprint(), 'entries': cache})
 
 
 def _analysed(analyse, config, topology: str) -> Dict[str, Any]:
@@ -632,8 +626,8 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
   line before each compile. Raises aot.TopologyError for an unknown topology, ValueError for
   a wrong sweep.
   """
-  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
+  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   analyse = analyse or aot.analyse
   if num_chips is None:
     num_chips = len(aot.target(topology).devices)  # an unknown topology fails here, at once
@@ -756,7 +750,7 @@ def _evaluate_steps(argv):
   for step in flags.FLAGS.steps:
     results = evaluate.evaluate(flags.FLAGS.config, str(workdir), int(step))
     eval_file(workdir, int(step)).parent.mkdir(parents=True, exist_ok=True)
-    _write_json(eval_file(workdir, int(step)), results)
+    files.write_json(eval_file(workdir, int(step)), results)
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ from wae_jax import parallel
 from wae_jax import penalties
 from wae_jax import visualize
 
+
 @flax.struct.dataclass
 class TrainState:
   step: jnp.ndarray

@@ -1,6 +1,10 @@
 """BatchNorm+ReLU alone, forward and forward+backward: flax, a hand-written one, PyTorch."""
-import jax, jax.numpy as jnp, flax.linen as nn, torch
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 from timing import median_ms
+import torch
+
 for shape in [(100,7,7,128),(100,14,14,64),(100,28,28,32)]:
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)

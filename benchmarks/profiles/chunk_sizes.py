@@ -2,8 +2,8 @@
 (`layers._CHUNK_BYTES`, and `_CHUNK_ROWS`, the fewest rows a chunk may have). The default is
 8 MB and 1024 rows. Run from the repo root, alone."""
 import jax
-
 from timing import median_ms
+
 from wae_jax.models import layers
 
 print('| min rows | chunk MB | 7x7x128->64 fwd | bwd | 14x14x64->32 fwd | bwd |\n|---:|---:|---:|---:|---:|---:|')

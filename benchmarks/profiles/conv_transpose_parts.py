@@ -1,8 +1,10 @@
 """The 1/8-width decoder's two stride-2 transposed convs alone: forward, backward, XLA's conv for dx."""
 import jax
 from jax import lax
-from wae_jax.models import layers
 from timing import median_ms
+
+from wae_jax.models import layers
+
 for (hin, cin, cout) in [(7,128,64),(14,64,32)]:
   x = jax.random.normal(jax.random.PRNGKey(0), (100,hin,hin,cin))
   k = jax.random.normal(jax.random.PRNGKey(1), (4,4,cin,cout))*0.05

@@ -10,11 +10,11 @@ for phase and xla:
 import jax
 import numpy as np
 
-from wae_jax.accelerators import aot
 from wae_jax import config as wae_config
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
+from wae_jax.accelerators import aot
 
 
 def main():

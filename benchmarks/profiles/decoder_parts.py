@@ -1,9 +1,13 @@
 """The 1/8-width decoder, forward and forward+backward: as is, without BatchNorm, other chunk sizes."""
-import jax, jax.numpy as jnp, flax.linen as nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from timing import median_ms
+
 from benchmarks import benchmark
 from wae_jax import models
 from wae_jax.models import layers
-from timing import median_ms
+
 cfg = benchmark.model_config('mnist_small', 'mmd', 100)
 z = jax.random.normal(jax.random.PRNGKey(2), (100, 8))
 def timing(label):

@@ -2,8 +2,8 @@
 elementwise op writing as many bytes, per batch chunk: when the buffer outgrows the 2 MB L2
 the gather falls behind. Run from the repo root, alone."""
 import jax
-
 from timing import median_ms
+
 from wae_jax.models import layers
 
 print('| layer | images per chunk | buffer MB | gather ms | elementwise ms |\n|---|---:|---:|---:|---:|')

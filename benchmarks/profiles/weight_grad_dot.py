@@ -16,6 +16,7 @@ import numpy as np
 def layer_products(batch=100):
   """(name, chunk rows, chunks, lhs columns, rhs columns) of each dW = lhs^T rhs in layers.py."""
   import jax.numpy as jnp
+
   from wae_jax.models import layers as L
   out = []
   for hin, cin, cout, s in ((7, 128, 64, 2), (14, 64, 32, 2), (28, 32, 1, 1)):  # decoder

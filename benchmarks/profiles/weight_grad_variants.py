@@ -3,9 +3,8 @@ current one: swapped operands, the row sum split into batched blocks, and both o
 transposed so that the sum runs along contiguous memory (the product alone, and with the
 transposes it needs). Milliseconds per step (per chunk x chunks). Run from the repo root, alone."""
 import jax
-import numpy as np
 from jax import lax
-
+import numpy as np
 from timing import median_ms
 from weight_grad_dot import layer_products
 

@@ -38,11 +38,11 @@ import jax
 import numpy as np
 
 from wae_jax import config as wae_config
-from wae_jax.accelerators import flops as model_flops
-from wae_jax.accelerators import hardware
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
+from wae_jax.accelerators import flops as model_flops
+from wae_jax.accelerators import hardware
 
 COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute')
 _DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2,

@@ -12,8 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wae_jax.models import layers
 from wae_jax import models
+from wae_jax.models import layers
 
 
 def forward_macs(config) -> Dict[str, int]:

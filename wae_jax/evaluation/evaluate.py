@@ -16,13 +16,14 @@ from absl import logging
 import jax
 import numpy as np
 
-from wae_jax.evaluation import inception
+from wae_jax import files
+from wae_jax import inference
 from wae_jax import input_pipeline
-from wae_jax.evaluation import metrics
-from wae_jax.evaluation import mnist_classifier
 from wae_jax import penalties
 from wae_jax import visualize
-from wae_jax import inference
+from wae_jax.evaluation import inception
+from wae_jax.evaluation import metrics
+from wae_jax.evaluation import mnist_classifier
 
 MNIST_CLASSIFIER = 'mnist_classifier'
 INCEPTION = 'inception'
@@ -48,10 +49,8 @@ class RealStatistics:
       with np.load(path) as stats:
         return stats['mean'], stats['covariance']
     mean, covariance = metrics.gaussian_statistics(featurize(images))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp.npz')
-    np.savez(tmp, mean=mean, covariance=covariance)
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp:
+      np.savez(tmp, mean=mean, covariance=covariance)
     return mean, covariance
 
 

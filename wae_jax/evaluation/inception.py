@@ -25,8 +25,8 @@ import os
 import pathlib
 import pickle
 import struct
-import zipfile
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+import zipfile
 
 import flax.linen as nn
 import jax

@@ -9,9 +9,7 @@ FIDs. Trained parameters are cached as msgpack so that evaluation does not retra
 CLI: python -m wae_jax.evaluation.mnist_classifier --data_dir=/path/to/idx --cache_dir=DIR [--seed=0]
 """
 
-import os
 import pathlib
-import tempfile
 import time
 from typing import Any, Dict, Optional
 
@@ -26,6 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax.models import layers
 
@@ -177,19 +176,9 @@ def train_classifier(data, seed: int = 0, num_epochs: float = DEFAULT_EPOCHS,
 
 
 def save_params(path, params: Params) -> None:
-  """Writes params as msgpack atomically (a temporary file renamed), so no reader sees half."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  data = flax.serialization.msgpack_serialize(
-      flax.serialization.to_state_dict(jax.device_get(params)))
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  """Writes params as msgpack, whole or not at all."""
+  files.write_bytes(path, flax.serialization.msgpack_serialize(
+      flax.serialization.to_state_dict(jax.device_get(params))))
 
 
 def load_params(path) -> Params:

@@ -12,8 +12,12 @@ from typing import Optional
 from wae_jax.models import dcgan
 from wae_jax.models import resnet
 from wae_jax.models.adversary import Adversary
-from wae_jax.models.autoencoder import AutoEncoder, activate, sample_codes, scaled_widths
-from wae_jax.models.layers import AUTO_CONV_IMPL, resolve_conv_impl
+from wae_jax.models.autoencoder import AutoEncoder
+from wae_jax.models.autoencoder import activate
+from wae_jax.models.autoencoder import sample_codes
+from wae_jax.models.autoencoder import scaled_widths
+from wae_jax.models.layers import AUTO_CONV_IMPL
+from wae_jax.models.layers import resolve_conv_impl
 
 __all__ = ['ARCHITECTURES', 'AUTO_CONV_IMPL', 'Adversary', 'AutoEncoder', 'activate',
            'build_adversary', 'build_autoencoder', 'resolve_conv_impl', 'sample_codes',

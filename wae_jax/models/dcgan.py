@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from wae_jax.models import layers
-from wae_jax.models.autoencoder import batch_norm_relu, latent_head, scaled_widths
+from wae_jax.models.autoencoder import batch_norm_relu
+from wae_jax.models.autoencoder import latent_head
+from wae_jax.models.autoencoder import scaled_widths
 
 
 class Encoder(nn.Module):

@@ -15,7 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wae_jax.models.autoencoder import batch_norm_relu, latent_head, scaled_widths
+from wae_jax.models.autoencoder import batch_norm_relu
+from wae_jax.models.autoencoder import latent_head
+from wae_jax.models.autoencoder import scaled_widths
 
 EXPANSION = 4  # a bottleneck block's output has 4x its width
 
