@@ -1,8 +1,10 @@
-"""Shared test helpers: where the real MNIST files are, and tiny configs."""
+"""The test session's environment (CPU only, a shared compilation cache) and fixtures.
+
+Helpers that tests import (tiny configs, where MNIST is) are in tests/helpers.py.
+"""
 
 import importlib
 import os
-import pathlib
 import shutil
 import tempfile
 
@@ -14,8 +16,6 @@ try:
   importlib.import_module('triton')
 except ImportError:
   pass
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Tests run on the CPU whatever the machine has, and compile for TPUs and GPUs with libtpu and
 # JAX's CUDA plugin (tests/test_aot.py), which need no such hardware.
@@ -38,26 +38,7 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_COMPILE_CACHE, ignore_errors=True)
 
 
-MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
-                                        REPO.parent / 'shared' / 'data' / 'mnist'))
-
-
-def load_config(name: str, arg: str):
-  """`get_config(arg)` of configs/<name>.py, loaded by path as the CLI does."""
-  # Imported here, not above: JAX must start after the compilation cache is configured.
-  from wae_jax import config  # pylint: disable=g-import-not-at-top
-  return config.load_config_file(f'{REPO / "configs" / name}.py:{arg}')
-
-
-def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):
-  """A config with a very narrow model and few steps, for fast tests."""
-  config = load_config(dataset, objective)
-  config.model.width = 1 / 32
-  config.model.adversary_width = 1 / 32
-  config.data.dir = str(MNIST_DIR)
-  config.train.batch_size = 8
-  config.train.pretrain_steps = 0
-  return config
+from tests.helpers import MNIST_DIR  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope='session')

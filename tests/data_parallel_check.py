@@ -9,12 +9,12 @@ import pathlib
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the checkout
 
-from conftest import tiny_config  # pylint: disable=g-import-not-at-top
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import parallel

@@ -4,11 +4,11 @@ import dataclasses
 import subprocess
 import sys
 
-from conftest import REPO
-from conftest import tiny_config
 import jax
 import pytest
 
+from tests.helpers import REPO
+from tests.helpers import tiny_config
 from wae_jax import train
 from wae_jax.accelerators import aot
 

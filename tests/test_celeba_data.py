@@ -4,12 +4,12 @@ import contextlib
 import logging
 from pathlib import Path
 
-from conftest import load_config
 import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
+from tests.helpers import load_config
 from wae_jax import config as wae_config
 from wae_jax import input_pipeline as ip
 

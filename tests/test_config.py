@@ -1,8 +1,8 @@
 """Config files load for every argument, and bad values fail early with a clear message."""
 
-from conftest import load_config
 import pytest
 
+from tests.helpers import load_config
 from wae_jax import config as wae_config
 
 

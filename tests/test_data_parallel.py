@@ -6,9 +6,10 @@ import pathlib
 import subprocess
 import sys
 
-from conftest import MNIST_DIR
-from conftest import REPO
 import pytest
+
+from tests.helpers import MNIST_DIR
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope='module')

@@ -2,9 +2,9 @@
 
 import json
 
-from conftest import tiny_config
 import pytest
 
+from tests.helpers import tiny_config
 from wae_jax import input_pipeline
 from wae_jax import train
 from wae_jax.evaluation import evaluate

@@ -4,8 +4,9 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
 from PIL import Image
+
+from tests.helpers import REPO
 
 
 def _run(*args, env=None):

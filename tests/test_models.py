@@ -1,11 +1,11 @@
 """Model shapes and layouts: the paper's DCGAN nets for 28x28x1 and 64x64x3."""
 
-from conftest import load_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import load_config
 from wae_jax import models
 
 

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 
-from conftest import MNIST_DIR
-from conftest import REPO
-from conftest import tiny_config
 import jax
 import numpy as np
 
+from tests.helpers import MNIST_DIR
+from tests.helpers import REPO
+from tests.helpers import tiny_config
 from wae_jax import checkpoints
 from wae_jax import inference
 

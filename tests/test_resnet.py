@@ -1,12 +1,12 @@
 """The ResNet50-v2 encoder and decoder: layout, shapes, the residual block, config, a train step."""
 
-from conftest import load_config
-from conftest import tiny_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import load_config
+from tests.helpers import tiny_config
 from wae_jax import config as wae_config
 from wae_jax import models
 from wae_jax import train

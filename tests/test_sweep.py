@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
 import numpy as np
 from PIL import Image
 import pytest
 
+from tests.helpers import REPO
 from wae_jax import config as wae_config
 from wae_jax import sweep
 from wae_jax.evaluation import mnist_classifier

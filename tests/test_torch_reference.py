@@ -14,9 +14,8 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from conftest import load_config  # noqa: E402
-
 from benchmarks import torch_reference as tr  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
 from wae_jax import models  # noqa: E402
 from wae_jax import penalties  # noqa: E402
 from wae_jax import train  # noqa: E402

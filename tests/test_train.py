@@ -1,11 +1,11 @@
 """Train steps for the three objectives, the schedule, pre-training and exact resumption."""
 
-from conftest import tiny_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import tiny_config
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train

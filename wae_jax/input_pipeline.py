@@ -428,15 +428,15 @@ def load_celeba_folder(data_dir, cache_dir=None) -> Tuple[Dict[str, np.ndarray],
   folder = _celeba_folder(data_dir)
   if not folder.is_dir():
     raise DataError(f'config.data.dir={str(data_dir)!r}: no such folder')
-  files = _list_images(folder)
-  if not files:
+  listed = _list_images(folder)
+  if not listed:
     raise DataError(
         f'{folder}: no images ({", ".join(IMAGE_EXTENSIONS)}) found; '
         f'config.data.dir must be the {CELEBA_FOLDER}/ folder of CelebA or '
         'the folder that holds it')
-  names = [name for name, _, _ in files]
+  names = [name for name, _, _ in listed]
   splits = celeba_splits(folder, names)
-  key = _cache_key(folder, files, _find_partition(folder))
+  key = _cache_key(folder, listed, _find_partition(folder))
   cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
   paths = {s: cache_dir / f'celeba{CELEBA_SIZE}_{key}_{s}.npy' for s in splits}
   if not all(p.is_file() for p in paths.values()):

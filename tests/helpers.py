@@ -1,0 +1,26 @@
+"""What tests share: the checkout, the real MNIST files, configs small enough to train fast."""
+
+import os
+import pathlib
+
+from wae_jax import config as wae_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
+                                        REPO.parent / 'shared' / 'data' / 'mnist'))
+
+
+def load_config(name: str, arg: str):
+  """`get_config(arg)` of configs/<name>.py, loaded by path as the CLI does."""
+  return wae_config.load_config_file(f'{REPO / "configs" / name}.py:{arg}')
+
+
+def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):
+  """A config with a very narrow model and few steps, for fast tests."""
+  config = load_config(dataset, objective)
+  config.model.width = 1 / 32
+  config.model.adversary_width = 1 / 32
+  config.data.dir = str(MNIST_DIR)
+  config.train.batch_size = 8
+  config.train.pretrain_steps = 0
+  return config
