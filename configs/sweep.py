@@ -15,8 +15,8 @@ the ml_collections way, e.g. `--sweep.num_configs=10 --sweep.fixed.data.dir=/dat
   `num_steps` steps, keeping `num_checkpoints` evenly spaced checkpoints; each is evaluated
   and the one with the lowest FID is the trial's result.
 
-The ranges below are ours, not the paper's (../shared/docs/DESIGN.md lists what was searched,
-not over which ranges): edit them. bigwae: 333 configurations per method x 3 seeds x 3 methods = 2,997 runs (the
+The ranges below are ours, not the paper's (the paper names what was searched, not over
+which ranges): edit them. bigwae: 333 configurations per method x 3 seeds x 3 methods = 2,997 runs (the
 paper's ~3,000). `model.arch='resnet50v2'` is wae_jax/models/resnet.py's ResNet50-v2.
 FID on CelebA needs the Inception weights (`--sweep.fixed.eval.inception_weights=PATH` or
 $WAE_JAX_INCEPTION_WEIGHTS); MNIST trials fall back to the MNIST classifier's FID.

@@ -39,6 +39,8 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from wae_jax import files
+
 MNIST_DIR_ENV = 'WAE_JAX_MNIST_DIR'
 
 # split -> (images file, labels file); the same names without '.gz' also work.

@@ -11,8 +11,9 @@ are reduced over every non-batch axis, so a per-image cost is a sum over pixels
 and channels.
 
 References: Tolstikhin, Bousquet, Gelly, Schoelkopf, "Wasserstein
-Auto-Encoders", ICLR 2018 (Algorithms 1 and 2, Appendix C); see
-``docs/DESIGN.md`` section 1.
+Auto-Encoders", ICLR 2018: the objective (Section 2), WAE-GAN and
+WAE-MMD (Algorithms 1 and 2), the IMQ kernel and the settings (Section 4 and
+Appendix C).
 """
 
 import math

@@ -1,0 +1,132 @@
+"""The package's shape: modules import alone, without cycles, torch or the checkout."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / 'wae_jax'
+# Outside the runtime package: what training and evaluation never run.
+NOT_IN_PACKAGE = ('torch', 'benchmarks', 'tests', 'configs', 'launch')
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(REPO).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+MODULES = sorted(_module_name(p) for p in PACKAGE.rglob('*.py'))
+
+
+def _imports(path: pathlib.Path):
+  """The modules a file imports at its top level (what importing it runs), as dotted names."""
+  found = set()
+  for node in ast.parse(path.read_text()).body:
+    if isinstance(node, ast.Import):
+      found.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+      found.add(node.module)
+      found.update(f'{node.module}.{alias.name}' for alias in node.names)
+  return found
+
+
+def _graph():
+  """wae_jax module -> the wae_jax modules it imports at its top level (parents included)."""
+  graph = {}
+  for path in PACKAGE.rglob('*.py'):
+    name = _module_name(path)
+    edges = set()
+    for imported in _imports(path):
+      parts = imported.split('.')
+      for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+        prefix = '.'.join(parts[:i])
+        if prefix in MODULES and prefix != name and not name.startswith(prefix + '.'):
+          edges.add(prefix)
+    graph[name] = edges
+  return graph
+
+
+def test_the_package_has_its_concerns_in_folders():
+  for package in ('wae_jax.models', 'wae_jax.evaluation', 'wae_jax.accelerators'):
+    assert package in MODULES
+  assert not any(m.split('.')[-1] in ('benchmark', 'torch_reference') for m in MODULES)
+
+
+def test_no_module_imports_torch_benchmarks_or_the_tests():
+  for path in PACKAGE.rglob('*.py'):
+    text = path.read_text()
+    for node in ast.walk(ast.parse(text)):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
+      for name in names:
+        assert name.split('.')[0] not in NOT_IN_PACKAGE, f'{path} imports {name}'
+
+
+def _cycle(graph):
+  """One import cycle of `graph` as a list of modules (first == last), or None."""
+  state = {}
+
+  def visit(module, stack):
+    if state.get(module) == 'open':
+      return stack + [module]
+    if state.get(module) == 'done':
+      return None
+    state[module] = 'open'
+    for imported in sorted(graph[module]):
+      found = visit(imported, stack + [module])
+      if found:
+        return found
+    state[module] = 'done'
+    return None
+
+  for module in sorted(graph):
+    found = visit(module, [])
+    if found:
+      return found[found.index(found[-1]):]
+  return None
+
+
+def test_the_import_graph_has_no_cycle():
+  graph = _graph()
+  assert 'wae_jax.train' in graph['wae_jax.inference']  # the graph sees real imports
+  assert _cycle(graph) is None, ' -> '.join(_cycle(graph))
+
+
+def test_a_cycle_is_found():
+  assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'b'}}) == ['b', 'c', 'b']
+  assert _cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_every_module_imports_alone_without_torch_and_outside_the_checkout(tmp_path):
+  """Each module first in a fresh interpreter (so an import-order cycle would fail), run from
+  a folder outside the checkout (so nothing leans on the working directory)."""
+  script = (
+      'import importlib, subprocess, sys\n'
+      f'modules = {MODULES!r}\n'
+      'code = "import importlib, sys; importlib.import_module(sys.argv[1]); '
+      'assert \'torch\' not in sys.modules, \'torch imported\'"\n'
+      'failed = []\n'
+      'procs = []\n'
+      'for m in modules:\n'
+      '  procs.append((m, subprocess.Popen([sys.executable, "-c", code, m], '
+      'stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))\n'
+      '  if len(procs) >= 4 or m == modules[-1]:\n'
+      '    for name, p in procs:\n'
+      '      out = p.communicate()[0]\n'
+      '      if p.returncode:\n'
+      '        failed.append(name + ": " + out.strip().splitlines()[-1])\n'
+      '    procs = []\n'
+      'print("\\n".join(failed))\n'
+      'sys.exit(1 if failed else 0)\n')
+  result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
+  assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_points_outside_the_repository():
+  for path in list(PACKAGE.rglob('*.py')) + list((REPO / 'configs').glob('*.py')):
+    text = path.read_text()
+    for outside in ('../shared/docs', 'DESIGN.md'):
+      assert outside not in text, f'{path} refers to {outside}, which is not in this repository'
