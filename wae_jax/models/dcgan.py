@@ -76,7 +76,9 @@ def build(config, platform: Optional[str] = None) -> Tuple[Encoder, Decoder]:
   """The config's encoder and decoder; `platform` resolves conv_impl='auto'."""
   m = config.model
   dtype, impl = jnp.dtype(m.dtype), layers.resolve_conv_impl(m.conv_impl, platform)
-  return (Encoder(scaled_widths(m.encoder_widths, m.width), m.kernel_size, m.latent_dim,
-                  m.gaussian_encoder, impl, dtype),
-          Decoder(scaled_widths(m.decoder_widths, m.width), m.kernel_size,
-                  tuple(config.data.image_shape), impl, dtype))
+  encoder = Encoder(widths=scaled_widths(m.encoder_widths, m.width), kernel_size=m.kernel_size,
+                    latent_dim=m.latent_dim, gaussian=m.gaussian_encoder, conv_impl=impl,
+                    dtype=dtype)
+  decoder = Decoder(widths=scaled_widths(m.decoder_widths, m.width), kernel_size=m.kernel_size,
+                    image_shape=tuple(config.data.image_shape), conv_impl=impl, dtype=dtype)
+  return encoder, decoder

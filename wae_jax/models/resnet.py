@@ -140,5 +140,8 @@ def build(config, platform: Optional[str] = None) -> Tuple[Encoder, Decoder]:
   widths = scaled_widths(m.resnet_widths, m.width)
   blocks = tuple(m.resnet_stage_blocks)
   dtype = jnp.dtype(m.dtype)
-  return (Encoder(blocks, widths, m.latent_dim, m.gaussian_encoder, dtype),
-          Decoder(blocks, widths, tuple(config.data.image_shape), dtype))
+  encoder = Encoder(stage_blocks=blocks, widths=widths, latent_dim=m.latent_dim,
+                    gaussian=m.gaussian_encoder, dtype=dtype)
+  decoder = Decoder(stage_blocks=blocks, widths=widths,
+                    image_shape=tuple(config.data.image_shape), dtype=dtype)
+  return encoder, decoder
