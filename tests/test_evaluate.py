@@ -5,9 +5,12 @@ import json
 import pytest
 
 from tests.helpers import tiny_config
+from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import train
 from wae_jax.evaluation import evaluate
+from wae_jax.evaluation import evaluators
+from wae_jax.evaluation import inception
 from wae_jax.evaluation import metrics
 from wae_jax.evaluation import mnist_classifier
 
@@ -54,3 +57,22 @@ def test_evaluate_writes_labelled_results(trained_vae, monkeypatch):
   cached = sorted(p.name for p in (workdir / 'cache').glob('fid_stats_*.npz'))
   assert cached == ['fid_stats_mnist_test_300_mnist_classifier.npz',
                     'fid_stats_mnist_train_300_mnist_classifier.npz']
+
+
+def test_evaluators_yield_their_keys(trained_vae, monkeypatch):
+  """Each evaluator of the tiny VAE (MNIST, Gaussian encoder) writes exactly its entries."""
+  config, workdir = trained_vae
+  monkeypatch.setattr(mnist_classifier, 'load_or_train',
+                      lambda *a, **k: mnist_classifier.init_params(0))
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  context = evaluate.make_context(config, *inference.restore(config, str(workdir)))
+  keys = {e.name: sorted(e.run(context)) for e in evaluators.from_config(config)}
+  assert keys == {
+      'sharpness': ['sharpness_reconstructions', 'sharpness_samples', 'sharpness_test_images'],
+      'reconstruction': ['test_mse_per_pixel', 'test_reconstruction_cost'],
+      'latent_mmd': ['test_codes_mmd'],
+      'encoder_variance': ['encoder_variance_per_dim'],
+      'fid_mnist_classifier': ['fid_mnist_classifier', 'fid_mnist_classifier_real_floor'],
+      'fid_inception': [],  # No weights configured: skipped.
+  }
+  assert len(context.samples) == len(context.codes) == context.num_images == 300

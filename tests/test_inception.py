@@ -17,7 +17,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from wae_jax.evaluation import evaluate
+from wae_jax.evaluation import evaluators
 from wae_jax.evaluation import inception
 from wae_jax.evaluation import metrics
 
@@ -400,8 +400,16 @@ def _eval_config(weights, cache_dir, pixel_range=(-1.0, 1.0)):
   config = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({'name': 'mnist', 'pixel_range': pixel_range})
   config.eval = ml_collections.ConfigDict({'inception_weights': weights,
-                                           'cache_dir': str(cache_dir)})
+                                           'cache_dir': str(cache_dir),
+                                           'inception_batch_size': BATCH})
   return config
+
+
+def _inception_fid(config, data, samples):
+  """The Inception FID evaluator, with samples against as many test images."""
+  context = evaluators.Context(config=config, data=data,
+                               test_images=data.test_images[:len(samples)], samples=samples)
+  return evaluators.FID('inception').run(context)
 
 
 class _Data:
@@ -412,7 +420,6 @@ class _Data:
 
 
 def test_evaluate_inception_fid(mirror, weights_file, tmp_path, monkeypatch):
-  monkeypatch.setattr(evaluate, 'INCEPTION_BATCH_SIZE', BATCH)
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
   n = 2  # pixels in (-1, 1), so this also checks the range conversion
   data = _Data(np.random.default_rng(3), n)
@@ -422,7 +429,7 @@ def test_evaluate_inception_fid(mirror, weights_file, tmp_path, monkeypatch):
   # own tests: a cheap distance of the same statistics checks which ones each entry uses.
   distance = lambda mu1, s1, mu2, s2: float(np.sum((mu1 - mu2)**2) + np.trace(s1) - np.trace(s2))
   monkeypatch.setattr(metrics, 'frechet_distance', distance)
-  results = evaluate.inception_fid(config, data, samples, n)
+  results = _inception_fid(config, data, samples)
   fid, floor = results['fid_inception'], results['fid_inception_real_floor']
   assert fid['features'] == 'inception_v3_pool3 (pt_inception-2015-12-05)'
   assert fid['num_images'] == floor['num_images'] == n
@@ -443,9 +450,9 @@ def test_evaluate_without_weights_skips_or_fails_clearly(tmp_path, monkeypatch):
   logged = []
   monkeypatch.setattr(logging, 'info', lambda msg, *args: logged.append(msg % args))
   data = _Data(np.random.default_rng(0), 2)
-  assert evaluate.inception_fid(_eval_config('', tmp_path), data, data.test_images, 2) == {}
+  assert _inception_fid(_eval_config('', tmp_path), data, data.test_images) == {}
   assert len(logged) == 1 and 'Inception FID skipped' in logged[0]
   assert 'eval.inception_weights' in logged[0] and inception.WEIGHTS_ENV in logged[0]
   with pytest.raises(FileNotFoundError, match=inception.WEIGHTS_URL):
-    evaluate.inception_fid(_eval_config(str(tmp_path / 'missing.pth'), tmp_path), data,
-                           data.test_images, 2)
+    _inception_fid(_eval_config(str(tmp_path / 'missing.pth'), tmp_path), data,
+                   data.test_images)

@@ -35,6 +35,7 @@ import ml_dtypes
 import numpy as np
 
 from wae_jax import visualize
+from wae_jax.evaluation import batching
 
 WEIGHTS_ENV = 'WAE_JAX_INCEPTION_WEIGHTS'
 WEIGHTS_FILENAME = 'pt_inception-2015-12-05-6726825d.pth'
@@ -591,17 +592,9 @@ def make_featurizer(path='', batch_size: int = 100) -> Callable[..., np.ndarray]
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f'expected images [N, H, W, 1 or 3], got shape {images.shape}')
-    out = []
-    for i in range(0, len(images), batch_size):
-      chunk = visualize.to_unit_range(images[i:i + batch_size], pixel_range)
-      count = len(chunk)
-      if count < batch_size:
-        chunk = np.concatenate([chunk, np.zeros((batch_size - count,) + chunk.shape[1:],
-                                                chunk.dtype)])
-      out.append(np.asarray(_features(variables, chunk))[:count])
-    if not out:
-      return np.zeros((0, FEATURE_DIM), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    unit_features = lambda chunk: _features(variables,
+                                            visualize.to_unit_range(chunk, pixel_range))
+    return batching.batched(unit_features, images, batch_size, pad=True).astype(np.float32)
 
   return featurize
 

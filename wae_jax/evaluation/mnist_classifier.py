@@ -9,6 +9,8 @@ FIDs. Trained parameters are cached as msgpack so that evaluation does not retra
 CLI: python -m wae_jax.evaluation.mnist_classifier --data_dir=/path/to/idx --cache_dir=DIR [--seed=0]
 """
 
+import dataclasses
+import functools
 import pathlib
 import time
 from typing import Any, Dict, Optional
@@ -26,11 +28,14 @@ import optax
 
 from wae_jax import files
 from wae_jax import input_pipeline
+from wae_jax import visualize
+from wae_jax.evaluation import batching
 from wae_jax.models import layers
 
 Params = Dict[str, Any]
 
 FEATURE_DIM = 128
+FEATURES = f'mnist_classifier penultimate layer ({FEATURE_DIM}-d)'  # beside every FID on them
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
 # Measured (seed 0): 99.19% test accuracy after 3 epochs, about 3 min on 2 CPU cores.
@@ -87,17 +92,12 @@ def _features(params: Params, images) -> jnp.ndarray:
   return _MODEL.apply({'params': params}, images, features_only=True)
 
 
-def _batched(fn, params: Params, images: np.ndarray, batch_size: int) -> np.ndarray:
-  """fn over fixed-size batches; the last one is padded so that fn compiles only once."""
+def _checked(images) -> np.ndarray:
+  """images as float32 [N, 28, 28, 1], or a ValueError saying what they are instead."""
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
     raise ValueError(f'expected images of shape [N, 28, 28, 1], got {images.shape}')
-  outputs = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    padded = np.pad(batch, ((0, batch_size - len(batch)), (0, 0), (0, 0), (0, 0)))
-    outputs.append(np.asarray(fn(params, padded))[:len(batch)])
-  return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+  return images
 
 
 def features(params: Params, images, batch_size: int = 1000) -> np.ndarray:
@@ -105,13 +105,14 @@ def features(params: Params, images, batch_size: int = 1000) -> np.ndarray:
 
   Images are [N, 28, 28, 1] in [0, 1]; convert other pixel ranges first.
   """
-  out = _batched(_features, params, images, batch_size)
-  return out.reshape(len(images), FEATURE_DIM)
+  return batching.batched(functools.partial(_features, params), _checked(images), batch_size,
+                          pad=True)
 
 
 def accuracy(params: Params, images, labels, batch_size: int = 1000) -> float:
   """Fraction of images [N, 28, 28, 1] in [0, 1] classified as their labels."""
-  predictions = _batched(logits, params, images, batch_size).argmax(-1)
+  predictions = batching.batched(functools.partial(logits, params), _checked(images),
+                                 batch_size, pad=True).argmax(-1)
   return float(np.mean(predictions == np.asarray(labels)))
 
 
@@ -203,16 +204,22 @@ def cache_path(cache_dir, seed: int = 0) -> pathlib.Path:
   return cache_dir / f'mnist_classifier_seed{seed}.msgpack'
 
 
-def load_or_train(cache_dir: Optional[str], data, seed: int = 0) -> Params:
+def load_or_train(cache_dir: Optional[str], data, seed: int = 0,
+                  pixel_range=(0.0, 1.0)) -> Params:
   """The cached classifier for `seed`, trained (default settings) and cached if missing.
 
-  cache_dir None means $WAE_JAX_CACHE or ~/.cache/wae_jax.
+  cache_dir None means $WAE_JAX_CACHE or ~/.cache/wae_jax. data's images are in
+  pixel_range; they are converted to [0, 1] only when the classifier has to be trained.
   """
   path = cache_path(cache_dir, seed)
   if path.exists():
     logging.info('mnist_classifier: loading %s', path)
     return load_params(path)
   logging.info('mnist_classifier: no cache at %s; training (seed %d)', path, seed)
+  if tuple(pixel_range) != (0.0, 1.0):
+    unit = functools.partial(visualize.to_unit_range, pixel_range=pixel_range)
+    data = dataclasses.replace(data, train_images=unit(data.train_images),
+                               test_images=unit(data.test_images))
   params = train_classifier(data, seed=seed)
   save_params(path, params)
   return params

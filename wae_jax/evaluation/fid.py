@@ -1,0 +1,118 @@
+"""FID with a pluggable feature extractor: the MNIST classifier's features or InceptionV3's.
+
+Every FID is computed the same way, whatever network gives the features: generated samples
+against as many test images, and beside it the real-data floor (as many training images
+against the same test images), which says how low the number can go on these features.
+Only the extractor differs, so it is a value (`Extractor`) built by a factory registered in
+`EXTRACTORS`. Real images' statistics are cached per dataset, split, size and extractor, as
+they do not change from one checkpoint to the next.
+"""
+
+import dataclasses
+import pathlib
+from typing import Callable, Dict, Optional, Tuple
+
+from absl import logging
+import numpy as np
+
+from wae_jax import files
+from wae_jax import input_pipeline
+from wae_jax import visualize
+from wae_jax.evaluation import inception
+from wae_jax.evaluation import metrics
+from wae_jax.evaluation import mnist_classifier
+
+MNIST_CLASSIFIER = 'mnist_classifier'
+INCEPTION = 'inception'
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+  """A feature extractor, and how results.json labels the FIDs computed on it."""
+  name: str  # in the result keys (fid_<name>, fid_<name>_real_floor) and cache file names
+  features: str  # what the features are, written beside every FID on them
+  dataset_label: str  # how the entries name the real images ('500 MNIST test images')
+  featurize: Callable[[np.ndarray], np.ndarray]  # images in the data's pixel range -> [N, d]
+
+
+def cache_dir(config) -> pathlib.Path:
+  """Where the classifier's weights and real-data statistics are cached."""
+  return pathlib.Path(config.eval.cache_dir or input_pipeline.default_cache_dir())
+
+
+class RealStatistics:
+  """Feature statistics of real images, computed once per (dataset, split, extractor)."""
+
+  def __init__(self, directory: pathlib.Path):
+    self.directory = directory
+
+  def get(self, dataset: str, split: str, extractor: str, images: np.ndarray,
+          featurize: Callable) -> Tuple[np.ndarray, np.ndarray]:
+    path = self.directory / f'fid_stats_{dataset}_{split}_{len(images)}_{extractor}.npz'
+    if path.exists():
+      with np.load(path) as stats:
+        return stats['mean'], stats['covariance']
+    mean, covariance = metrics.gaussian_statistics(featurize(images))
+    with files.atomic_path(path) as tmp:
+      np.savez(tmp, mean=mean, covariance=covariance)
+    return mean, covariance
+
+
+def mnist_classifier_extractor(config, data) -> Extractor:
+  """The MNIST classifier's penultimate layer; trained on `data` the first time, then cached."""
+  pixel_range = tuple(config.data.pixel_range)
+  params = mnist_classifier.load_or_train(str(cache_dir(config)), data,
+                                          seed=config.eval.mnist_classifier_seed,
+                                          pixel_range=pixel_range)
+  batch_size = config.eval.mnist_classifier_batch_size
+  featurize = lambda images: mnist_classifier.features(
+      params, visualize.to_unit_range(images, pixel_range), batch_size)
+  return Extractor(MNIST_CLASSIFIER, mnist_classifier.FEATURES, 'MNIST', featurize)
+
+
+def inception_extractor(config, data) -> Optional[Extractor]:
+  """InceptionV3 pool3, the standard FID's features, if its weights are configured.
+
+  None (with one log line) when no weights are configured; FileNotFoundError saying where
+  to put them when the configured file does not exist.
+  """
+  del data  # The weights are published; nothing is trained.
+  configured = inception.configured_path(config.eval.inception_weights)
+  if configured is None:
+    logging.info('Inception FID skipped: set config eval.inception_weights or $%s to the '
+                 'path of %s (%s) to compute it.', inception.WEIGHTS_ENV,
+                 inception.WEIGHTS_FILENAME, inception.WEIGHTS_URL)
+    return None
+  featurizer = inception.make_featurizer(str(configured),
+                                         batch_size=config.eval.inception_batch_size)
+  pixel_range = tuple(config.data.pixel_range)
+  return Extractor(INCEPTION, inception.FEATURES, config.data.name,
+                   lambda images: featurizer(images, pixel_range))
+
+
+# name -> factory(config, data) -> Extractor, or None when it is not available.
+EXTRACTORS: Dict[str, Callable[..., Optional[Extractor]]] = {
+    MNIST_CLASSIFIER: mnist_classifier_extractor,
+    INCEPTION: inception_extractor,
+}
+
+
+def fid_entries(extractor: Extractor, stats: RealStatistics, dataset: str, samples,
+                test_images, train_images) -> Dict:
+  """FID of samples against test_images, and its real-data floor (train vs test).
+
+  The three image sets have the same size n, so that both numbers carry the same bias.
+  """
+  n = len(samples)
+  test_stats = stats.get(dataset, 'test', extractor.name, test_images, extractor.featurize)
+  train_stats = stats.get(dataset, 'train', extractor.name, train_images, extractor.featurize)
+  sample_stats = metrics.gaussian_statistics(extractor.featurize(samples))
+  about = {'num_images': n, 'features': extractor.features,
+           'reference': f'{n} {extractor.dataset_label} test images'}
+  return {
+      f'fid_{extractor.name}': {
+          'value': metrics.frechet_distance(*sample_stats, *test_stats), **about},
+      f'fid_{extractor.name}_real_floor': {
+          'value': metrics.frechet_distance(*train_stats, *test_stats), **about,
+          'samples': f'{n} {extractor.dataset_label} training images'},
+  }
