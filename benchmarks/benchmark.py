@@ -16,7 +16,7 @@ The step is the one training runs: `wae_jax.train.make_train_step` jitted by
 fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (`wae_jax.accelerators.flops.train_step_flops`), so
 both frameworks get the same count whatever they actually execute.
 
-Models (`--models`, comma-separated): mnist_small (configs/mnist.py ',small': the paper's
+Models (`--models`, comma-separated): mnist_small (configs/mnist.py size=small: the paper's
 nets at 1/8 width), mnist_paper and celeba_paper (the paper's sizes), and <dataset>_w<N>
 for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist_w4. A
 `_resnet` suffix swaps in the ResNet50-v2 nets at that width (`model.arch='resnet50v2'`),
@@ -55,9 +55,9 @@ from wae_jax import train
 from wae_jax.accelerators import flops as model_flops
 from wae_jax.accelerators import hardware
 
-CONFIGS_DIR = wae_config.REPO / 'configs'
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'  # beside benchmarks/
 DEFAULT_MODELS = ('mnist_small', 'mnist_paper', 'celeba_paper')
-OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
+OBJECTIVES = {penalty: objective for objective, penalty in wae_config.OBJECTIVES.items()}
 TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured; '
                  'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
 # A trial should last about this long when --steps_per_trial is not given (auto).
@@ -77,7 +77,7 @@ def model_config(model: str, objective: str, batch_size: int, dtype: str = 'floa
   if objective not in OBJECTIVES:
     raise ValueError(f'unknown objective {objective!r}: expected one of {", ".join(OBJECTIVES)}')
   dataset, size = match.group(1), match.group(2)
-  arg = OBJECTIVES[objective] + (',small' if size == 'small' else '')
+  arg = f'objective={OBJECTIVES[objective]}' + (',size=small' if size == 'small' else '')
   config = wae_config.load_config_file(f'{CONFIGS_DIR / dataset}.py:{arg}')
   if match.group(3):
     n = int(match.group(3))

@@ -358,7 +358,7 @@ class Trainer:
     reconstruction = reconstruction_cost(images, outputs, c.cost.name, c.cost.scale)
     if self.penalty_name == 'mmd':
       penalty = mmd(codes, z_prior, c.penalty.kernel, self.prior_variance,
-                    c.penalty.kernel_scale or None)
+                    c.penalty.kernel_scale)
     elif self.penalty_name == 'gan':
       penalty = encoder_adversarial_loss(self.adversary_logits(codes))
     else:

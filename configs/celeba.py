@@ -1,18 +1,20 @@
-"""The paper's CelebA settings (Appendix C): 64x64x3, d_z 64, N(0, 2 I), 5x5 filters.
+"""The paper's CelebA settings (Appendix C): 64x64x3, d_z 64, N(0, 2 I), 5x5 filters. Only
+what differs from wae_jax.config.base_config() (the paper's MNIST WAE-MMD) is set here.
 
-Argument: wae_mmd (default) | wae_gan | vae. WAE-GAN adds the prior's log-density to the
-adversary's logits (the log-prior trick), as the paper's CelebA runs do.
+Argument: comma-separated key=value pairs, each optional (the first value is the default):
+- objective = wae_mmd | wae_gan | vae
+e.g. `--config=configs/celeba.py:objective=wae_gan`, or with the bare value,
+`configs/celeba.py:wae_gan`. WAE-GAN adds the prior's log-density to the adversary's logits
+(the log-prior trick), as the paper's CelebA runs do.
 """
 
 from wae_jax import config as wae_config
 
-OBJECTIVES = ('wae_mmd', 'wae_gan', 'vae')
+OBJECTIVES = tuple(wae_config.OBJECTIVES)  # wae_mmd | wae_gan | vae
 
 
-def get_config(arg: str = 'wae_mmd'):
-  objective = arg.strip()
-  if objective not in OBJECTIVES:
-    raise ValueError(f'configs/celeba.py:{arg!r}: expected one of {", ".join(OBJECTIVES)}')
+def get_config(arg: str = ''):
+  args = wae_config.parse_arg(__file__, arg, objective=OBJECTIVES)
   c = wae_config.base_config()
   c.data.name = 'celeba'
   c.data.image_shape = (64, 64, 3)
@@ -20,17 +22,13 @@ def get_config(arg: str = 'wae_mmd'):
   c.model.latent_dim = 64
   c.model.prior_variance = 2.0
   c.model.kernel_size = 5
-  c.model.encoder_widths = (128, 256, 512, 1024)
-  c.model.decoder_widths = (1024, 512, 256, 128)
-  c.cost.name, c.cost.scale = 'l2sq', 0.05
-  c.train.batch_size = 100
+  c.model.decoder_widths = (1024, 512, 256, 128)  # one more upsampling: 8x8 -> 64x64
   c.train.num_epochs = 55
   c.train.lr_decay = ((30, 0.5), (50, 0.2), (100, 0.1))
 
-  if objective == 'wae_mmd':
-    c.penalty.name, c.penalty.lam = 'mmd', 100.0
-    c.train.learning_rate = 1e-3
-  elif objective == 'wae_gan':
+  if args.objective == 'wae_mmd':
+    c.penalty.lam = 100.0
+  elif args.objective == 'wae_gan':
     c.penalty.name, c.penalty.lam = 'gan', 1.0
     c.penalty.log_prior_trick = True
     c.train.learning_rate = 3e-4
@@ -38,7 +36,6 @@ def get_config(arg: str = 'wae_mmd'):
   else:  # VAE baseline: Gaussian encoder, Gaussian decoder (squared loss), KL weight 1.
     c.penalty.name, c.penalty.lam = 'vae', 1.0
     c.model.gaussian_encoder = True
-    c.train.learning_rate = 1e-3
     c.train.pretrain_steps = 0
     c.train.input_noise = 0.0
   return c

@@ -1,23 +1,25 @@
 """The bigWAE random search (Supplementary D of the paper) as data.
 
-Argument: bigwae (default) | tiny. Run it with
-`python launch/ray_sweep.py --sweep=configs/sweep.py:bigwae --root=DIR`, and override any field
-the ml_collections way, e.g. `--sweep.num_configs=10 --sweep.fixed.data.dir=/data/celeba`.
+Argument: `name=bigwae|tiny` (bigwae is the default; the bare value works too). Run it with
+`python launch/ray_sweep.py --sweep=configs/sweep.py:name=bigwae --root=DIR`, and override any
+field the ml_collections way, e.g. `--sweep.num_configs=10 --sweep.fixed.data.dir=/data/celeba`.
 
-- `base[method]`: the `configs/<dataset>.py:<objective>` each method's trials start from.
+- `base[method]`: the `configs/<dataset>.py:<objective>` each method's trials start from, a
+  path relative to the current directory (each trial keeps it as an absolute path).
 - `space[method]`: field path -> distribution, sampled once per configuration:
   ('choice', (a, b, ...)), ('uniform', low, high) or ('log_uniform', low, high).
   `penalty.kernel_scale_factor` is not a config field: it sets the IMQ base scale
   `penalty.kernel_scale` as a multiple of the paper's C = 2 * d_z * sigma_z^2 (so that it
   follows the sampled d_z); wae_jax/sweep.py's DERIVED is the one place such values are made.
-- `fixed`: fields set in every trial (data folder, eval settings, logging).
+- `fixed`: fields set in every trial (data folder, eval settings, logging); a field left None
+  keeps the base config's value. Paths must be absolute: a trial's processes run in its folder.
 - every configuration trains `seeds_per_config` times (config.seed = 0, 1, ...) for
   `num_steps` steps, keeping `num_checkpoints` evenly spaced checkpoints; each is evaluated
   and the one with the lowest FID is the trial's result.
 
 The ranges below are ours, not the paper's (the paper names what was searched, not over
-which ranges): edit them. bigwae: 333 configurations per method x 3 seeds x 3 methods = 2,997 runs (the
-paper's ~3,000). `model.arch='resnet50v2'` is wae_jax/models/resnet.py's ResNet50-v2.
+which ranges): edit them. bigwae: 333 configurations per method x 3 seeds x 3 methods = 2,997
+runs (the paper's ~3,000). `model.arch='resnet50v2'` is wae_jax/models/resnet.py's ResNet50-v2.
 FID on CelebA needs the Inception weights (`--sweep.fixed.eval.inception_weights=PATH` or
 $WAE_JAX_INCEPTION_WEIGHTS); MNIST trials fall back to the MNIST classifier's FID.
 
@@ -27,7 +29,9 @@ checkpoints and 500 FID samples: a demo of the whole path in a few minutes on a 
 """
 
 import ml_collections
+from ml_collections import config_dict
 
+from wae_jax import config as wae_config
 from wae_jax import sweep
 
 # Shared by every method: fields as in wae_jax/config.py's base_config.
@@ -53,15 +57,15 @@ _BIGWAE_SPACE = {
 
 
 def _fixed(**overrides) -> ml_collections.ConfigDict:
-  """Fields every trial gets; the empty strings are here so that they can be overridden."""
-  flat = {'data.dir': '', 'data.cache_dir': '', 'eval.cache_dir': '',
-          'eval.inception_weights': ''}
+  """Fields every trial gets. The paths are unset (None) placeholders, typed so that the
+  command line can set them (`--sweep.fixed.data.dir=...`)."""
+  flat = {path: config_dict.placeholder(str) for path in wae_config.PATH_FIELDS}
   flat.update(overrides)
   return sweep.nested(flat)
 
 
-def get_config(arg: str = 'bigwae') -> ml_collections.ConfigDict:
-  name = arg.strip()
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  name = wae_config.parse_arg(__file__, arg, name=('bigwae', 'tiny')).name
   c = ml_collections.ConfigDict()
   c.name = name
   c.sweep_seed = 0
@@ -91,6 +95,4 @@ def get_config(arg: str = 'bigwae') -> ml_collections.ConfigDict:
         'model.width': 1 / 32, 'model.adversary_width': 1 / 32, 'train.batch_size': 8,
         'train.pretrain_steps': 0, 'train.log_every': 10, 'eval.num_samples': 500,
         'eval.sharpness_images': 100, 'eval.mmd_codes': 100})
-  else:
-    raise ValueError(f'configs/sweep.py:{arg!r}: expected bigwae or tiny')
   return c

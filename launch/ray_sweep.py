@@ -12,6 +12,9 @@ failed trial is retried --max_retries times, then reported (logged, DIR/failures
 'failed' row) while the others go on; the exit status is 1 if any failed. Running the same
 command again skips the finished trials, resumes interrupted ones from their checkpoints and
 retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
+The sweep's config files are found relative to the current directory, here, before anything
+is sent to Ray; paths in the trials' configs (--sweep.fixed.data.dir=..., the caches, the
+Inception weights) must be absolute, since each trial's processes run in DIR/<trial_id>/.
 
 --plan prints the sweep's cost on --topology and exits, before anything runs, without Ray: each
 compiled shape's train step is compiled ahead of time for it (wae_jax.accelerators.aot, on this CPU, 10-60 s

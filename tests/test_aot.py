@@ -19,7 +19,7 @@ _REPORTS = {}
 
 def small_config(objective: str, arch: str):
   config = tiny_config(objective)
-  config.data.dir = ''
+  config.data.dir = None
   config.train.batch_size = BATCH
   config.model.arch = arch
   config.model.resnet_stage_blocks = (1, 1)  # two stages compile in 2/3 of four's time

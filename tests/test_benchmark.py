@@ -35,6 +35,13 @@ def test_flops_match_a_hand_count():
       ENCODER_MACS + 2 * 2 * 32 * 8 + DECODER_MACS)
 
 
+def test_configs_are_found_beside_the_benchmarks_from_any_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = benchmark.model_config('mnist_small', 'gan', batch_size=8)
+  assert (config.penalty.name, config.model.width, config.train.batch_size) == ('gan', 0.125, 8)
+  assert benchmark.model_config('celeba_w8', 'vae', batch_size=4).model.width == 1 / 8
+
+
 def test_paper_model_flops():
   """The paper-size nets: MNIST about 0.92 GMAC per image forward, CelebA about 3.2."""
   mnist = flops.forward_macs(benchmark.model_config('mnist_paper', 'mmd', 100))

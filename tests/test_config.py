@@ -1,8 +1,14 @@
 """Config files load for every argument, and bad values fail early with a clear message."""
 
+import re
+
+from absl import flags
+import ml_collections
+from ml_collections import config_flags
 import pytest
 
 from tests.helpers import load_config
+from tests.helpers import REPO
 from wae_jax import config as wae_config
 
 
@@ -53,6 +59,9 @@ def test_bad_config_argument():
     ('data.source', 'http', "allowed: 'auto', 'tfds', 'idx'"),
     ('train.max_nonfinite_steps', 0, 'must be >= 1'),
     ('train.checkpoint_every', 0, 'must be >= 1'),
+    ('eval.batch_size', 0, 'must be >= 1'),
+    ('eval.grid_samples', 0, 'must be >= 1'),
+    ('model.conv_impl', 'cudnn', "allowed: 'auto', 'phase', 'xla'"),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
   config = load_config('mnist', 'wae_mmd')
@@ -61,3 +70,189 @@ def test_validation_names_field_value_and_allowed(field, value, message):
   with pytest.raises(ValueError, match=message) as error:
     wae_config.validate(config)
   assert f'config.{field}={value!r}' in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Defaults once: configs/*.py set only what differs from base_config(), with the values they
+# had when each file restated the defaults.
+
+_SMALL = {'model.width': 0.125, 'model.adversary_width': 0.25, 'train.num_epochs': 5,
+          'train.lr_decay': ((3, 0.5), (4, 0.2))}
+_MNIST_VAE = {'penalty.name': 'vae', 'penalty.lam': 1.0, 'model.gaussian_encoder': True,
+              'cost.name': 'bernoulli', 'cost.scale': 1.0, 'train.pretrain_steps': 0,
+              'train.input_noise': 0.0}
+_CELEBA = {'data.name': 'celeba', 'data.image_shape': (64, 64, 3),
+           'data.pixel_range': (-1.0, 1.0), 'model.latent_dim': 64, 'model.prior_variance': 2.0,
+           'model.kernel_size': 5, 'model.decoder_widths': (1024, 512, 256, 128),
+           'train.num_epochs': 55, 'train.lr_decay': ((30, 0.5), (50, 0.2), (100, 0.1)),
+           'penalty.lam': 100.0}
+# Each config file argument -> the fields in which its config differs from base_config().
+_DIFFERENCES = {
+    'mnist': {}, 'mnist:wae_mmd': {}, 'mnist:wae_gan': {'penalty.name': 'gan'},
+    'mnist:vae': _MNIST_VAE, 'mnist:wae_mmd,small': _SMALL,
+    'mnist:wae_gan,small': {'penalty.name': 'gan', **_SMALL},
+    'mnist:vae,small': {**_MNIST_VAE, **_SMALL},
+    'celeba': _CELEBA, 'celeba:wae_mmd': _CELEBA,
+    'celeba:wae_gan': {**_CELEBA, 'penalty.name': 'gan', 'penalty.lam': 1.0,
+                       'penalty.log_prior_trick': True, 'train.learning_rate': 3e-4,
+                       'train.adversary_learning_rate': 1e-3},
+    'celeba:vae': {**_CELEBA, 'penalty.name': 'vae', 'penalty.lam': 1.0,
+                   'model.gaussian_encoder': True, 'train.pretrain_steps': 0,
+                   'train.input_noise': 0.0},
+}
+# base_config() outside eval: the paper's MNIST WAE-MMD.
+_BASE = {
+    'seed': 0, 'data.name': 'mnist', 'data.source': 'auto', 'data.dir': None,
+    'data.cache_dir': None, 'data.image_shape': (28, 28, 1), 'data.pixel_range': (0.0, 1.0),
+    'model.arch': 'dcgan', 'model.latent_dim': 8, 'model.prior_variance': 1.0,
+    'model.width': 1.0, 'model.kernel_size': 4, 'model.encoder_widths': (128, 256, 512, 1024),
+    'model.decoder_widths': (1024, 512, 256), 'model.gaussian_encoder': False,
+    'model.adversary_widths': (512, 512, 512, 512), 'model.adversary_width': 1.0,
+    'model.conv_impl': 'auto', 'model.dtype': 'float32',
+    'model.resnet_stage_blocks': (3, 4, 6, 3), 'model.resnet_widths': (64, 128, 256, 512),
+    'penalty.name': 'mmd', 'penalty.lam': 10.0, 'penalty.kernel': 'imq_multiscale',
+    'penalty.kernel_scale': None, 'penalty.log_prior_trick': False,
+    'cost.name': 'l2sq', 'cost.scale': 0.05,
+    'train.batch_size': 100, 'train.num_epochs': 100, 'train.num_steps': None,
+    'train.learning_rate': 1e-3, 'train.adversary_learning_rate': 5e-4, 'train.adam_b1': 0.5,
+    'train.lr_decay': ((30, 0.5), (50, 0.2)), 'train.pretrain_steps': 200,
+    'train.pretrain_learning_rate': 1e-3, 'train.input_noise': 0.01, 'train.log_every': 100,
+    'train.checkpoint_every': 1000, 'train.keep_checkpoints': 3, 'train.image_every': 1000,
+    'train.max_nonfinite_steps': 20,
+}
+
+
+def test_base_config_is_the_papers_mnist_wae_mmd():
+  base = wae_config.flatten(wae_config.base_config())
+  assert {k: v for k, v in base.items() if not k.startswith('eval.')} == _BASE
+  assert base['eval.cache_dir'] is None and base['eval.inception_weights'] is None
+
+
+@pytest.mark.parametrize('spec', sorted(_DIFFERENCES))
+def test_config_files_set_only_what_differs_from_the_base(spec):
+  name, _, arg = spec.partition(':')
+  config = wae_config.load_config_file(f'{REPO / "configs" / name}.py' + (f':{arg}' if arg else ''))
+  wae_config.validate(config)
+  flat, base = wae_config.flatten(config), wae_config.flatten(wae_config.base_config())
+  assert set(flat) == set(base)
+  assert {k: v for k, v in flat.items() if v != base[k]} == _DIFFERENCES[spec]
+
+
+@pytest.mark.parametrize('name,new,old', [
+    ('mnist', 'objective=wae_gan,size=small', 'wae_gan,small'),
+    ('mnist', 'size=small,objective=vae', 'vae,small'),
+    ('mnist', 'size=small', 'wae_mmd,small'),
+    ('mnist', 'objective=vae, size=paper', 'vae'),
+    ('mnist', 'wae_gan,size=small', 'wae_gan,small'),
+    ('mnist', '', 'wae_mmd'),
+    ('celeba', 'objective=wae_gan', 'wae_gan'),
+])
+def test_key_value_arguments_match_the_short_forms(name, new, old):
+  assert load_config(name, new).to_dict() == load_config(name, old).to_dict()
+
+
+@pytest.mark.parametrize('spec,part', [
+    ('mnist.py:wae_mdm', "'wae_mdm' is not a value of any key"),
+    ('mnist.py:objective=x', "objective='x' is not allowed"),
+    ('mnist.py:objectiv=vae', "unknown key 'objectiv'"),
+    ('mnist.py:wae_mmd,wae_gan', 'objective is given twice'),
+    ('mnist.py:small,size=paper', 'size is given twice'),
+    ('celeba.py:small', "'small' is not a value of any key"),
+    ('sweep.py:huge', "'huge' is not a value of any key"),
+])
+def test_bad_arguments_name_the_file_the_part_and_what_is_allowed(spec, part, monkeypatch):
+  monkeypatch.chdir(REPO)
+  file, _, arg = spec.partition(':')
+  with pytest.raises(ValueError) as error:
+    wae_config.load_config_file(f'configs/{file}:{arg}')
+  message = str(error.value)
+  assert '\n' not in message and part in message
+  assert message.startswith(f'configs/{file}:{arg}: ')
+  allowed = {'sweep.py': 'name = bigwae, tiny',
+             'celeba.py': 'objective = wae_mmd, wae_gan, vae (the first'}.get(
+                 file, 'objective = wae_mmd, wae_gan, vae; size = paper, small')
+  assert allowed in message
+
+
+def test_parse_arg_defaults_bare_values_and_where_the_file_is(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # Outside the folder of the file: its absolute path.
+  with pytest.raises(ValueError, match=f'^{re.escape(str(REPO))}/configs/mnist.py:wae_mdm: '):
+    wae_config.load_config_file(f'{REPO}/configs/mnist.py:wae_mdm')
+  options = dict(a=('x', 'y'), b=('y', 'z'))
+  assert wae_config.parse_arg('f.py', '', **options).to_dict() == {'a': 'x', 'b': 'y'}
+  assert wae_config.parse_arg('f.py', 'z, a=y', **options).to_dict() == {'a': 'y', 'b': 'z'}
+  with pytest.raises(ValueError, match="'y' is a value of a and b: write key=y"):
+    wae_config.parse_arg('f.py', 'y', **options)
+
+
+def test_config_files_resolve_against_the_current_directory_only(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(ValueError) as error:
+    wae_config.load_config_file('configs/mnist.py:wae_gan')
+  message = str(error.value)
+  assert "'configs/mnist.py'" in message and str(tmp_path) in message and '\n' not in message
+  assert not hasattr(wae_config, 'REPO')
+  config = wae_config.load_config_file(f'{REPO / "configs" / "mnist.py"}:wae_gan')
+  assert config.penalty.name == 'gan'
+  (tmp_path / 'configs').mkdir()
+  (tmp_path / 'configs' / 'mnist.py').write_text((REPO / 'configs' / 'mnist.py').read_text())
+  assert wae_config.resolve_config_file('configs/mnist.py:vae') == (
+      f'{tmp_path.resolve() / "configs" / "mnist.py"}:vae')
+
+
+# ---------------------------------------------------------------------------------------------
+# None for unset: typed placeholders, which command-line overrides still set.
+
+
+def test_unset_fields_are_typed_placeholders_the_command_line_can_set(tmp_path):
+  flag_values = flags.FlagValues()
+  argv = ['prog', f'--config={REPO / "configs" / "mnist.py"}:objective=wae_gan,size=small',
+          '--config.train.num_steps=200', '--config.penalty.kernel_scale=2.5',
+          f'--config.data.dir={tmp_path}', f'--config.data.cache_dir={tmp_path}',
+          f'--config.eval.cache_dir={tmp_path}', '--config.eval.inception_weights=/w.pth']
+  config_flags.DEFINE_config_file('config', None, 'test', flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  config = flag_values.config
+  assert config.train.num_steps == 200 and config.penalty.kernel_scale == 2.5
+  assert config.data.dir == config.data.cache_dir == config.eval.cache_dir == str(tmp_path)
+  assert config.eval.inception_weights == '/w.pth'
+  assert (config.penalty.name, config.model.width) == ('gan', 0.125)
+  wae_config.validate(config)
+  unset = load_config('mnist', 'wae_mmd')
+  for field, kind in [('train.num_steps', int), ('penalty.kernel_scale', float),
+                      ('data.dir', str), ('data.cache_dir', str), ('eval.cache_dir', str),
+                      ('eval.inception_weights', str)]:
+    group, name = field.split('.')
+    assert unset[group][name] is None and unset[group].get_type(name) is kind, field
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('train.num_steps', 0, 'must be >= 1 or None (use num_epochs)'),
+    ('penalty.kernel_scale', 0.0, "must be > 0 or None (the paper's C"),
+    ('data.dir', '', 'must be a path, or None'),
+    ('data.cache_dir', ' ', 'must be a path, or None'),
+    ('eval.inception_weights', '', 'must be a path, or None'),
+])
+def test_old_sentinels_are_rejected(field, value, message):
+  config = load_config('mnist', 'wae_mmd')
+  group, name = field.split('.')
+  config[group][name] = value
+  with pytest.raises(ValueError, match=re.escape(message)) as error:
+    wae_config.validate(config)
+  assert f'config.{field}={value!r}' in str(error.value)
+
+
+def test_num_epochs_counts_when_num_steps_is_unset():
+  config = load_config('mnist', 'wae_mmd')
+  config.train.num_epochs = 0
+  with pytest.raises(ValueError, match='must be > 0 when train.num_steps is None'):
+    wae_config.validate(config)
+  config.train.num_steps = 10
+  wae_config.validate(config)
+
+
+def test_flatten_takes_config_dicts_and_plain_dicts():
+  tree = {'a': {'b': 1, 'c': {'d': (2, 3)}}, 'e': None}
+  assert wae_config.flatten(tree) == {'a.b': 1, 'a.c.d': (2, 3), 'e': None}
+  assert wae_config.flatten(ml_collections.ConfigDict(tree)) == wae_config.flatten(tree)

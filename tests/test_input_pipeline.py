@@ -248,7 +248,7 @@ def test_bad_config(field, value, needle):
   with pytest.raises(ip.DataError, match=needle) as err:
     ip.load_dataset(data_config(**{field: value}))
   if field == 'name':
-    assert "allowed: mnist" in str(err.value)
+    assert "allowed: 'mnist'" in str(err.value)
 
 
 # ---------------------------------------------------------------- TFDS (mocked)

@@ -36,7 +36,7 @@ def test_bigwae_samples_lie_in_their_ranges_and_spread_over_them():
   for method in s.methods:
     configs = [t for t in _configs(trials) if t.method == method]
     assert len(configs) == 200
-    for path, spec in sweep.flatten(s.space[method]).items():
+    for path, spec in wae_config.flatten(s.space[method]).items():
       values = [t.params[path] for t in configs]
       kind = spec[0]
       if kind == 'choice':
@@ -73,7 +73,7 @@ def test_trial_config_validates_and_carries_the_values():
   config = sweep.trial_config(s, trial)
   assert trial.trial_id == 'wae_mmd-0001-s1' and config.seed == 1
   for path, value in trial.params.items():
-    assert sweep.flatten(config)[path] == value
+    assert wae_config.flatten(config)[path] == value
   assert config.train.num_steps == 20
   assert (config.train.checkpoint_every, config.train.keep_checkpoints) == (10, 2)
   assert config.model.width == 1 / 32 and config.eval.num_samples == 500
@@ -93,6 +93,29 @@ def test_trial_config_validates_and_carries_the_values():
           t.params['penalty.kernel_scale_factor'] * 2 * config.model.latent_dim * 2.0)
     if t.method == 'vae':
       assert config.model.gaussian_encoder
+
+
+def test_trials_carry_their_config_file_absolute_and_need_absolute_paths(tmp_path,
+                                                                         monkeypatch):
+  s = _sweep('tiny')
+  trials = sweep.sample_trials(s)
+  assert trials[0].config_file == f'{REPO / "configs" / "mnist.py"}:wae_mmd,small'
+  config = sweep.trial_config(s, trials[0])
+  assert config.data.dir is None and config.penalty.kernel_scale is None  # fixed's None: unset
+  monkeypatch.chdir(tmp_path)  # A Ray worker may start anywhere: the trial still builds.
+  assert sweep.trial_config(s, trials[0]).to_dict() == config.to_dict()
+  flags = sweep.override_flags(trials[0], config)
+  assert flags['--config.train.num_steps'] == '20' and '--config.data.dir' not in flags
+  assert flags['--config.penalty.lam'] == repr(trials[0].params['penalty.lam'])
+  with pytest.raises(ValueError, match='not found; the current directory is'):
+    sweep.sample_trials(s)  # configs/mnist.py is not in tmp_path
+  s.fixed.data.dir = 'mnist'
+  (tmp_path / 'mnist').mkdir()
+  with pytest.raises(ValueError, match=r"config.data.dir='mnist' is relative; a sweep needs "
+                                       'absolute paths'):
+    sweep.trial_config(s, trials[0])
+  s.fixed.data.dir = str(tmp_path / 'mnist')
+  assert sweep.trial_config(s, trials[0]).data.dir == str(tmp_path / 'mnist')
 
 
 def test_wrong_specs_and_fields_are_named(monkeypatch):
@@ -261,7 +284,7 @@ def _fake_analyse(calls):
 def _plan_sweep():
   """tiny with the batch size searched too: 6 (not divisible by 4 chips), 8 and 12."""
   s = _sweep('tiny', num_configs=12)
-  s.fixed = sweep.nested({p: v for p, v in sweep.flatten(s.fixed).items()
+  s.fixed = sweep.nested({p: v for p, v in wae_config.flatten(s.fixed).items()
                           if p != 'train.batch_size'})
   s.space.wae_mmd.train.batch_size = ('choice', (6, 8, 12))
   return s

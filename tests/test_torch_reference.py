@@ -131,7 +131,7 @@ def _jax_losses_impl(config, state, images, z_prior, latent_noise):
   out = {}
   if config.penalty.name == 'mmd':
     penalty = penalties.mmd(codes, z_prior, kernel=config.penalty.kernel,
-                            prior_variance=variance, scale=config.penalty.kernel_scale or None)
+                            prior_variance=variance, scale=config.penalty.kernel_scale)
   elif config.penalty.name == 'gan':
     adversary = models.build_adversary(config)
 

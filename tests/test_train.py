@@ -69,6 +69,22 @@ def test_celeba_config_trains_a_step_on_random_data():
   assert np.isfinite(metrics[0]['loss']) and np.isfinite(metrics[0]['adversary_loss'])
 
 
+def test_unset_num_steps_and_kernel_scale_mean_epochs_and_the_papers_c():
+  config = tiny_config('wae_mmd')
+  assert config.train.num_steps is None and config.penalty.kernel_scale is None
+  assert train.num_train_steps(config, steps_per_epoch=7) == config.train.num_epochs * 7
+  config.train.num_steps = 3
+  assert train.num_train_steps(config, steps_per_epoch=7) == 3
+  # None is the paper's C = 2 * d_z * sigma_z^2: the same step as that scale written out.
+  _, _, unset = _run_steps(config, 1)
+  config.penalty.kernel_scale = 2 * config.model.latent_dim * config.model.prior_variance
+  _, _, explicit = _run_steps(config, 1)
+  assert unset[0]['penalty'] == explicit[0]['penalty']
+  config.penalty.kernel_scale *= 4
+  _, _, other = _run_steps(config, 1)
+  assert other[0]['penalty'] != unset[0]['penalty']
+
+
 def test_learning_rate_schedule_follows_the_paper():
   schedule = train.learning_rate_schedule(1e-3, ((30, 0.5), (50, 0.2)), steps_per_epoch=600)
   assert float(schedule(0)) == pytest.approx(1e-3)

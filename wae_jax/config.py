@@ -1,54 +1,66 @@
-"""The one config tree every run is described by, and its validation.
+"""The one config tree every run is described by: its defaults, its checks, its files.
 
-`configs/<dataset>.py` start from `base_config()` and set the paper's values for their data;
-`validate` runs before anything heavy so that a typo fails in a second, not after compiling.
+`base_config()` is the paper's MNIST WAE-MMD and holds every default once; `configs/<name>.py`
+set only what their argument changes, parsed by `parse_arg`. A field with no value is None
+(a typed `placeholder`, so that `--config.<field>=...` still parses), never a sentinel like 0
+or ''. `validate` holds every check of a config's values and runs before anything heavy, so
+that a typo fails in a second, not after compiling.
 """
 
 import functools
 import importlib.util
 import os
 import pathlib
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Sequence
 
 import ml_collections
+from ml_collections import config_dict
 
-from wae_jax import input_pipeline
+from wae_jax import models
 from wae_jax import penalties
+from wae_jax.models import layers
 
-PENALTIES = ('mmd', 'gan', 'vae')
-DATASETS = input_pipeline.DATASETS
-ARCHITECTURES = ('dcgan', 'resnet50v2')
-CONV_IMPLS = ('auto', 'phase', 'xla')
+# The objectives configs/*.py offer (their `objective=` argument), by config.penalty.name.
+OBJECTIVES = {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae'}
+PENALTIES = tuple(OBJECTIVES.values())
+DATASETS = ('mnist', 'celeba')
+# Where each data set can come from (config.data.source); wae_jax.input_pipeline loads each.
+DATA_SOURCES = {'mnist': ('auto', 'tfds', 'idx'), 'celeba': ('auto', 'tfds', 'folder')}
+ARCHITECTURES = tuple(models.ARCHITECTURES)
+CONV_IMPLS = ('auto',) + layers.IMPLEMENTATIONS
 DTYPES = ('float32', 'bfloat16')
-REPO = pathlib.Path(__file__).resolve().parents[1]  # configs/ sits here in a checkout
+# Fields holding a file or folder; None = unset (each one's default applies).
+PATH_FIELDS = ('data.dir', 'data.cache_dir', 'eval.cache_dir', 'eval.inception_weights')
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every dataset: the paper's MNIST WAE-MMD."""
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = 0                    # parameters, noise and the data order all follow from it
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'mnist'
+  c.data.name = 'mnist'         # mnist | celeba
   c.data.source = 'auto'        # auto | tfds | idx (MNIST: the four IDX .gz files)
                                 # | folder (CelebA: img_align_celeba/ or the folder holding it)
-  c.data.dir = ''               # TFDS data_dir, or the IDX folder ('' = $WAE_JAX_MNIST_DIR),
-                                # or the CelebA folder
-  c.data.cache_dir = ''         # preprocessed CelebA ('' = $WAE_JAX_CACHE or ~/.cache/wae_jax)
-  c.data.image_shape = (28, 28, 1)
-  c.data.pixel_range = (0.0, 1.0)
+  c.data.dir = config_dict.placeholder(str)  # TFDS data_dir, or the IDX folder (None:
+                                # $WAE_JAX_MNIST_DIR), or the CelebA folder
+  c.data.cache_dir = config_dict.placeholder(str)  # preprocessed CelebA (None: $WAE_JAX_CACHE
+                                # or ~/.cache/wae_jax)
+  c.data.image_shape = (28, 28, 1)  # height, width, channels
+  c.data.pixel_range = (0.0, 1.0)   # uint8 0..255 maps linearly onto [low, high]
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (wae_jax.models.resnet)
-  c.model.latent_dim = 8
+  c.model.latent_dim = 8        # d_z
   c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
   c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024
-  c.model.kernel_size = 4
-  c.model.encoder_widths = (128, 256, 512, 1024)
-  c.model.decoder_widths = (1024, 512, 256)
-  c.model.gaussian_encoder = False
-  c.model.adversary_widths = (512, 512, 512, 512)
-  c.model.adversary_width = 1.0
+  c.model.kernel_size = 4       # of every (transposed) convolution
+  c.model.encoder_widths = (128, 256, 512, 1024)  # stride-2 convs, then a linear map to the code
+  c.model.decoder_widths = (1024, 512, 256)  # a linear map to a widths[0] map, then stride-2
+                                # transposed convs (one per further width)
+  c.model.gaussian_encoder = False  # True: the encoder gives a mean and a log-variance
+  c.model.adversary_widths = (512, 512, 512, 512)  # WAE-GAN's MLP on codes
+  c.model.adversary_width = 1.0  # multiplier of adversary_widths
   c.model.conv_impl = 'auto'    # auto: each backend's fastest (models.AUTO_CONV_IMPL);
                                 # phase: sub-pixel convs for XLA:CPU; xla: lax's own
   c.model.dtype = 'float32'     # activations; bfloat16 = mixed precision for accelerators
@@ -61,29 +73,30 @@ def base_config() -> ml_collections.ConfigDict:
   c.penalty = ml_collections.ConfigDict()
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
   c.penalty.lam = 10.0          # lambda; for the VAE, the KL weight
-  c.penalty.kernel = 'imq_multiscale'
-  c.penalty.kernel_scale = 0.0  # 0 = the paper's C = 2 * latent_dim * prior_variance
-  c.penalty.log_prior_trick = False
+  c.penalty.kernel = 'imq_multiscale'  # rbf | imq | imq_multiscale (IMQ summed over scales)
+  c.penalty.kernel_scale = config_dict.placeholder(float)  # the kernel's base scale C (None:
+                                # the paper's C = 2 * latent_dim * prior_variance)
+  c.penalty.log_prior_trick = False  # WAE-GAN: add log p_z(z) to the adversary's logits
 
   c.cost = ml_collections.ConfigDict()
   c.cost.name = 'l2sq'          # l2sq | l2 | l1 | bernoulli
   c.cost.scale = 0.05           # the authors' code scales the squared cost by 0.05
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 100
-  c.train.num_epochs = 100
-  c.train.num_steps = 0         # > 0 overrides num_epochs
-  c.train.learning_rate = 1e-3
-  c.train.adversary_learning_rate = 5e-4
-  c.train.adam_b1 = 0.5
+  c.train.batch_size = 100      # the global batch, split over the devices
+  c.train.num_epochs = 100      # the length of a run, unless num_steps is set
+  c.train.num_steps = config_dict.placeholder(int)  # None: num_epochs; set: overrides it
+  c.train.learning_rate = 1e-3  # Adam's, for the encoder and decoder
+  c.train.adversary_learning_rate = 5e-4  # Adam's, for WAE-GAN's adversary
+  c.train.adam_b1 = 0.5         # Adam's beta1, as in the paper
   c.train.lr_decay = ((30, 0.5), (50, 0.2))  # (epoch, factor): lr *= factor from that epoch
   c.train.pretrain_steps = 200  # match Q_Z's mean and covariance to the prior first; 0 = off
-  c.train.pretrain_learning_rate = 1e-3
+  c.train.pretrain_learning_rate = 1e-3  # Adam's, for that pre-training
   c.train.input_noise = 0.01    # std of truncated Gaussian pixel noise on encoder inputs
-  c.train.log_every = 100
-  c.train.checkpoint_every = 1000
-  c.train.keep_checkpoints = 3
-  c.train.image_every = 1000
+  c.train.log_every = 100       # steps between metric lines
+  c.train.checkpoint_every = 1000  # steps between checkpoints (and one at the end)
+  c.train.keep_checkpoints = 3  # the latest this many stay on disk
+  c.train.image_every = 1000    # steps between sample and reconstruction pictures
   c.train.max_nonfinite_steps = 20  # stop after this many non-finite steps in a row
 
   c.eval = ml_collections.ConfigDict()
@@ -92,21 +105,28 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_samples = 10000    # generated images for FID, against as many held-out ones
   c.eval.sharpness_images = 1000
   c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
-  c.eval.cache_dir = ''         # classifier weights, real-data FID statistics ('' = default)
-  c.eval.inception_weights = ''  # path to pt_inception-2015-12-05-6726825d.pth
-                                 # ('' = $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
+  c.eval.samples_seed_offset = 1    # evaluation samples decode prior noise from seed + this
+  c.eval.mmd_prior_seed_offset = 2  # the MMD's prior draws come from seed + this
+  c.eval.batch_size = 500       # images per encode or decode call when evaluating
+  c.eval.mnist_classifier_seed = 0  # the MNIST FID classifier is trained (and cached) from this
+  c.eval.mnist_classifier_batch_size = 1000  # images per MNIST classifier call for FID features
+  c.eval.inception_batch_size = 100  # images per InceptionV3 call for FID features
+  c.eval.cache_dir = config_dict.placeholder(str)  # classifier weights, real-data FID
+                                # statistics (None: $WAE_JAX_CACHE or ~/.cache/wae_jax)
+  c.eval.inception_weights = config_dict.placeholder(str)  # the FID's InceptionV3 weights,
+                                # pt_inception-2015-12-05-6726825d.pth (None:
+                                # $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
   return c
 
 
 def resolve_config_file(spec: str) -> str:
-  """'configs/x.py[:arg]' with the file made absolute (relative to the cwd, else the repo)."""
+  """'configs/x.py[:arg]' with the file made absolute, relative to the current directory as
+  on the command line (the package does not know where a checkout is)."""
   path, _, arg = spec.partition(':')
   found = pathlib.Path(path).expanduser()
-  if not found.is_absolute() and not found.exists():
-    found = REPO / path
-  if not found.exists():
-    raise ValueError(f'config file {path!r} (from {spec!r}) not found in {os.getcwd()} or '
-                     f'{REPO}')
+  if not found.is_file():
+    raise ValueError(f'config file {path!r} (from {spec!r}) not found; the current directory '
+                     f'is {os.getcwd()}')
   return f'{found.resolve()}:{arg}' if arg else str(found.resolve())
 
 
@@ -123,6 +143,48 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   path, _, arg = resolve_config_file(spec).partition(':')
   module = _config_module(path)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def _shown(file: str) -> str:
+  """A config file as a message names it: relative to the current directory if inside it."""
+  relative = os.path.relpath(os.path.abspath(file))
+  return file if relative.startswith(os.pardir) else relative
+
+
+def parse_arg(file: str, arg: str, **options: Sequence[str]) -> ml_collections.ConfigDict:
+  """A config file's argument: comma-separated key=value pairs, each key optional.
+
+  `options` gives each key's allowed values, its default first. A bare value sets the key
+  that allows it, so 'wae_gan,small' means 'objective=wae_gan,size=small': the short forms
+  every config file has taken stay valid. Anything else raises ValueError in one line naming
+  `file` (the config file's __file__), the part that is wrong and what is allowed.
+  """
+  allowed = '; '.join(f'{key} = {", ".join(choices)}' for key, choices in options.items())
+
+  def fail(why: str):
+    raise ValueError(f'{_shown(file)}:{arg}: {why}; expected comma-separated key=value pairs '
+                     f'(or bare values) with {allowed} (the first value is the default)')
+
+  values, given = {key: choices[0] for key, choices in options.items()}, set()
+  for part in (p.strip() for p in arg.split(',')):
+    if not part:
+      continue
+    key, has_key, value = (s.strip() for s in part.partition('='))
+    if not has_key:
+      keys = [k for k, choices in options.items() if part in choices]
+      if len(keys) != 1:
+        fail(f'{part!r} is not a value of any key' if not keys else
+             f'{part!r} is a value of {" and ".join(keys)}: write key={part}')
+      key, value = keys[0], part
+    elif key not in options:
+      fail(f'unknown key {key!r} in {part!r}')
+    elif value not in options[key]:
+      fail(f'{key}={value!r} is not allowed')
+    if key in given:
+      fail(f'{key} is given twice')
+    given.add(key)
+    values[key] = value
+  return ml_collections.ConfigDict(values)
 
 
 def _allowed(field: str, value, allowed) -> None:
@@ -168,17 +230,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 'max_nonfinite_steps'):
     value = config.train[field]
     _require(value >= 1, f'train.{field}', value, 'must be >= 1')
-  _require(config.train.num_steps >= 0, 'train.num_steps', config.train.num_steps,
-           'must be >= 0 (0 = use num_epochs)')
-  _require(config.train.num_steps > 0 or config.train.num_epochs > 0, 'train.num_epochs',
-           config.train.num_epochs, 'must be > 0 when train.num_steps is 0')
+  for field in ('grid_samples', 'num_samples', 'sharpness_images', 'mmd_codes', 'batch_size',
+                'mnist_classifier_batch_size', 'inception_batch_size'):
+    value = config.eval[field]
+    _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
+  num_steps = config.train.num_steps
+  _require(num_steps is None or num_steps >= 1, 'train.num_steps', num_steps,
+           'must be >= 1 or None (use num_epochs)')
+  _require(num_steps is not None or config.train.num_epochs > 0, 'train.num_epochs',
+           config.train.num_epochs, 'must be > 0 when train.num_steps is None')
+  kernel_scale = config.penalty.kernel_scale
+  _require(kernel_scale is None or kernel_scale > 0, 'penalty.kernel_scale', kernel_scale,
+           "must be > 0 or None (the paper's C = 2 * latent_dim * prior_variance)")
   if config.penalty.name == 'vae':
     _require(config.model.gaussian_encoder, 'model.gaussian_encoder',
              config.model.gaussian_encoder, 'must be True with penalty.name=vae')
-  if config.data.dir:
+  for field in PATH_FIELDS:
+    group, name = field.split('.')
+    value = config[group][name]
+    _require(value is None or (isinstance(value, str) and value.strip()), field, value,
+             'must be a path, or None to leave it unset')
+  if config.data.dir is not None:
     _require(pathlib.Path(config.data.dir).expanduser().is_dir(), 'data.dir', config.data.dir,
              'no such directory')
-  input_pipeline.check_source(config.data.name, config.data.source)
+  check_data_source(config.data.name, config.data.source)
   lo, hi = config.data.pixel_range
   _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
   if config.cost.name == 'bernoulli':
@@ -186,11 +261,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
              config.data.pixel_range, 'must be (0.0, 1.0) with cost.name=bernoulli')
 
 
-def flatten(config, prefix: str = '') -> Dict[str, Any]:
-  """{'train.batch_size': 100, ...}: a config tree as dotted keys."""
+def check_data_source(name: str, source: str) -> None:
+  """Raises ValueError unless config.data.name and .source are a known pair (validate and the
+  loader both ask here)."""
+  _allowed('data.name', name, DATASETS)
+  if source not in DATA_SOURCES[name]:
+    raise ValueError(f'config.data.source={source!r} is not supported with '
+                     f'config.data.name={name!r}; allowed: '
+                     f'{", ".join(map(repr, DATA_SOURCES[name]))}')
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
+  """{'train.batch_size': 100, ...}: a config tree (ConfigDicts or plain dicts, e.g. a read
+  config.json or a sweep's space) as dotted keys."""
   flat = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
+  for key, value in tree.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
       flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[prefix + key] = value

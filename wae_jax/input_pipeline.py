@@ -39,6 +39,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from wae_jax import config as wae_config
 from wae_jax import files
 
 MNIST_DIR_ENV = 'WAE_JAX_MNIST_DIR'
@@ -49,9 +50,7 @@ MNIST_FILES = {
     'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
 }
 
-DATASETS = ('mnist', 'celeba')
-# Where each data set can come from (config.data.source).
-SOURCES = {'mnist': ('auto', 'tfds', 'idx'), 'celeba': ('auto', 'tfds', 'folder')}
+DATASETS = wae_config.DATASETS  # and their sources: wae_config.DATA_SOURCES
 _TITLES = {'mnist': 'MNIST', 'celeba': 'CelebA'}
 
 # CelebA: the aligned images' folder and split file, and the paper's preprocessing.
@@ -612,18 +611,6 @@ def _resolve_mnist(source: str, data_dir: Optional[str]) -> Tuple[Splits, str]:
       "config.data.source='tfds' to let TFDS download.")
 
 
-def check_source(name: str, source: str) -> None:
-  """Raises DataError unless config.data.name and .source are a known pair."""
-  if name not in DATASETS:
-    raise DataError(f'config.data.name={name!r} is not supported; '
-                    f'allowed: {", ".join(DATASETS)}')
-  if source not in SOURCES[name]:
-    raise DataError(
-        f'config.data.source={source!r} is not supported with '
-        f'config.data.name={name!r}; allowed: '
-        f'{", ".join(map(repr, SOURCES[name]))}')
-
-
 def load_dataset(data_config) -> ImageData:
   """Loads the data set described by `config.data`.
 
@@ -641,7 +628,10 @@ def load_dataset(data_config) -> ImageData:
   minutes of retries. It raises DataError saying where it looked instead.
   """
   name, source = data_config.name, data_config.source
-  check_source(name, source)
+  try:
+    wae_config.check_data_source(name, source)
+  except ValueError as error:  # the loader's callers catch DataError
+    raise DataError(str(error)) from None
   lo, hi = _pixel_range(data_config.pixel_range)
   data_dir = data_config.dir or None
 

@@ -10,7 +10,9 @@ figures. Nothing here imports Ray: launch/ray_sweep.py schedules `run_trial` on 
 each compiled shape's ahead-of-time roofline (wae_jax.accelerators.aot), before anything runs.
 
 A trial's folder `<root>/<trial_id>/` holds its workdir; `trial.json` is written last, so its
-presence means the trial is finished. A trial started again resumes from its checkpoints.
+presence means the trial is finished. A trial started again resumes from its checkpoints. Its
+subprocesses run in that folder, with its base config file made absolute when the trial was
+sampled: nothing depends on where a checkout is or on the current directory of a Ray worker.
 """
 
 import csv
@@ -36,7 +38,7 @@ from wae_jax import input_pipeline
 
 # A method's index here (not in a sweep's own list) numbers its random stream, so that a sweep
 # of any subset of methods draws the same configurations.
-METHODS = ('wae_mmd', 'wae_gan', 'vae')
+METHODS = tuple(wae_config.OBJECTIVES)  # wae_mmd | wae_gan | vae
 DISTRIBUTIONS = ('choice', 'uniform', 'log_uniform')
 # Search-space values that are not config fields: name -> (config field, f(value, config)).
 # The IMQ base scale is searched as a multiple of the paper's C = 2 d_z sigma_z^2.
@@ -70,6 +72,7 @@ class Trial:
   config_index: int
   seed: int
   params: Dict[str, Any]  # the sampled values, by field path (DERIVED names included)
+  config_file: str     # sweep.base[method] with its file made absolute when sampled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,17 +91,6 @@ def nested(flat: Dict[str, Any]) -> ml_collections.ConfigDict:
       node = node[key]
     node[leaf] = value
   return tree
-
-
-def flatten(tree, prefix: str = '') -> Dict[str, Any]:
-  """The inverse of `nested`: leaves by dotted path."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, (ml_collections.ConfigDict, dict)):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[prefix + key] = value
-  return flat
 
 
 def _set(config, path: str, value, source: str) -> None:
@@ -158,7 +150,9 @@ def sample_trials(sweep) -> List[Trial]:
     for field in ('base', 'space'):
       if method not in sweep[field]:
         raise ValueError(f'sweep.{field} has no entry for method {method!r}')
-  spaces = {m: flatten(sweep.space[m]) for m in sweep.methods}
+  spaces = {m: wae_config.flatten(sweep.space[m]) for m in sweep.methods}
+  # Relative to the current directory, once, here: the trials may run anywhere.
+  config_files = {m: wae_config.resolve_config_file(sweep.base[m]) for m in sweep.methods}
   for method, space in spaces.items():
     for path, spec in space.items():
       _check_spec(f'sweep.space.{method}.{path}', spec)
@@ -169,7 +163,8 @@ def sample_trials(sweep) -> List[Trial]:
         seed = [sweep.sweep_seed, METHODS.index(method), i, zlib.crc32(path.encode())]
         params[path] = sample_value(spec, np.random.default_rng(seed))
       for s in range(sweep.seeds_per_config):
-        trials.append(Trial(f'{method}-{i:04d}-s{s}', method, i, s, params))
+        trials.append(Trial(f'{method}-{i:04d}-s{s}', method, i, s, params,
+                            config_files[method]))
   return trials
 
 
@@ -178,10 +173,11 @@ def sample_trials(sweep) -> List[Trial]:
 
 
 def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
-  """The validated wae_jax config of a trial: base, then sweep.fixed, the sampled values, the
-  DERIVED ones, the seed and the step and checkpoint budget."""
-  config = wae_config.load_config_file(sweep.base[trial.method])
-  fixed = flatten(sweep.fixed)
+  """The validated wae_jax config of a trial: base, then sweep.fixed (its None fields keep the
+  base's values), the sampled values, the DERIVED ones, the seed and the step and checkpoint
+  budget. Paths must be absolute: the trial's processes run in its folder."""
+  config = wae_config.load_config_file(trial.config_file)
+  fixed = {p: v for p, v in wae_config.flatten(sweep.fixed).items() if v is not None}
   for path, value in fixed.items():
     _set(config, path, value, f'sweep.fixed.{path}')
   for path, value in trial.params.items():
@@ -200,6 +196,11 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
   config.train.checkpoint_every = n // k
   config.train.keep_checkpoints = k
   wae_config.validate(config)
+  flat = wae_config.flatten(config)
+  for path in wae_config.PATH_FIELDS:
+    if flat[path] is not None and not os.path.isabs(os.path.expanduser(flat[path])):
+      raise ValueError(f'config.{path}={flat[path]!r} is relative; a sweep needs absolute paths '
+                       "(a trial's processes run in its own folder)")
   return config
 
 
@@ -211,8 +212,8 @@ def fid_metric(config) -> str:
     return 'fid_inception'
   if config.data.name == 'mnist':
     return 'fid_mnist_classifier'
-  raise ValueError(f"config.eval.inception_weights='' (and ${inception.WEIGHTS_ENV} unset): "
-                   f'{config.data.name} trials are selected by the Inception FID; set '
+  raise ValueError(f'config.eval.inception_weights is None (and ${inception.WEIGHTS_ENV} '
+                   f'unset): {config.data.name} trials are selected by the Inception FID; set '
                    'sweep.fixed.eval.inception_weights to the weights file')
 
 
@@ -222,11 +223,29 @@ def _flag_value(value) -> str:
   return repr(value) if isinstance(value, float) else str(value)
 
 
-def override_flags(sweep, trial: Trial, config) -> Dict[str, str]:
+def override_flags(trial: Trial, config) -> Dict[str, str]:
   """--config.<field> flags for every field where `config` differs from the trial's base."""
-  base = flatten(wae_config.load_config_file(sweep.base[trial.method]))
-  return {f'--config.{path}': _flag_value(value) for path, value in flatten(config).items()
-          if base.get(path) != value}
+  base = wae_config.flatten(wae_config.load_config_file(trial.config_file))
+  flags = {}
+  for path, value in wae_config.flatten(config).items():
+    if base.get(path) == value:
+      continue
+    if value is None:  # A placeholder's flag parses its type: None cannot be written.
+      raise ValueError(f'config.{path} is None but {base[path]!r} in {trial.config_file}: a '
+                       'command-line override cannot unset a field')
+    flags[f'--config.{path}'] = _flag_value(value)
+  return flags
+
+
+def _subprocess_env() -> Dict[str, str]:
+  """This process's environment, plus the folder this wae_jax was imported from when that is
+  not an installed one's site-packages (a source tree on sys.path): the subprocesses, which
+  start in a trial's folder, then run this same code."""
+  env = dict(os.environ)
+  root = pathlib.Path(__file__).resolve().parents[1]
+  if root.name not in ('site-packages', 'dist-packages'):
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(root), env.get('PYTHONPATH')]))
+  return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +266,8 @@ def _run_module(module: str, config_spec: str, flags: Dict[str, str],
     log.write(header.encode())
     log.flush()
     start = log.tell()
-    code = subprocess.run(run, cwd=wae_config.REPO, stdout=log, stderr=subprocess.STDOUT,
-                          check=False).returncode
+    code = subprocess.run(run, cwd=workdir, env=_subprocess_env(), stdout=log,
+                          stderr=subprocess.STDOUT, check=False).returncode
   with open(workdir / LOG_FILE, 'rb') as log:
     log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL_CHARS))
     return code, log.read().decode(errors='replace')
@@ -280,7 +299,8 @@ def trial_record(sweep, trial: Trial) -> Dict[str, Any]:
   """What identifies a trial in trial.json and failures.json."""
   return {'trial_id': trial.trial_id, 'method': trial.method,
           'config_index': trial.config_index, 'seed': trial.seed, 'params': trial.params,
-          'space': {p: list(s) for p, s in flatten(sweep.space[trial.method]).items()},
+          'space': {p: list(spec)
+                    for p, spec in wae_config.flatten(sweep.space[trial.method]).items()},
           'base': sweep.base[trial.method], 'num_steps': sweep.num_steps}
 
 
@@ -298,8 +318,8 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
   config = trial_config(sweep, trial)
   metric = fid_metric(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  spec = wae_config.resolve_config_file(sweep.base[trial.method])
-  flags = override_flags(sweep, trial, config)
+  spec = trial.config_file
+  flags = override_flags(trial, config)
 
   start = time.time()
   train_flags = dict(flags)
@@ -490,7 +510,7 @@ PLAN_STATUSES = ('ok', 'indivisible', 'does not fit', 'no roofline')
 #   encoder's pre-training (a program of its own, not in the plan), and the seed (it sets
 #   only the values of the random keys).
 # - Python scalars the step bakes in as constants, with the same shapes and ops whatever their
-#   value: the learning rates, lambda, the kernel scale (0: the default C, another constant),
+#   value: the learning rates, lambda, the kernel scale (None: the default C, another constant),
 #   the prior variance, the cost's scale. lr_decay's (epoch, factor) pairs are constants too;
 #   their number changes the step by one scalar compare per pair, not worth a compile (sweeps
 #   do not vary it). Checked on the tiny sweep's step for v5e:2x2: changing any of these (and
@@ -514,7 +534,7 @@ _AS_SEEN = {'train.input_noise': lambda std: std > 0}
 def shape_key(config) -> Dict[str, Any]:
   """The fields of `config` that can change its compiled train step, flat (see _NOT_IN_STEP)."""
   key = {}
-  for path, value in flatten(config).items():
+  for path, value in wae_config.flatten(config).items():
     if path in _NOT_IN_STEP or path.startswith(_NOT_IN_STEP_PREFIXES):
       continue
     key[path] = _AS_SEEN[path](value) if path in _AS_SEEN else value

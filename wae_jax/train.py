@@ -40,7 +40,10 @@ class TrainState:
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
-  return config.train.num_steps or config.train.num_epochs * steps_per_epoch
+  """train.num_steps when set, else num_epochs of the data."""
+  if config.train.num_steps is not None:
+    return config.train.num_steps
+  return config.train.num_epochs * steps_per_epoch
 
 
 def learning_rate_schedule(base_rate: float, lr_decay, steps_per_epoch: int) -> optax.Schedule:
@@ -130,7 +133,7 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     if penalty_name == 'mmd':
       penalty = penalties.mmd(codes, z_prior, kernel=config.penalty.kernel,
                               prior_variance=prior_variance,
-                              scale=config.penalty.kernel_scale or None)
+                              scale=config.penalty.kernel_scale)
     elif penalty_name == 'gan':
       penalty = penalties.encoder_adversarial_loss(adversary_logits(adversary_params, codes))
     else:

@@ -98,7 +98,7 @@ class LatentMMD:
     prior = prior_noise(config, config.eval.mmd_prior_seed_offset, m)
     value = penalties.mmd(context.codes[:m], prior, kernel=config.penalty.kernel,
                           prior_variance=config.model.prior_variance,
-                          scale=config.penalty.kernel_scale or None)
+                          scale=config.penalty.kernel_scale)
     return {'test_codes_mmd': {'value': float(value), 'num_codes': m,
                                'kernel': config.penalty.kernel}}
 

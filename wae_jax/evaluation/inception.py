@@ -293,7 +293,7 @@ def state_dict_from_variables(variables) -> Dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- weight file
 
 
-def configured_path(config_value: str = '') -> Optional[pathlib.Path]:
+def configured_path(config_value: Optional[str] = None) -> Optional[pathlib.Path]:
   """The weights path from the config value or $WAE_JAX_INCEPTION_WEIGHTS; None if unset."""
   value = str(config_value or os.environ.get(WEIGHTS_ENV, '')).strip()
   return pathlib.Path(value).expanduser() if value else None
@@ -301,7 +301,7 @@ def configured_path(config_value: str = '') -> Optional[pathlib.Path]:
 
 def missing_weights_message(path: Optional[pathlib.Path]) -> str:
   where = (f'were not found at {path}' if path is not None else
-           f'are not configured (config field {CONFIG_FIELD} and ${WEIGHTS_ENV} are empty)')
+           f'are not configured (config field {CONFIG_FIELD} and ${WEIGHTS_ENV} are unset)')
   return (f'The InceptionV3 FID weights {where}. Download {WEIGHTS_FILENAME} (the weights '
           f'of the standard PyTorch FID, pytorch-fid) from {WEIGHTS_URL} and set the config '
           f'field {CONFIG_FIELD} (e.g. --config.{CONFIG_FIELD}=/path/to/{WEIGHTS_FILENAME}) '
@@ -309,7 +309,7 @@ def missing_weights_message(path: Optional[pathlib.Path]) -> str:
           'holds it).')
 
 
-def weights_path(config_value: str = '') -> pathlib.Path:
+def weights_path(config_value: Optional[str] = None) -> pathlib.Path:
   """The existing weights file named by the config value, else by $WAE_JAX_INCEPTION_WEIGHTS.
 
   A folder means the file WEIGHTS_FILENAME in it. Raises FileNotFoundError saying where to
@@ -577,10 +577,10 @@ def _features(variables, unit_images):
   return InceptionV3().apply(variables, _preprocess_unit(unit_images))
 
 
-def make_featurizer(path='', batch_size: int = 100) -> Callable[..., np.ndarray]:
+def make_featurizer(path: Optional[str] = None, batch_size: int = 100) -> Callable[..., np.ndarray]:
   """featurize(images, pixel_range=(0, 1)) -> float32 [N, 2048] pool3 features.
 
-  path: the weights file (or folder holding it); '' = $WAE_JAX_INCEPTION_WEIGHTS. Images
+  path: the weights file (or folder holding it); None = $WAE_JAX_INCEPTION_WEIGHTS. Images
   are numpy NHWC with 1 or 3 channels in pixel_range, at least 1 pixel on each side; they
   go through in batches of batch_size (the last one padded, so one compiled shape).
   """

@@ -25,6 +25,8 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
 
+from wae_jax import config as wae_config
+
 MISSING = '–'
 CLASSIFIER_FID = 'fid_mnist_classifier'
 # Training curves plotted per run; the penalty goes on a second y axis.
@@ -32,7 +34,7 @@ CURVES = ('loss', 'reconstruction')
 PENALTY_CURVE = 'penalty'
 UPTIME = 'uptime'  # clu's ReportProgress: seconds since the training loop started.
 PENALTY_KINDS = {'mmd': 'MMD', 'gan': 'adversarial', 'vae': 'KL'}
-OBJECTIVES = {'mmd': 'wae_mmd', 'gan': 'wae_gan', 'vae': 'vae'}
+OBJECTIVES = {penalty: objective for objective, penalty in wae_config.OBJECTIVES.items()}
 FIGURE_DPI = 150
 
 

@@ -47,6 +47,9 @@ _CHUNK_ROWS = 1024
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
+# `implementation=`: 'phase' (this module's matrix products) or 'xla' (lax's convolutions).
+IMPLEMENTATIONS = ('phase', 'xla')
+
 
 class _Axis(NamedTuple):
   """Index map of one spatial axis: patch ``p``, tap ``t`` reads ``s*p+t-lo``.
@@ -306,7 +309,7 @@ class _ConvBase(nn.Module):
   implementation: str = 'phase'
 
   def _apply(self, inputs, fast, xla):
-    if self.implementation not in ('phase', 'xla'):
+    if self.implementation not in IMPLEMENTATIONS:
       raise ValueError(f'unknown implementation {self.implementation!r}')
     ks = self.kernel_size
     ks = (ks, ks) if isinstance(ks, int) else tuple(ks)
