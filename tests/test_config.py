@@ -256,3 +256,13 @@ def test_flatten_takes_config_dicts_and_plain_dicts():
   tree = {'a': {'b': 1, 'c': {'d': (2, 3)}}, 'e': None}
   assert wae_config.flatten(tree) == {'a.b': 1, 'a.c.d': (2, 3), 'e': None}
   assert wae_config.flatten(ml_collections.ConfigDict(tree)) == wae_config.flatten(tree)
+
+
+def test_the_readme_names_every_config_field():
+  """README's "Config names" lists every field of base_config (and nothing that is not one)."""
+  text = (REPO / 'README.md').read_text().split('### Config names', 1)[1]
+  listed = set(re.findall(r'`config\.seed`', text) and ['seed'])
+  for group, names in re.findall(r'`config\.(\w+)\.\{([^}]*)\}`', text):
+    listed.update(f'{group}.{re.sub(r" \(.*", "", name)}'
+                  for name in re.split(r',(?![^(]*\))', names))
+  assert listed == set(wae_config.flatten(wae_config.base_config()))
