@@ -2,10 +2,16 @@
 
 import ast
 import pathlib
+import shutil
 import subprocess
 import sys
 
+import numpy as np
+from PIL import Image
+
 from tests.helpers import REPO
+from tests.helpers import tiny_config
+from wae_jax import inference
 
 PACKAGE = REPO / 'wae_jax'
 # Outside the runtime package: what training and evaluation never run.
@@ -130,3 +136,16 @@ def test_nothing_points_outside_the_repository():
     text = path.read_text()
     for outside in ('../shared/docs', 'DESIGN.md'):
       assert outside not in text, f'{path} refers to {outside}, which is not in this repository'
+
+
+def test_a_checkpoint_written_before_the_new_layout_restores_and_samples_the_same(tmp_path):
+  """tests/data/checkpoint_9ebb13e: 2 steps of a 1/32-width WAE-GAN trained by commit 9ebb13e
+  (the flat package), with the sample grid that commit decoded from it."""
+  old = REPO / 'tests' / 'data' / 'checkpoint_9ebb13e'
+  shutil.copytree(old / 'checkpoints', tmp_path / 'checkpoints')
+  config = tiny_config('wae_gan')
+  _, state = inference.restore(config, str(tmp_path))
+  assert int(state.step) == 2 and state.adversary_params
+  path = inference.sample(config, str(tmp_path))
+  np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                np.asarray(Image.open(old / 'samples_step2.png')))
