@@ -13,8 +13,9 @@ utilisation (MFU) against the peak of the devices it ran on.
 
 The step is the one training runs: `wae_jax.train.make_train_step` jitted by
 `parallel.jit_on_mesh` over every local device (the batch split, the state replicated), on a
-fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted from the architecture (`wae_jax.accelerators.flops.train_step_flops`), so
-both frameworks get the same count whatever they actually execute.
+fixed batch of random images; the input pipeline is not timed. The model FLOPs are counted
+from the architecture (`wae_jax.accelerators.flops.train_step_flops`), so both frameworks
+get the same count whatever they actually execute.
 
 Models (`--models`, comma-separated): mnist_small (configs/mnist.py size=small: the paper's
 nets at 1/8 width), mnist_paper and celeba_paper (the paper's sizes), and <dataset>_w<N>
@@ -404,8 +405,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  'peak is that of this dtype (default: %(default)s)')
   p.add_argument('--conv_impl', default='auto', choices=wae_config.CONV_IMPLS,
                  help="JAX's convolutions, config.model.conv_impl: auto (this backend's "
-                 "default, models.AUTO_CONV_IMPL), phase (wae_jax.models.layers) or xla (flax's own, "
-                 "the plain Flax baseline) (default: %(default)s)")
+                 "default, models.AUTO_CONV_IMPL), phase (wae_jax.models.layers) or xla "
+                 "(flax's own, the plain Flax baseline) (default: %(default)s)")
   p.add_argument('--parts', action='store_true',
                  help='also time the encoder and decoder alone, forward and forward+backward, '
                  'for each framework: where the step time goes')

@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pixel_range = (0.0, 1.0)   # uint8 0..255 maps linearly onto [low, high]
 
   c.model = ml_collections.ConfigDict()
-  c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (wae_jax.models.resnet)
+  c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (models/resnet.py)
   c.model.latent_dim = 8        # d_z
   c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
   c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024

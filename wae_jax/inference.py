@@ -36,8 +36,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str,
   """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
   model, state = restore(config, workdir, step)
   _, decode = visualize.make_eval_fns(model, state, config.data.pixel_range)
+  ncols = int(np.ceil(np.sqrt(config.eval.grid_samples)))
   grid = visualize.image_grid(decode(visualize.fixed_prior_noise(config)),
-                              config.data.pixel_range, ncols=int(np.ceil(np.sqrt(config.eval.grid_samples))))
+                              config.data.pixel_range, ncols=ncols)
   path = visualize.save_png(pathlib.Path(workdir) / f'samples_step{int(state.step)}.png', grid)
   logging.info('Wrote %s', path)
   return path

@@ -8,7 +8,8 @@ the all-gathers and all-reduces. Random numbers are drawn for the global shape f
 per-step key, so each device gets its own slice of them.
 
 On several hosts each process loads only its rows of every global batch
-(`process_rows`) and `global_batch` assembles the distributed array.
+(`process_rows`) and `global_batch` assembles the distributed array. `StopSignal` turns a
+SIGTERM (a preemption) into a clean stop at the same step on every process.
 """
 
 import os
@@ -126,8 +127,8 @@ def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
   """jit of step_fn(state, batch) -> (state, metrics): state replicated, batch split.
 
   The state is donated: the new state is written into its buffers, so that a step holds one
-  copy of the parameters and optimizer state instead of two (`python -m wae_jax.accelerators.aot` shows
-  the saving). Don't use a state after passing it in; a checkpoint saves a copy
+  copy of the parameters and optimizer state instead of two (`python -m
+  wae_jax.accelerators.aot` shows the saving). Don't use a state after passing it in; a checkpoint saves a copy
   (`checkpoints.Checkpoints.save`), so the next step cannot overwrite what it still reads.
   """
   return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharded(mesh)),

@@ -15,13 +15,13 @@ process uses none of the local accelerators.
 
 Printed per chip: the state (parameters and optimizer state), XLA's buffer assignment
 (arguments, outputs, the donated part, temporaries, code) and its total against the chip's
-HBM; the model FLOPs per step (`wae_jax.accelerators.flops`, counted from the architecture) beside XLA's
-estimate and bytes accessed (TPU only: the GPU compiler reports none); the collectives in the
-compiled program; and a roofline: the step takes at least max(FLOPs / peak FLOP/s,
-bytes / HBM bandwidth). That is a lower bound from published chip figures
-(`wae_jax.accelerators.hardware`), not a measurement: it ignores the collectives' time, kernel launch and
-idle time, and XLA's bytes are an estimate. A config whose buffers exceed the chip's HBM is
-an error (exit status 2) that says by how much and what to change.
+HBM; the model FLOPs per step (`wae_jax.accelerators.flops`, counted from the
+architecture) beside XLA's estimate and bytes accessed (TPU only: the GPU compiler reports
+none); the collectives in the compiled program; and a roofline: the step takes at least
+max(FLOPs / peak FLOP/s, bytes / HBM bandwidth). That is a lower bound from published chip
+figures (`wae_jax.accelerators.hardware`), not a measurement: it ignores the collectives'
+time, kernel launch and idle time, and XLA's bytes are an estimate. A config whose buffers
+exceed the chip's HBM is an error (exit status 2) that says by how much and what to change.
 """
 
 import dataclasses

@@ -1,6 +1,7 @@
 """Published figures of the accelerators wae_jax targets: peak FLOP/s, HBM size and bandwidth.
 
-One table for the benchmark's MFU and for the ahead-of-time roofline (`wae_jax.accelerators.aot`). Peaks
+One table for the benchmark's MFU and for the ahead-of-time roofline
+(`wae_jax.accelerators.aot`). Peaks
 are dense (no sparsity) per chip, by the dtype of the convolutions and matrix products.
 'float32' is what a float32 model runs at XLA's default precision: TF32 tensor cores on
 NVIDIA Ampere and later, bfloat16 passes on TPUs (so there it is the bfloat16 peak);

@@ -6,7 +6,8 @@ reproducible: the same seed gives bitwise identical parameters on the same machi
 values are comparable only with each other (same seed, same features), not with published
 FIDs. Trained parameters are cached as msgpack so that evaluation does not retrain.
 
-CLI: python -m wae_jax.evaluation.mnist_classifier --data_dir=/path/to/idx --cache_dir=DIR [--seed=0]
+CLI: python -m wae_jax.evaluation.mnist_classifier --data_dir=/path/to/idx --cache_dir=DIR
+     [--seed=0]
 """
 
 import dataclasses

@@ -1,6 +1,7 @@
 """Compares runs: one markdown table of their evaluation numbers and one figure.
 
-  python -m wae_jax.evaluation.report --workdirs=DIR1,DIR2,DIR3 [--names=WAE-MMD,WAE-GAN,VAE] --out=DIR
+  python -m wae_jax.evaluation.report --workdirs=DIR1,DIR2,DIR3 \
+      [--names=WAE-MMD,WAE-GAN,VAE] --out=DIR
 
 Each workdir needs `eval/results.json` (from `python -m wae_jax.main ... --mode=evaluate`);
 its `config.json`, TensorBoard event files and `images/samples_*.png` are used when present.

@@ -28,7 +28,7 @@ ARCHITECTURES = {'dcgan': dcgan.build, 'resnet50v2': resnet.build}
 
 
 def build_autoencoder(config, platform: Optional[str] = None) -> AutoEncoder:
-  """The config's encoder and decoder; `platform` resolves conv_impl='auto' (`resolve_conv_impl`)."""
+  """The config's encoder and decoder; `platform` resolves conv_impl='auto'."""
   arch = config.model.arch
   if arch not in ARCHITECTURES:
     raise ValueError(f'config.model.arch={arch!r} is not supported; allowed: '
