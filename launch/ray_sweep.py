@@ -9,7 +9,8 @@
 Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.run_trial)
 trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished. A
 failed trial is retried --max_retries times, then reported (logged, DIR/failures.json, a
-'failed' row) while the others go on; the exit status is 1 if any failed. Running the same
+'failed' row) while the others go on; the exit status is 1 if any failed (2, with one line,
+for a bad sweep config or flag, before anything runs). Running the same
 command again skips the finished trials, resumes interrupted ones from their checkpoints and
 retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
 The sweep's config files are found relative to the current directory, here, before anything
@@ -52,6 +53,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # (pip install -e .[sweep]) or the repository root as their working directory.
 sys.path.insert(0, str(REPO))
 
+from wae_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from wae_jax import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SWEEP = config_flags.DEFINE_config_file('sweep', None, 'Sweep config, e.g. '
@@ -97,18 +99,15 @@ def main(argv):
   if _PLAN.value:
     sys.exit(_plan(_SWEEP.value))
   sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
-  try:
-    trials = sweep_lib.sample_trials(sweep)
-  except ValueError as e:
-    sys.exit(f'error: {e}')
+  trials = sweep_lib.sample_trials(sweep)
   pending = [t for t in trials if not (root / t.trial_id / sweep_lib.TRIAL_FILE).exists()]
   logging.info('Sweep %s: %d trials; skipping %d finished (trial.json present), %d to run',
                sweep.name, len(trials), len(trials) - len(pending), len(pending))
   try:  # A wrong field or a missing FID fails here, not in every task.
     for trial in pending:
       sweep_lib.fid_metric(sweep_lib.trial_config(sweep, trial))
-  except ValueError as e:
-    sys.exit(f'error: {trial.trial_id}: {e}')
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f'{trial.trial_id}: {e}') from e
 
   failures = _run_on_ray(sweep, pending, root) if pending else []
   sweep_lib.write_failures(root, failures)  # This run's failures only: retried ones are gone.
@@ -121,22 +120,15 @@ def main(argv):
 
 
 def _plan(sweep) -> int:
-  """--plan: prints the sweep's cost on --topology; the exit status."""
+  """--plan: prints the sweep's cost on --topology; the exit status (an unknown topology is
+  aot.TopologyError: one line, exit status 2)."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
   # As python -m wae_jax.accelerators.aot: compile on the CPU, whatever accelerators this host has.
   jax.config.update('jax_platforms', 'cpu')
   root = pathlib.Path(_ROOT.value).absolute() if _ROOT.value else None
   cache = root / sweep_lib.PLAN_CACHE_FILE if root else None
-  try:
-    rows = sweep_lib.plan(sweep, _TOPOLOGY.value, cache_path=cache)
-  except aot.TopologyError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  rows = sweep_lib.plan(sweep, _TOPOLOGY.value, cache_path=cache)
   print(sweep_lib.format_plan(rows, _TOPOLOGY.value), end='')
   return 0
 
@@ -188,4 +180,4 @@ def _run_on_ray(sweep, pending, root):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  errors.run(main)

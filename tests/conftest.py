@@ -6,6 +6,7 @@ Helpers that tests import (tiny configs, where MNIST is) are in tests/helpers.py
 import importlib
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -47,3 +48,16 @@ def mnist_dir():
     raise FileNotFoundError(f'the MNIST IDX files are expected in {MNIST_DIR} '
                             '(or set WAE_JAX_MNIST_DIR)')
   return MNIST_DIR
+
+
+@pytest.fixture
+def terminal_sigint():
+  """SIGINT as a program started from a terminal has it, here and in the runs a test starts.
+
+  A test session started in the background of a script inherits SIGINT ignored, and so would
+  its subprocesses (Python keeps an ignored SIGINT ignored); a handler, unlike an ignored
+  signal, is reset to the default in a started program.
+  """
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, previous)

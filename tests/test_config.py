@@ -1,5 +1,7 @@
 """Config files load for every argument, and bad values fail early with a clear message."""
 
+import fnmatch
+import json
 import re
 
 from absl import flags
@@ -266,3 +268,29 @@ def test_the_readme_names_every_config_field():
     listed.update(f'{group}.{re.sub(r" \(.*", "", name)}'
                   for name in re.split(r',(?![^(]*\))', names))
   assert listed == set(wae_config.flatten(wae_config.base_config()))
+
+
+def test_changed_fields_skip_free_fields_and_compare_a_read_config_json():
+  config = wae_config.base_config()
+  recorded = json.loads(json.dumps(wae_config.as_dict(config)))  # as config.json holds it
+  assert wae_config.changed_fields(recorded, config) == {}
+  new = config.copy_and_resolve_references()
+  new.train.num_steps, new.train.log_every, new.data.dir, new.eval.num_samples = 5, 7, '/x', 10
+  assert wae_config.changed_fields(recorded, new) == {}
+  new.penalty.lam = 3.0
+  new.train.lr_decay = ((30, 0.5),)
+  del recorded['penalty']['kernel']  # as if written by code that did not have the field
+  assert wae_config.changed_fields(recorded, new) == {
+      'penalty.kernel': ('<absent>', 'imq_multiscale'), 'penalty.lam': (10.0, 3.0),
+      'train.lr_decay': ([[30, 0.5], [50, 0.2]], [[30, 0.5]])}
+
+
+def test_free_fields_are_fields_and_the_readme_lists_them():
+  """Each pattern of FREE_FIELDS names fields of base_config (a renamed field would silently
+  stop being free), and README's "When things go wrong" lists every one."""
+  fields = wae_config.flatten(wae_config.base_config())
+  text = (REPO / 'README.md').read_text().split('### When things go wrong', 1)[1]
+  text = text.split('\n### ', 1)[0]
+  for pattern in wae_config.FREE_FIELDS:
+    assert any(fnmatch.fnmatchcase(field, pattern) for field in fields), pattern
+    assert f'`{pattern}`' in text, pattern

@@ -39,6 +39,7 @@ def test_evaluate_writes_labelled_results(trained_vae, monkeypatch):
   on_disk = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert on_disk == json.loads(json.dumps(results))
   assert results['step'] == 2
+  assert results['configs'] == [{'step': 0, 'file': 'config_0000000.json', 'changed': {}}]
   for key in ('sharpness_samples', 'sharpness_reconstructions', 'sharpness_test_images'):
     assert results[key]['num_images'] == 100
   data = input_pipeline.load_dataset(config.data)

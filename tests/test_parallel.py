@@ -1,4 +1,9 @@
-"""Mesh helpers and the multi-host switch (the 8-device maths is in test_data_parallel.py)."""
+"""Mesh helpers, the multi-host switch and the stop signals (the 8-device maths is in
+test_data_parallel.py; real stopped runs in test_reliability.py and test_multihost.py)."""
+
+import os
+import signal
+import time
 
 import jax
 import numpy as np
@@ -58,3 +63,42 @@ def test_global_batch_and_process_rows_on_one_process():
   np.testing.assert_array_equal(np.asarray(batch), rows)
   tree = parallel.replicate({'a': np.ones(3)}, mesh)
   assert tree['a'].sharding.is_fully_replicated
+
+
+def _send(signum, stop=None):
+  """Sends signum to this process and lets its Python handler run (it runs between bytecodes
+  of the main thread, here during the sleep)."""
+  os.kill(os.getpid(), signum)
+  deadline = time.time() + 5
+  while stop is not None and stop.received is None and time.time() < deadline:
+    time.sleep(0.01)
+
+
+@pytest.mark.parametrize('first', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_first_signal_stops_at_the_step_and_a_ctrl_c_after_it_at_once(first, caplog,
+                                                                      terminal_sigint):
+  previous_term = signal.getsignal(signal.SIGTERM)
+  stop = parallel.StopSignal()
+  assert not stop.should_stop(1)
+  _send(first, stop)
+  assert stop.received == ('SIGINT (Ctrl-C)' if first == signal.SIGINT else 'SIGTERM')
+  assert stop.should_stop(2) and stop.should_stop(3)
+  assert 'stopping after step 2 with a checkpoint' in caplog.text
+  start = time.time()
+  with pytest.raises(KeyboardInterrupt):
+    _send(signal.SIGINT)
+    time.sleep(5)
+  assert time.time() - start < 1
+  stop.restore()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert signal.getsignal(signal.SIGTERM) is previous_term
+
+
+def test_ignored_sigint_stays_ignored():
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    stop = parallel.StopSignal()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    stop.restore()
+  finally:
+    signal.signal(signal.SIGINT, previous)

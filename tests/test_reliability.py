@@ -1,8 +1,14 @@
-"""Faults a long sweep meets: kills, preemption, broken checkpoints, non-finite steps."""
+"""Faults a long sweep meets: kills, preemption, Ctrl-C, broken checkpoints, non-finite steps,
+a resume under another config, a full disk."""
 
+import errno
+import io
+import json
 import logging
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +22,16 @@ from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
 from tests.helpers import tiny_config
 from wae_jax import checkpoints
+from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import train
+from wae_jax import visualize
+from wae_jax.evaluation import evaluate
+from wae_jax.evaluation import evaluators
+from wae_jax.evaluation import report
 
 
 def _leaves_equal(a, b, atol=0.0):
@@ -112,9 +124,135 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
   assert 'different model config' in message
 
 
+def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeypatch):
+  """A resume that changes what training computes is refused, naming each field and both
+  values; free fields may differ; with allow_config_change (--allow_config_change) it goes
+  on, keeps each config with its step, and evaluation and the report show the change."""
+  monkeypatch.setattr(visualize, 'write_pictures', lambda *args: None)  # not tested here
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(_small_run_config(1), str(workdir))
+  assert sorted(p.name for p in workdir.glob('config*.json')) == ['config.json',
+                                                                 'config_0000000.json']
+  (tmp_path / 'mnist').symlink_to(MNIST_DIR)
+  free = _small_run_config(2, log_every=5, checkpoint_every=7, image_every=9,
+                           max_nonfinite_steps=3)
+  free.data.dir = str(tmp_path / 'mnist')
+  free.eval.num_samples = 50
+  assert wae_config.check_resume(free, workdir, 1) == {}
+  changed = free.copy_and_resolve_references()
+  changed.penalty.lam = 3.0
+  changed.cost.scale = 0.1
+
+  def no_data(*args):
+    raise AssertionError('loaded the data before refusing')
+
+  with monkeypatch.context() as patch:
+    patch.setattr(input_pipeline, 'load_dataset', no_data)
+    with pytest.raises(wae_config.ConfigChangedError) as error:
+      train.train_and_evaluate(changed, str(workdir))
+  message = str(error.value)
+  assert message.split('changed: ')[1].split('. ')[0] == (
+      'cost.scale: 0.05 -> 0.1; penalty.lam: 10.0 -> 3.0')
+  assert ('--allow_config_change to go on under this one from step 1 (kept as '
+          'config_0000001.json)') in message and str(workdir) in message
+  assert json.loads((workdir / 'config.json').read_text())['penalty']['lam'] == 10.0
+
+  assert int(train.train_and_evaluate(changed, str(workdir), allow_config_change=True).step) == 2
+  configs = wae_config.recorded_configs(workdir)
+  assert sorted(configs) == [0, 1]  # config_0000001.json: resumed at step 1, trained step 2
+  assert [c['penalty']['lam'] for c in configs.values()] == [10.0, 3.0]
+  assert json.loads((workdir / 'config.json').read_text())['penalty']['lam'] == 3.0
+
+  # Evaluation records the configs its checkpoint was trained under; the report says so.
+  monkeypatch.setattr(evaluate, 'make_context', lambda *args: None)
+  monkeypatch.setattr(evaluators, 'from_config', lambda config: [])
+  first = {'step': 0, 'file': 'config_0000000.json', 'changed': {}}
+  assert wae_config.config_changes(workdir, step=1) == [first]  # step 1 came before the change
+  results = evaluate.evaluate(changed, str(workdir))
+  assert results['configs'] == [first, {
+      'step': 1, 'file': 'config_0000001.json',
+      'changed': {'cost.scale': [0.05, 0.1], 'penalty.lam': [10.0, 3.0]}}]
+  assert 'config changed from step 1: cost.scale: 0.05 -> 0.1; penalty.lam: 10.0 -> 3.0' in (
+      evaluate.summary(results))
+  markdown = report.markdown_report([report.load_run(workdir, 'lam10to3')])
+  assert ('lam10to3: its config changed during training: cost.scale 0.05 -> 0.1; penalty.lam '
+          '10.0 -> 3.0 from step 1 (config_0000001.json).') in markdown
+
+
 def test_no_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint'):
     inference.restore(_small_run_config(2), str(tmp_path / 'empty'))
+
+
+# --- A full disk ------------------------------------------------------------------------------
+
+def _checkpoint_folders(workdir):
+  return sorted(p.name for p in (workdir / 'checkpoints').iterdir())
+
+
+def _one_line_status(error):
+  out = io.StringIO()
+  return errors.report(error, file=out), out.getvalue()
+
+
+def test_a_checkpoint_without_room_is_not_begun_and_names_path_bytes_and_intact_step(
+    tmp_path, monkeypatch):
+  """The free space is checked before each save; here the disk is full once step 2's
+  checkpoint is written."""
+  real_disk_usage = shutil.disk_usage
+
+  def disk_usage(path):
+    usage = real_disk_usage(path)
+    return usage._replace(free=1000) if (tmp_path / 'checkpoints' / '2').exists() else usage
+
+  monkeypatch.setattr(shutil, 'disk_usage', disk_usage)
+  config = _small_run_config(4)
+  with pytest.raises(errors.OutOfSpaceError) as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(error.value)
+  needed = int(re.search(r'needs about ([\d,]+) bytes', message).group(1).replace(',', ''))
+  arrays = checkpoints.state_bytes(train.create_train_state(config, jax.random.PRNGKey(0), 1))
+  assert arrays < needed < 1.1 * arrays + 2**21
+  assert message == (
+      f'out of space: checkpoint {tmp_path / "checkpoints" / "4"} needs about {needed:,} bytes '
+      'but only 1,000 bytes are free on its file system. Free some space (or use a --workdir on '
+      'a larger disk) and run the same command again; the last intact checkpoint is step 2 '
+      f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.')
+  assert _checkpoint_folders(tmp_path) == ['2']  # step 4 was not begun
+  assert _one_line_status(error.value) == (2, f'error: {message}\n')
+  assert int(inference.restore(config, str(tmp_path))[1].step) == 2
+
+
+def test_a_disk_that_fills_up_during_a_save_leaves_the_last_intact_checkpoint_in_use(
+    tmp_path, monkeypatch):
+  """The write itself meets ENOSPC (here orbax's last act, completing step 4's checkpoint):
+  the same one-line error, and the half-written checkpoint, left as orbax's temporary folder,
+  is never restored."""
+  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+  finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+  async def full_at_step_4(self):
+    if self.get_final().name == '4':
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.get()))
+    return await finalize(self)
+
+  monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, 'finalize', full_at_step_4)
+  config = _small_run_config(4)
+  with pytest.raises(errors.OutOfSpaceError) as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(error.value)
+  assert message.startswith(f'out of space: the disk filled up while checkpoint '
+                            f'{tmp_path / "checkpoints" / "4"} was written (it needs about ')
+  assert message.endswith(f'the last intact checkpoint is step 2 '
+                          f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.')
+  assert _one_line_status(error.value)[0] == 2
+  folders = _checkpoint_folders(tmp_path)
+  assert folders[0] == '2' and folders[1].startswith('4.orbax-checkpoint-tmp'), folders
+  monkeypatch.undo()
+  ckpts = checkpoints.Checkpoints(tmp_path)
+  assert ckpts.all_steps() == [2]  # the partial one is not a checkpoint
+  ckpts.close()
+  assert int(inference.restore(config, str(tmp_path))[1].step) == 2
 
 
 # --- Real processes, killed and preempted ---------------------------------------------------
@@ -172,17 +310,31 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   _leaves_equal(killed_state, straight_state, atol=1e-6)
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
-  workdir = tmp_path / 'preempted'
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_signal_stops_with_a_checkpoint_and_the_resume_matches_an_uninterrupted_run(
+    tmp_path, signum, terminal_sigint):
+  """A preemption (SIGTERM) or a Ctrl-C (SIGINT) finishes the step, checkpoints it, says so
+  and exits 0; resumed (with a longer budget and other intervals: free fields), the run ends
+  with the parameters of one never stopped."""
+  workdir = tmp_path / 'stopped'
   proc = subprocess.Popen(_main_command(workdir, 100000, 50), cwd=REPO, env=_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   _wait_for_checkpoint(workdir)
   time.sleep(1.0)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   output = proc.communicate(timeout=120)[0]
   assert proc.returncode == 0, output[-3000:]
-  assert 'SIGTERM at step' in output
-  stopped_at = int(output.split('SIGTERM at step ')[1].split(':')[0])
-  assert stopped_at > 50
+  name = 'SIGTERM' if signum == signal.SIGTERM else r'SIGINT \(Ctrl-C\)'
+  match = re.search(rf'{name} at step (\d+): wrote a checkpoint and stopped; run the same '
+                    'command again to resume', output)
+  assert match, output[-3000:]
+  stopped_at = int(match.group(1))
+  assert stopped_at > 50 and 'Traceback' not in output
   steps = sorted(int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*'))
   assert steps[-1] == stopped_at
+
+  config = _small_run_config(stopped_at + 2, checkpoint_every=100000, log_every=100000)
+  resumed = train.train_and_evaluate(config, str(workdir))
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  assert int(resumed.step) == int(straight.step) == stopped_at + 2
+  _leaves_equal(resumed, straight, atol=1e-6)

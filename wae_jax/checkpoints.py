@@ -2,6 +2,12 @@
 
 The state is saved as a plain nested dict (flax.serialization.to_state_dict) so that a
 checkpoint restores into any state of the same structure, whatever its Python classes.
+
+A full disk is one error, `errors.OutOfSpaceError`, naming the checkpoint, the bytes it needs
+and the last intact step: checked before each save (so that a checkpoint that cannot fit is
+not begun), and converted from orbax's own errors when the disk fills up during the write.
+Orbax writes into a temporary folder renamed when complete, so a half-written checkpoint is
+never restored.
 """
 
 import pathlib
@@ -12,10 +18,22 @@ import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
+from wae_jax import errors
+
 State = TypeVar('State')
 
+# What a checkpoint may need beyond its arrays' bytes: orbax's metadata, and a share for the
+# format. An estimate from above (orbax compresses), so that a save that starts can finish.
+_METADATA_BYTES = 2**20
+_MARGIN = 0.05
 
-class CheckpointError(RuntimeError):
+
+def state_bytes(state) -> int:
+  """The bytes of a state's arrays: at most what a checkpoint of it holds, uncompressed."""
+  return sum(int(getattr(x, 'nbytes', 0)) for x in jax.tree_util.tree_leaves(state))
+
+
+class CheckpointError(errors.WaeError, RuntimeError):
   """No checkpoint of the workdir can be restored into the requested state."""
 
 
@@ -49,6 +67,8 @@ class Checkpoints:
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self._writing = None  # (step, bytes needed) of the save last started
+    self._failure: Optional[errors.OutOfSpaceError] = None
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -56,12 +76,57 @@ class Checkpoints:
   def save(self, step: int, state) -> None:
     """Writes asynchronously; `wait` (or the next save) makes sure it is complete.
 
-    Orbax reads the arrays after this returns, while the train step, which donates its
+    First the previous save is waited for and the free space checked: OutOfSpaceError if the
+    state's arrays (plus a margin) do not fit. A Checkpoints that ran out of space saves no
+    more. Orbax reads the arrays after this returns, while the train step, which donates its
     state, overwrites them; so it is given a copy on the same devices, freed once written.
     """
-    state = jax.tree_util.tree_map(lambda x: x.copy() if isinstance(x, jax.Array) else x,
-                                   flax.serialization.to_state_dict(state))
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    if self._failure is not None:
+      raise self._failure
+    self.wait()
+    state = flax.serialization.to_state_dict(state)
+    needed = int(state_bytes(state) * (1 + _MARGIN)) + _METADATA_BYTES
+    free = errors.free_bytes(self.directory)
+    if free is not None and free < needed:
+      raise self._out_of_space(step, needed, free)
+    state = jax.tree_util.tree_map(lambda x: x.copy() if isinstance(x, jax.Array) else x, state)
+    self._writing = (step, needed)
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:  # pylint: disable=broad-except
+      self._raise_if_out_of_space(e)
+      raise
+
+  def _out_of_space(self, step: int, needed: int, free: Optional[int],
+                    while_writing: bool = False) -> errors.OutOfSpaceError:
+    """The one-line error: the checkpoint, its bytes, the free bytes, the last intact step."""
+    last = self._manager.latest_step()
+    path = self.directory / str(step)
+    free = f'{free:,} bytes' if free is not None else 'an unknown number of bytes'
+    if while_writing:
+      what = (f'the disk filled up while checkpoint {path} was written (it needs about '
+              f'{needed:,} bytes; {free} are free now)')
+    else:
+      what = (f'checkpoint {path} needs about {needed:,} bytes but only {free} are free on '
+              'its file system')
+    if last is None:
+      then = 'there is no intact checkpoint yet: the run will start from the beginning'
+    else:
+      then = (f'the last intact checkpoint is step {last} ({self.directory / str(last)}): the '
+              f'run will resume from it')
+    return errors.OutOfSpaceError(
+        f'out of space: {what}. Free some space (or use a --workdir on a larger disk) and run '
+        f'the same command again; {then}.')
+
+  def _raise_if_out_of_space(self, error: Exception) -> None:
+    """Orbax's error for a full disk (tensorstore's text in a ValueError, from a thread) as
+    OutOfSpaceError; orbax has dropped the unfinished step, so the latest is intact."""
+    if not errors.is_out_of_space(error):
+      return
+    step, needed = self._writing or (None, 0)
+    self._failure = self._out_of_space(step, needed, errors.free_bytes(self.directory),
+                                       while_writing=True)
+    raise self._failure from error
 
   def all_steps(self):
     return sorted(self._manager.all_steps())
@@ -112,7 +177,21 @@ class Checkpoints:
     return '\n'.join(lines)
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    """Blocks until the last save is complete; OutOfSpaceError if the disk filled up during
+    it (once: afterwards this returns, and save raises it again)."""
+    if self._failure is not None:
+      return
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._raise_if_out_of_space(e)
+      raise
 
   def close(self) -> None:
-    self._manager.close()
+    try:
+      self._manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      if self._failure is not None and errors.is_out_of_space(e):
+        return  # orbax raises the failed save's error again: it was reported already
+      self._raise_if_out_of_space(e)
+      raise

@@ -5,17 +5,27 @@ set only what their argument changes, parsed by `parse_arg`. A field with no val
 (a typed `placeholder`, so that `--config.<field>=...` still parses), never a sentinel like 0
 or ''. `validate` holds every check of a config's values and runs before anything heavy, so
 that a typo fails in a second, not after compiling.
+
+A workdir keeps the configs it was trained under (`record_config`): `config.json` is the
+latest, `config_<step>.json` each one with the step it was started or resumed at (it trained
+the steps after that one). A resume under a config that changes what training computes is
+refused (`check_resume`) unless the change is meant; `FREE_FIELDS` may differ freely.
 """
 
+import fnmatch
 import functools
 import importlib.util
+import json
 import os
 import pathlib
-from typing import Any, Dict, Mapping, Sequence
+import re
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import ml_collections
 from ml_collections import config_dict
 
+from wae_jax import errors
+from wae_jax import files
 from wae_jax import models
 from wae_jax import penalties
 from wae_jax.models import layers
@@ -31,6 +41,14 @@ CONV_IMPLS = ('auto',) + layers.IMPLEMENTATIONS
 DTYPES = ('float32', 'bfloat16')
 # Fields holding a file or folder; None = unset (each one's default applies).
 PATH_FIELDS = ('data.dir', 'data.cache_dir', 'eval.cache_dir', 'eval.inception_weights')
+# Fields (fnmatch patterns) a resumed run may change freely: they leave every step's result as
+# it was. The step budget (so that a run can be continued longer), how often it logs, draws
+# pictures and checkpoints, how many checkpoints it keeps, when it gives up on non-finite steps,
+# where the data and its cache are, and evaluation's settings (evaluation reads its own
+# command's config; training uses eval.* only for the pictures' sample grids).
+FREE_FIELDS = ('train.num_epochs', 'train.num_steps', 'train.log_every', 'train.image_every',
+               'train.checkpoint_every', 'train.keep_checkpoints', 'train.max_nonfinite_steps',
+               'data.dir', 'data.cache_dir', 'eval.*')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -125,8 +143,8 @@ def resolve_config_file(spec: str) -> str:
   path, _, arg = spec.partition(':')
   found = pathlib.Path(path).expanduser()
   if not found.is_file():
-    raise ValueError(f'config file {path!r} (from {spec!r}) not found; the current directory '
-                     f'is {os.getcwd()}')
+    raise errors.ConfigError(f'config file {path!r} (from {spec!r}) not found; the current '
+                             f'directory is {os.getcwd()}')
   return f'{found.resolve()}:{arg}' if arg else str(found.resolve())
 
 
@@ -156,14 +174,15 @@ def parse_arg(file: str, arg: str, **options: Sequence[str]) -> ml_collections.C
 
   `options` gives each key's allowed values, its default first. A bare value sets the key
   that allows it, so 'wae_gan,small' means 'objective=wae_gan,size=small': the short forms
-  every config file has taken stay valid. Anything else raises ValueError in one line naming
+  every config file has taken stay valid. Anything else raises ConfigError in one line naming
   `file` (the config file's __file__), the part that is wrong and what is allowed.
   """
   allowed = '; '.join(f'{key} = {", ".join(choices)}' for key, choices in options.items())
 
   def fail(why: str):
-    raise ValueError(f'{_shown(file)}:{arg}: {why}; expected comma-separated key=value pairs '
-                     f'(or bare values) with {allowed} (the first value is the default)')
+    raise errors.ConfigError(f'{_shown(file)}:{arg}: {why}; expected comma-separated key=value '
+                             f'pairs (or bare values) with {allowed} (the first value is the '
+                             'default)')
 
   values, given = {key: choices[0] for key, choices in options.items()}, set()
   for part in (p.strip() for p in arg.split(',')):
@@ -189,17 +208,17 @@ def parse_arg(file: str, arg: str, **options: Sequence[str]) -> ml_collections.C
 
 def _allowed(field: str, value, allowed) -> None:
   if value not in allowed:
-    raise ValueError(f'config.{field}={value!r} is not supported; allowed: '
-                     f'{", ".join(map(repr, allowed))}')
+    raise errors.ConfigError(f'config.{field}={value!r} is not supported; allowed: '
+                             f'{", ".join(map(repr, allowed))}')
 
 
 def _require(ok: bool, field: str, value, expected: str) -> None:
   if not ok:
-    raise ValueError(f'config.{field}={value!r} is invalid: {expected}')
+    raise errors.ConfigError(f'config.{field}={value!r} is invalid: {expected}')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field, its value and what is allowed."""
+  """Raises ConfigError (a ValueError) naming the field, its value and what is allowed."""
   _allowed('data.name', config.data.name, DATASETS)
   _allowed('model.arch', config.model.arch, ARCHITECTURES)
   _allowed('model.conv_impl', config.model.conv_impl, CONV_IMPLS)
@@ -262,13 +281,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def check_data_source(name: str, source: str) -> None:
-  """Raises ValueError unless config.data.name and .source are a known pair (validate and the
+  """Raises ConfigError unless config.data.name and .source are a known pair (validate and the
   loader both ask here)."""
   _allowed('data.name', name, DATASETS)
   if source not in DATA_SOURCES[name]:
-    raise ValueError(f'config.data.source={source!r} is not supported with '
-                     f'config.data.name={name!r}; allowed: '
-                     f'{", ".join(map(repr, DATA_SOURCES[name]))}')
+    raise errors.ConfigError(f'config.data.source={source!r} is not supported with '
+                             f'config.data.name={name!r}; allowed: '
+                             f'{", ".join(map(repr, DATA_SOURCES[name]))}')
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
@@ -281,3 +300,127 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
     else:
       flat[prefix + key] = value
   return flat
+
+
+# ---------------------------------------------------------------------------------------------
+# The configs a workdir was trained under.
+
+LATEST_FILE = 'config.json'
+_HISTORY_FILE = re.compile(r'config_(\d+)\.json')
+ABSENT = '<absent>'  # a field one of two configs lacks (one written by older code)
+
+
+class ConfigChangedError(errors.ConfigError):
+  """A resume under a config that changes what training computes, without
+  --allow_config_change."""
+
+
+def history_file(workdir, step: int) -> pathlib.Path:
+  return pathlib.Path(workdir) / f'config_{step:07d}.json'
+
+
+def is_free(field: str) -> bool:
+  return any(fnmatch.fnmatchcase(field, pattern) for pattern in FREE_FIELDS)
+
+
+def as_dict(config) -> Dict[str, Any]:
+  """A config as config.json holds it (tuples as lists), so that a read one compares equal."""
+  if isinstance(config, ml_collections.ConfigDict):
+    return json.loads(config.to_json_best_effort())
+  return json.loads(json.dumps(config, default=str))
+
+
+def changed_fields(old: Mapping[str, Any],
+                   new: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+  """{field: (old value, new value)} of the fields that are not free and differ."""
+  old, new = flatten(as_dict(old)), flatten(as_dict(new))
+  return {field: (old.get(field, ABSENT), new.get(field, ABSENT))
+          for field in sorted(set(old) | set(new))
+          if not is_free(field) and old.get(field, ABSENT) != new.get(field, ABSENT)}
+
+
+def describe_changes(changes: Mapping[str, Tuple[Any, Any]]) -> str:
+  return '; '.join(f'{field}: {old!r} -> {new!r}' for field, (old, new) in changes.items())
+
+
+def recorded_configs(workdir) -> Dict[int, Dict[str, Any]]:
+  """{step: config} of each config_<step>.json: it trained the steps after `step`.
+
+  A workdir from before these files has only config.json: its config, from step 0.
+  """
+  workdir = pathlib.Path(workdir)
+  found = {}
+  for path in workdir.glob('config_*.json'):
+    match = _HISTORY_FILE.fullmatch(path.name)
+    if match:
+      try:
+        found[int(match.group(1))] = json.loads(path.read_text())
+      except FileNotFoundError:  # another process dropped it meanwhile
+        continue
+  if not found and (workdir / LATEST_FILE).exists():
+    found[0] = json.loads((workdir / LATEST_FILE).read_text())
+  return dict(sorted(found.items()))
+
+
+def check_resume(config, workdir, resume_step: int,
+                 allow_change: bool = False) -> Dict[str, Tuple[Any, Any]]:
+  """The fields in which `config` differs from the one workdir was last trained under.
+
+  Call when resuming (from the checkpoint at `resume_step`). Raises ConfigChangedError naming
+  each field with both values unless `allow_change`; fields in FREE_FIELDS are not compared.
+  """
+  recorded = recorded_configs(workdir)
+  if not recorded:
+    return {}
+  step, last = max(recorded.items())
+  changes = changed_fields(last, config)
+  if changes and not allow_change:
+    source = history_file(workdir, step) if history_file(workdir, step).exists() else (
+        pathlib.Path(workdir) / LATEST_FILE)
+    raise ConfigChangedError(
+        f'{workdir} was trained under another config ({source}); changed: '
+        f'{describe_changes(changes)}. Resume with the config it was trained under, start a new '
+        f'--workdir, or pass --allow_config_change to go on under this one from step '
+        f'{resume_step} (kept as {history_file(workdir, resume_step).name}). Free to change: '
+        f'{", ".join(FREE_FIELDS)}')
+  return changes
+
+
+def record_config(config, workdir, start_step: int) -> Optional[pathlib.Path]:
+  """Writes config.json (the latest) and, if training from `start_step` computes anything
+  differently than the recorded config in force there, config_<start_step>.json; returns it.
+
+  Records from later steps are dropped: those steps are trained again, under this config.
+  """
+  workdir = pathlib.Path(workdir)
+  recorded = recorded_configs(workdir)
+  for step in [s for s in recorded if s > start_step]:
+    history_file(workdir, step).unlink(missing_ok=True)
+  earlier = {s: c for s, c in recorded.items() if s <= start_step}
+  in_force = earlier[max(earlier)] if earlier else None
+  if earlier and not history_file(workdir, max(earlier)).exists():  # config.json alone so far
+    files.write_json(history_file(workdir, max(earlier)), in_force)
+  new = as_dict(config)
+  written = None
+  if start_step == 0 or in_force is None or changed_fields(in_force, new):
+    written = files.write_json(history_file(workdir, start_step), new)
+  files.write_json(workdir / LATEST_FILE, new)
+  return written
+
+
+def config_changes(workdir, step: Optional[int] = None) -> list:
+  """The configs the checkpoint at `step` (default: the latest) was trained under, oldest first:
+  [{'step': s, 'file': 'config_<s>.json', 'changed': {field: [old, new]}}, ...].
+
+  Config s trained steps s+1 on, so a checkpoint at step s was not trained under it. The first
+  entry's 'changed' is empty.
+  """
+  out, previous = [], None
+  for s, config in recorded_configs(workdir).items():
+    if step is not None and out and s >= step:
+      break
+    changed = {} if previous is None else {f: list(v) for f, v in
+                                           changed_fields(previous, config).items()}
+    out.append({'step': s, 'file': history_file(workdir, s).name, 'changed': changed})
+    previous = config
+  return out

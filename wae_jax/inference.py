@@ -13,6 +13,7 @@ import numpy as np
 
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import models
 from wae_jax import train
 from wae_jax import visualize
@@ -26,8 +27,8 @@ def restore(config, workdir: str, step: Optional[int] = None):
   ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   state = ckpts.restore(target, step)
   if state is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
-                            f'--mode=train --workdir={workdir}')
+    raise errors.NotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
+                               f'--mode=train --workdir={workdir}')
   return model, state
 
 

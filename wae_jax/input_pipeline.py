@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import files
 
 MNIST_DIR_ENV = 'WAE_JAX_MNIST_DIR'
@@ -79,7 +80,7 @@ _GZIP_MAGIC = b'\x1f\x8b'
 _TFDS_CHUNK = 10_000
 
 
-class DataError(ValueError):
+class DataError(errors.WaeError, ValueError):
   """A data set is missing, malformed or misconfigured (the message says where)."""
 
 

@@ -1,6 +1,8 @@
 """Command line: `python -m wae_jax.main --config=configs/mnist.py:wae_mmd --workdir=DIR`.
 
 Overrides follow ml_collections: `--config.train.num_steps=200 --config.penalty.lam=5`.
+A bad config, bad data, a checkpoint that does not fit, a full disk: one line, exit status 2
+(`wae_jax.errors`; --verbose for the traceback).
 """
 
 import logging as std_logging
@@ -10,6 +12,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import parallel
@@ -29,6 +33,11 @@ _DISTRIBUTED = flags.DEFINE_enum(
     'jax.distributed.initialize() for multi-host runs. auto: when launched as several '
     'processes (SLURM, Open MPI, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS with '
     'JAX_NUM_PROCESSES and JAX_PROCESS_ID).')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False,
+    'Resume a workdir under a config that changes what training computes (e.g. another '
+    'penalty.lam); the new config is kept as DIR/config_<step>.json from the step it resumes '
+    'at. Without it such a resume is refused with the changed fields.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -41,11 +50,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_drop_library_info)
+  wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
   input_pipeline.keep_tensorflow_off_accelerators()
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   elif _MODE.value == 'sample':
     inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
   else:
@@ -53,4 +64,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  errors.run(main)

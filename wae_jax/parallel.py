@@ -9,7 +9,7 @@ per-step key, so each device gets its own slice of them.
 
 On several hosts each process loads only its rows of every global batch
 (`process_rows`) and `global_batch` assembles the distributed array. `StopSignal` turns a
-SIGTERM (a preemption) into a clean stop at the same step on every process.
+SIGTERM (a preemption) or a Ctrl-C into a clean stop at the same step on every process.
 """
 
 import os
@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 import numpy as np
 
+from wae_jax import errors
 from wae_jax import input_pipeline
 
 DATA_AXIS = 'data'
@@ -64,7 +65,7 @@ def initialize_distributed(mode: str = 'auto') -> bool:
   if os.environ.get(COORDINATOR_ENV):
     for key, env in (('num_processes', NUM_PROCESSES_ENV), ('process_id', PROCESS_ID_ENV)):
       if env not in os.environ:
-        raise ValueError(f'{COORDINATOR_ENV} is set, so {env} must be set too')
+        raise errors.ConfigError(f'{COORDINATOR_ENV} is set, so {env} must be set too')
       kwargs[key] = int(os.environ[env])
   # CPU processes (tests, CPU clusters) exchange data through gloo; accelerators ignore this.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -93,7 +94,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   """The global batch must split evenly over the devices (and so over the processes)."""
   devices = mesh.devices.size
   if batch_size % devices:
-    raise ValueError(
+    raise errors.ConfigError(
         f'config.train.batch_size={batch_size} is not divisible by the {devices} devices '
         f'of the mesh; allowed: a multiple of {devices}, e.g. '
         f'{devices * max(1, round(batch_size / devices))}')
@@ -128,8 +129,9 @@ def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
 
   The state is donated: the new state is written into its buffers, so that a step holds one
   copy of the parameters and optimizer state instead of two (`python -m
-  wae_jax.accelerators.aot` shows the saving). Don't use a state after passing it in; a checkpoint saves a copy
-  (`checkpoints.Checkpoints.save`), so the next step cannot overwrite what it still reads.
+  wae_jax.accelerators.aot` shows the saving). Don't use a state after passing it in; a
+  checkpoint saves a copy (`checkpoints.Checkpoints.save`), so the next step cannot overwrite
+  what it still reads.
   """
   return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharded(mesh)),
                  out_shardings=replicated(mesh), donate_argnums=(0,) if donate else ())
@@ -143,30 +145,61 @@ def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_ste
 
 
 class StopSignal:
-  """Remembers a SIGTERM (preemption) so that the loop can checkpoint and exit cleanly.
+  """Remembers a SIGTERM (preemption) or Ctrl-C (SIGINT) so that the loop can checkpoint and
+  exit cleanly; a second Ctrl-C raises KeyboardInterrupt at once.
 
   With several processes each would see its signal at a different step, and a checkpoint
-  needs all of them at the same one. There JAX's preemption service keeps the SIGTERM: it
-  tells every process, and `should_stop(step)` turns True at the same step on all of them.
+  needs all of them at the same one. There JAX's preemption service keeps the SIGTERM (its
+  notifier installs its own handler at `jax.distributed.initialize`): it tells every process,
+  and `should_stop(step)` turns True at the same step on all of them. A first Ctrl-C is passed
+  on to it as a SIGTERM to this process, so that it stops at that agreed step too.
   """
 
   def __init__(self):
     self.received = None
-    self._previous = None
+    self._previous = {}
+    self._announced = False
     self._multi_process = jax.process_count() > 1
-    if not self._multi_process and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if threading.current_thread() is not threading.main_thread():
+      return  # Python takes handlers only in the main thread
+    signals = [] if self._multi_process else [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored: `cmd &` in a script
+      signals.append(signal.SIGINT)
+    for signum in signals:
+      self._previous[signum] = signal.signal(signum, self._handle)
 
   def _handle(self, signum, frame):
+    # No logging here: the handler may run inside a write to the same stream.
     del frame
-    self.received = signal.Signals(signum).name
+    self._release_sigint()
+    if signum == signal.SIGINT and self._multi_process:
+      os.kill(os.getpid(), signal.SIGTERM)
+    else:
+      self.received = 'SIGINT (Ctrl-C)' if signum == signal.SIGINT else 'SIGTERM'
+
+  def _release_sigint(self):
+    """Once stopping, a Ctrl-C meets the handler from before: Python's raises
+    KeyboardInterrupt at once."""
+    if signal.SIGINT in self._previous:
+      _set_handler(signal.SIGINT, self._previous.pop(signal.SIGINT))
 
   def should_stop(self, step: int) -> bool:
     """Call at every step; in multi-process runs every process must call it."""
     if self._multi_process and multihost_utils.reached_preemption_sync_point(step):
       self.received = 'SIGTERM (preemption notice, synchronised across processes)'
+    if self.received is not None and not self._announced:
+      self._announced = True
+      self._release_sigint()
+      logging.warning('%s: stopping after step %d with a checkpoint (a Ctrl-C now stops at '
+                      'once, without one)', self.received, step)
     return self.received is not None
 
   def restore(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      _set_handler(signum, previous)
+    self._previous = {}
+
+
+def _set_handler(signum, handler) -> None:
+  """signal.signal, with None (a handler installed outside Python) read as the default."""
+  signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import files
 from wae_jax import input_pipeline
 
@@ -99,11 +100,11 @@ def _set(config, path: str, value, source: str) -> None:
   for key in parents:
     node = node.get(key) if isinstance(node, ml_collections.ConfigDict) else None
   if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-    raise ValueError(f'{source}: the config has no field {path!r}')
+    raise errors.ConfigError(f'{source}: the config has no field {path!r}')
   try:
     node[leaf] = value
   except TypeError as e:
-    raise ValueError(f'{source}={value!r} does not fit config.{path}: {e}') from e
+    raise errors.ConfigError(f'{source}={value!r} does not fit config.{path}: {e}') from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def _check_spec(field: str, spec) -> None:
   else:
     ok, expected = False, f'a tuple whose first item is one of {", ".join(DISTRIBUTIONS)}'
   if not ok:
-    raise ValueError(f'{field}={spec!r} is invalid: expected {expected}')
+    raise errors.ConfigError(f'{field}={spec!r} is invalid: expected {expected}')
 
 
 def sample_value(spec, rng: np.random.Generator):
@@ -146,10 +147,10 @@ def sample_trials(sweep) -> List[Trial]:
   trials = []
   for method in sweep.methods:
     if method not in METHODS:
-      raise ValueError(f'sweep.methods contains {method!r}; allowed: {", ".join(METHODS)}')
+      raise errors.ConfigError(f'sweep.methods contains {method!r}; allowed: {", ".join(METHODS)}')
     for field in ('base', 'space'):
       if method not in sweep[field]:
-        raise ValueError(f'sweep.{field} has no entry for method {method!r}')
+        raise errors.ConfigError(f'sweep.{field} has no entry for method {method!r}')
   spaces = {m: wae_config.flatten(sweep.space[m]) for m in sweep.methods}
   # Relative to the current directory, once, here: the trials may run anywhere.
   config_files = {m: wae_config.resolve_config_file(sweep.base[m]) for m in sweep.methods}
@@ -182,7 +183,8 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
     _set(config, path, value, f'sweep.fixed.{path}')
   for path, value in trial.params.items():
     if path in fixed:
-      raise ValueError(f'sweep.space.{trial.method}.{path} is also in sweep.fixed; keep one')
+      raise errors.ConfigError(f'sweep.space.{trial.method}.{path} is also in sweep.fixed; '
+                               'keep one')
     if path not in DERIVED:
       _set(config, path, value, f'sweep.space.{trial.method}.{path}')
   for name, (path, fn) in DERIVED.items():
@@ -190,7 +192,8 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
       _set(config, path, fn(trial.params[name], config), f'sweep.space.{trial.method}.{name}')
   n, k = sweep.num_steps, sweep.num_checkpoints
   if not 1 <= k <= n:
-    raise ValueError(f'sweep.num_checkpoints={k!r} is invalid: must be in 1..num_steps ({n})')
+    raise errors.ConfigError(f'sweep.num_checkpoints={k!r} is invalid: must be in '
+                             f'1..num_steps ({n})')
   config.seed = trial.seed
   config.train.num_steps = n
   config.train.checkpoint_every = n // k
@@ -199,8 +202,8 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
   flat = wae_config.flatten(config)
   for path in wae_config.PATH_FIELDS:
     if flat[path] is not None and not os.path.isabs(os.path.expanduser(flat[path])):
-      raise ValueError(f'config.{path}={flat[path]!r} is relative; a sweep needs absolute paths '
-                       "(a trial's processes run in its own folder)")
+      raise errors.ConfigError(f'config.{path}={flat[path]!r} is relative; a sweep needs '
+                               "absolute paths (a trial's processes run in its own folder)")
   return config
 
 
@@ -212,9 +215,10 @@ def fid_metric(config) -> str:
     return 'fid_inception'
   if config.data.name == 'mnist':
     return 'fid_mnist_classifier'
-  raise ValueError(f'config.eval.inception_weights is None (and ${inception.WEIGHTS_ENV} '
-                   f'unset): {config.data.name} trials are selected by the Inception FID; set '
-                   'sweep.fixed.eval.inception_weights to the weights file')
+  raise errors.ConfigError(f'config.eval.inception_weights is None (and '
+                           f'${inception.WEIGHTS_ENV} unset): {config.data.name} trials are '
+                           'selected by the Inception FID; set '
+                           'sweep.fixed.eval.inception_weights to the weights file')
 
 
 def _flag_value(value) -> str:
@@ -231,8 +235,9 @@ def override_flags(trial: Trial, config) -> Dict[str, str]:
     if base.get(path) == value:
       continue
     if value is None:  # A placeholder's flag parses its type: None cannot be written.
-      raise ValueError(f'config.{path} is None but {base[path]!r} in {trial.config_file}: a '
-                       'command-line override cannot unset a field')
+      raise errors.ConfigError(f'config.{path} is None but {base[path]!r} in '
+                               f'{trial.config_file}: a command-line override cannot unset a '
+                               'field')
     flags[f'--config.{path}'] = _flag_value(value)
   return flags
 
@@ -776,11 +781,10 @@ def _evaluate_steps(argv):
 if __name__ == '__main__':
   # python -m wae_jax.sweep --config=configs/x.py:arg [--config.<field>=...] --workdir=DIR
   #   --steps=S1,S2: each step's evaluation into DIR/eval/step_<step>.json.
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
   from absl import flags as _flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', None, 'The trial\'s config.', lock_config=True)
   _flags.DEFINE_string('workdir', None, 'The trial\'s workdir.')
   _flags.DEFINE_list('steps', None, 'Checkpoint steps to evaluate.')
   _flags.mark_flags_as_required(['config', 'workdir', 'steps'])
-  _app.run(_evaluate_steps)
+  errors.run(_evaluate_steps)

@@ -21,6 +21,7 @@ import optax
 
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import parallel
@@ -236,7 +237,7 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
   return state.replace(params=params, batch_stats=batch_stats)
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(errors.WaeError, RuntimeError):
   """Too many steps in a row had a non-finite loss or gradient."""
 
 
@@ -248,16 +249,22 @@ def _mean_metrics(history):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       mesh=None) -> TrainState:
+                       mesh=None, allow_config_change: bool = False) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures.
 
   `mesh` (default: every device) is the data-parallel mesh the global batch is split over.
+  A resume under a config that changes what training computes raises ConfigChangedError
+  unless `allow_config_change` (`wae_config.check_resume`).
   """
   wae_config.validate(config)
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  changes, latest = {}, ckpts.latest_step()
+  if latest is not None:  # before the data and compilation: a refusal is quick
+    changes = wae_config.check_resume(config, workdir, latest, allow_config_change)
   data = input_pipeline.load_dataset(config.data)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images),
                                                    config.train.batch_size)
@@ -267,7 +274,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model = models.build_autoencoder(config)
   adversary = models.build_adversary(config)
   state = create_train_state(config, init_rng, steps_per_epoch)
-  ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   restored = ckpts.restore(state)
   if restored is not None:
     state = restored
@@ -278,9 +284,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start_step = int(state.step)
 
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+  writer = _EventWriter(metric_writers.create_default_writer(str(workdir),
+                                                             just_logging=not is_main), workdir)
+  if changes:
+    logging.warning('Resuming at step %d under a changed config (--allow_config_change): %s',
+                    start_step, wae_config.describe_changes(changes))
   if is_main:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    wae_config.record_config(config, workdir, start_step)
     if start_step == 0:
       writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                             for k, v in wae_config.flatten(config).items()})
@@ -295,21 +305,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = parallel.mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
                          start_step)
   stop = parallel.StopSignal()
+  failed = True
   try:
     state = _loop(config, state, train_step, batches, start_step, total_steps, stop, report,
                   writer, ckpts, lambda s, step: visualize.write_pictures(
                       config, model, s, data.test_images, writer, workdir, step))
+    failed = False
   finally:
     stop.restore()
-    ckpts.wait()
-    ckpts.close()
-    writer.flush()
+    _finish(ckpts, writer, failed)
   return state
 
 
 def _loop(config, state, train_step, batches, start_step, total_steps, stop, report, writer,
           ckpts, pictures):
-  """The steps, with metrics, pictures and checkpoints; stops cleanly on SIGTERM."""
+  """The steps, with metrics, pictures and checkpoints; stops cleanly on SIGTERM or Ctrl-C."""
   t = config.train
   is_main = jax.process_index() == 0
   history, previous = [], None
@@ -351,3 +361,48 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
         f'config.train.max_nonfinite_steps={limit}); none of them was applied. The last '
         f'checkpoint, step {ckpts.latest_step()} in {ckpts.directory}, is intact. Lower the '
         'learning rate or lambda, or check the data.')
+
+
+class _EventWriter:
+  """The metric writer, with a full disk under its TensorBoard event file raised as
+  OutOfSpaceError naming the file (clu raises it, from its thread, at a later write)."""
+
+  def __init__(self, writer, workdir):
+    self._writer = writer
+    self._workdir = pathlib.Path(workdir)
+
+  def _event_file(self) -> pathlib.Path:
+    found = sorted(self._workdir.glob('events.out.tfevents.*'), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else self._workdir
+
+  def __getattr__(self, name):
+    attribute = getattr(self._writer, name)
+    if not callable(attribute):
+      return attribute
+
+    def checked(*args, **kwargs):
+      try:
+        return attribute(*args, **kwargs)
+      except Exception as e:  # pylint: disable=broad-except
+        if isinstance(e, errors.WaeError) or not errors.is_out_of_space(e):
+          raise
+        raise errors.out_of_space('TensorBoard events to', self._event_file()) from e
+
+    return checked
+
+
+def _finish(ckpts, writer, failed: bool) -> None:
+  """Waits for the last checkpoint, closes them and flushes the metrics, each even if one
+  before failed. While another error is on its way out (`failed`), theirs (often the same
+  full disk) are logged, not raised over it; otherwise the first is raised."""
+  first = None
+  for finish in (ckpts.wait, ckpts.close, writer.flush):
+    try:
+      finish()
+    except Exception as e:  # pylint: disable=broad-except
+      if failed or first is not None:
+        logging.warning('While stopping: %s', errors.one_line(e))
+      else:
+        first = e
+  if first is not None:
+    raise first

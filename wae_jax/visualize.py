@@ -11,6 +11,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from wae_jax import errors
+from wae_jax import files
 from wae_jax import models
 from wae_jax import penalties
 
@@ -41,9 +43,10 @@ def image_grid(images, pixel_range: Sequence[float], ncols: int, pad: int = 1) -
 
 
 def save_png(path, grid: np.ndarray) -> pathlib.Path:
+  """Writes the grid whole or not at all; a full disk is OutOfSpaceError naming the path."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+  with errors.out_of_space_as_error('the picture', path), files.atomic_path(path) as tmp:
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp, format='PNG')
   return path
 
 

@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -49,11 +50,11 @@ _DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16
                 'f32': 4, 's32': 4, 'u32': 4, 'f64': 8, 's64': 8, 'u64': 8}
 
 
-class TopologyError(ValueError):
+class TopologyError(errors.WaeError, ValueError):
   """A --topology that names no known chip or shape."""
 
 
-class DoesNotFitError(RuntimeError):
+class DoesNotFitError(errors.WaeError, RuntimeError):
   """The step's buffers exceed the target chip's HBM."""
 
 
@@ -386,7 +387,7 @@ def _main():
     jax.config.update('jax_platforms', 'cpu')
     sys.exit(run(config.value, topology.value, donate.value, json_path.value))
 
-  app.run(main)
+  errors.run(main)
 
 
 if __name__ == '__main__':

@@ -2,12 +2,13 @@
 
 `python -m wae_jax.main --config=... --workdir=DIR --mode=evaluate` writes
 `DIR/eval/results.json`: every number with the checkpoint step, the number of images and,
-for FID, the feature extractor it was computed on. This module is the driver: it restores
-the checkpoint, decodes the samples and encodes the test images once into a Context, and
-runs the evaluators of wae_jax/evaluation/evaluators.py over it. FID on InceptionV3 (pool3,
-the standard FID) is added when its weights are configured (`eval.inception_weights` or
-$WAE_JAX_INCEPTION_WEIGHTS; see wae_jax/evaluation/inception.py), and skipped with a log
-line otherwise.
+for FID, the feature extractor it was computed on; `configs` lists the configs the
+checkpoint was trained under, each with its step and the fields it changed. This module is
+the driver: it restores the checkpoint, decodes the samples and encodes the test images once
+into a Context, and runs the evaluators of wae_jax/evaluation/evaluators.py over it. FID on
+InceptionV3 (pool3, the standard FID) is added when its weights are configured
+(`eval.inception_weights` or $WAE_JAX_INCEPTION_WEIGHTS; see wae_jax/evaluation/inception.py),
+and skipped with a log line otherwise.
 """
 
 import pathlib
@@ -16,6 +17,7 @@ from typing import Dict, Optional
 from absl import logging
 import jax
 
+from wae_jax import config as wae_config
 from wae_jax import files
 from wae_jax import inference
 from wae_jax import input_pipeline
@@ -58,6 +60,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   results = {'step': int(state.step), 'workdir': str(workdir), 'penalty': config.penalty.name}
   for evaluator in evaluators.from_config(config):
     results.update(evaluator.run(context))
+  results['configs'] = wae_config.config_changes(workdir, results['step'])
   out = files.write_json(pathlib.Path(workdir) / 'eval' / 'results.json', results)
   logging.info('Wrote %s', out)
   print(summary(results))
@@ -70,4 +73,7 @@ def summary(results: Dict) -> str:
   for key, entry in results.items():
     if isinstance(entry, dict) and isinstance(entry.get('value'), float):
       lines.append(f'  {key:36s} {entry["value"]:.4f}')
+  for record in results.get('configs', [])[1:]:
+    lines.append(f"  config changed from step {record['step']}: " + '; '.join(
+        f'{field}: {old!r} -> {new!r}' for field, (old, new) in record['changed'].items()))
   return '\n'.join(lines)

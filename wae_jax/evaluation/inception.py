@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
+from wae_jax import errors
 from wae_jax import visualize
 from wae_jax.evaluation import batching
 
@@ -53,6 +54,11 @@ PRECISION = jax.lax.Precision.HIGHEST
 # State-dict entries of the published file that pool3 features do not use.
 _UNUSED_KEYS = ('fc.weight', 'fc.bias')
 _UNUSED_SUFFIXES = ('.num_batches_tracked',)
+
+
+class WeightsError(errors.WaeError, ValueError):
+  """A weights file that is not pytorch-fid's InceptionV3 (truncated, corrupt, another net)."""
+
 
 # ----------------------------------------------------------------------------- network
 
@@ -256,26 +262,26 @@ def params_from_state_dict(state_dict: Dict[str, np.ndarray]) -> Dict[str, Any]:
   'X.conv.weight' [out, in, kh, kw] -> params X/conv/kernel [kh, kw, in, out];
   'X.bn.weight|bias' -> params X/bn/scale|bias; 'X.bn.running_mean|running_var' ->
   batch_stats X/bn/mean|var. fc.* and *.num_batches_tracked are not needed and ignored.
-  Raises ValueError naming the key for a missing, unexpected or wrongly shaped entry.
+  Raises WeightsError naming the key for a missing, unexpected or wrongly shaped entry.
   """
   expected = expected_state_dict_shapes()
   missing = [k for k in expected if k not in state_dict]
   if missing:
-    raise ValueError(f'InceptionV3 weights: missing key {missing[0]!r} ({len(missing)} of '
-                     f'{len(expected)} expected keys missing); is this {WEIGHTS_FILENAME}?')
+    raise WeightsError(f'InceptionV3 weights: missing key {missing[0]!r} ({len(missing)} of '
+                       f'{len(expected)} expected keys missing); is this {WEIGHTS_FILENAME}?')
   unexpected = [k for k in state_dict if k not in expected and not _is_unused(k)]
   if unexpected:
-    raise ValueError(f'InceptionV3 weights: unexpected key {unexpected[0]!r} (not part of '
-                     f"pytorch-fid's FID InceptionV3; {len(unexpected)} such keys); is "
-                     f'this {WEIGHTS_FILENAME}?')
+    raise WeightsError(f'InceptionV3 weights: unexpected key {unexpected[0]!r} (not part of '
+                       f"pytorch-fid's FID InceptionV3; {len(unexpected)} such keys); is "
+                       f'this {WEIGHTS_FILENAME}?')
   variables = {}
   for collection, tree in variable_shapes().items():
     for path, _ in _flatten(tree):
       key = _torch_key(collection, path)
       value = np.asarray(state_dict[key])
       if tuple(value.shape) != expected[key]:
-        raise ValueError(f'InceptionV3 weights: {key!r} has shape {tuple(value.shape)}, '
-                         f'expected {expected[key]}')
+        raise WeightsError(f'InceptionV3 weights: {key!r} has shape {tuple(value.shape)}, '
+                           f'expected {expected[key]}')
       node = variables.setdefault(collection, {})
       for name in path[:-1]:
         node = node.setdefault(name, {})
@@ -319,7 +325,7 @@ def weights_path(config_value: Optional[str] = None) -> pathlib.Path:
   if path is not None and path.is_dir():
     path = path / WEIGHTS_FILENAME
   if path is None or not path.is_file():
-    raise FileNotFoundError(missing_weights_message(path))
+    raise errors.NotFoundError(missing_weights_message(path))
   return path
 
 
@@ -407,8 +413,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _attach(ref: _StorageRef, raw: bytes, little_endian: bool, path) -> None:
   nbytes = ref.numel * ref.dtype.itemsize
   if len(raw) < nbytes:
-    raise ValueError(f'{path}: storage {ref.key} has {len(raw)} of its {nbytes} bytes '
-                     '(the file is truncated or corrupt)')
+    raise WeightsError(f'{path}: storage {ref.key} has {len(raw)} of its {nbytes} bytes '
+                       '(the file is truncated or corrupt)')
   order = '<' if little_endian else '>'
   ref.data = np.frombuffer(raw[:nbytes], ref.dtype.newbyteorder(order)).astype(ref.dtype)
 
@@ -422,13 +428,13 @@ def _materialize(obj, path):
     else:
       limit = storage.numel
     if storage.data is None:
-      raise ValueError(f'{path}: storage {storage.key} has no data')
+      raise WeightsError(f'{path}: storage {storage.key} has no data')
     if any(s == 0 for s in obj.size):
       return np.zeros(obj.size, storage.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride))
     if offset < 0 or min(obj.stride, default=0) < 0 or last >= min(limit, storage.numel):
-      raise ValueError(f'{path}: a tensor of size {obj.size} reaches past its storage '
-                       f'{storage.key} ({storage.numel} elements)')
+      raise WeightsError(f'{path}: a tensor of size {obj.size} reaches past its storage '
+                         f'{storage.key} ({storage.numel} elements)')
     item = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(storage.data[offset:], obj.size,
                                            [s * item for s in obj.stride], writeable=False)
@@ -445,7 +451,7 @@ def _load_zip(path: pathlib.Path):
     names = archive.namelist()
     pickles = [n for n in names if n == 'data.pkl' or n.endswith('/data.pkl')]
     if not pickles:
-      raise ValueError(f'{path}: a zip archive without data.pkl is not a PyTorch weights file')
+      raise WeightsError(f'{path}: a zip archive without data.pkl is not a PyTorch weights file')
     prefix = pickles[0][:-len('data.pkl')]
     little = True
     if prefix + 'byteorder' in names:
@@ -455,7 +461,7 @@ def _load_zip(path: pathlib.Path):
     for key, ref in storages.items():
       name = f'{prefix}data/{key}'
       if name not in names:
-        raise ValueError(f'{path}: storage {name} is missing (truncated or corrupt file)')
+        raise WeightsError(f'{path}: storage {name} is missing (truncated or corrupt file)')
       _attach(ref, archive.read(name), little, path)
   return obj
 
@@ -464,10 +470,10 @@ def _load_legacy(path: pathlib.Path):
   with open(path, 'rb') as f:
     no_globals = lambda: _RestrictedUnpickler(f, {})
     if no_globals().load() != _LEGACY_MAGIC:
-      raise ValueError(f'{path}: not a PyTorch weights file (wrong magic number)')
+      raise WeightsError(f'{path}: not a PyTorch weights file (wrong magic number)')
     protocol = no_globals().load()
     if protocol != _LEGACY_PROTOCOL:
-      raise ValueError(f'{path}: unsupported legacy PyTorch protocol {protocol!r}')
+      raise WeightsError(f'{path}: unsupported legacy PyTorch protocol {protocol!r}')
     sys_info = no_globals().load()
     little = bool(sys_info.get('little_endian', True)) if isinstance(sys_info, dict) else True
     storages: Dict[str, _StorageRef] = {}
@@ -476,13 +482,13 @@ def _load_legacy(path: pathlib.Path):
     for key in keys:
       ref = storages.get(str(key))
       if ref is None:
-        raise ValueError(f'{path}: storage {key} is listed but no tensor uses it')
+        raise WeightsError(f'{path}: storage {key} is listed but no tensor uses it')
       header = f.read(8)
       if len(header) < 8:
-        raise ValueError(f'{path}: the file ends before storage {key} (truncated?)')
+        raise WeightsError(f'{path}: the file ends before storage {key} (truncated?)')
       (numel,) = struct.unpack('<q' if little else '>q', header)
       if numel != ref.numel:
-        raise ValueError(f'{path}: storage {key} has {numel} elements, expected {ref.numel}')
+        raise WeightsError(f'{path}: storage {key} has {numel} elements, expected {ref.numel}')
       _attach(ref, f.read(numel * ref.dtype.itemsize), little, path)
   return obj
 
@@ -495,7 +501,7 @@ def load_state_dict(path) -> Dict[str, np.ndarray]:
   """
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(missing_weights_message(path))
+    raise errors.NotFoundError(missing_weights_message(path))
   with open(path, 'rb') as f:
     head = f.read(4)
   try:
@@ -504,19 +510,19 @@ def load_state_dict(path) -> Dict[str, np.ndarray]:
     elif head.startswith(b'\x80'):
       obj = _load_legacy(path)
     else:
-      raise ValueError(f'{path}: not a PyTorch weights file (neither a zip archive nor a '
-                       'legacy torch.save stream)')
+      raise WeightsError(f'{path}: not a PyTorch weights file (neither a zip archive nor a '
+                         'legacy torch.save stream)')
     obj = _materialize(obj, path)
   except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, struct.error, KeyError,
           AttributeError, TypeError, IndexError) as e:
-    raise ValueError(f'{path}: cannot read it as a PyTorch state dict (truncated or '
-                     f'corrupt?): {type(e).__name__}: {e}') from e
+    raise WeightsError(f'{path}: cannot read it as a PyTorch state dict (truncated or '
+                       f'corrupt?): {type(e).__name__}: {e}') from e
   if not isinstance(obj, dict):
-    raise ValueError(f'{path}: expected a state dict (a dict of tensors), found '
-                     f'{type(obj).__name__}')
+    raise WeightsError(f'{path}: expected a state dict (a dict of tensors), found '
+                       f'{type(obj).__name__}')
   for key, value in obj.items():
     if not isinstance(value, np.ndarray):
-      raise ValueError(f'{path}: entry {key!r} is a {type(value).__name__}, not a tensor')
+      raise WeightsError(f'{path}: entry {key!r} is a {type(value).__name__}, not a tensor')
   return {str(k): v for k, v in obj.items()}
 
 

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from wae_jax import errors
 from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import visualize
@@ -257,4 +258,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  errors.run(main)

@@ -14,7 +14,6 @@ import json
 import math
 import pathlib
 import re
-import sys
 from typing import Dict, List, Optional, Sequence
 
 from absl import app
@@ -27,6 +26,7 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
 
 from wae_jax import config as wae_config
+from wae_jax import errors
 
 MISSING = '–'
 CLASSIFIER_FID = 'fid_mnist_classifier'
@@ -92,12 +92,12 @@ def load_run(workdir, name: Optional[str] = None) -> Run:
   """Everything the report needs from one workdir; a clear error if it was not evaluated."""
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
-    raise FileNotFoundError(f'{workdir}: no such workdir')
+    raise errors.NotFoundError(f'{workdir}: no such workdir')
   config_path = workdir / 'config.json'
   config = json.loads(config_path.read_text()) if config_path.exists() else {}
   results_path = workdir / 'eval' / 'results.json'
   if not results_path.exists():
-    raise FileNotFoundError(
+    raise errors.NotFoundError(
         f'{workdir}: no eval/results.json; evaluate the run first (with the config and '
         f'overrides it was trained with):\n  {evaluate_command(workdir, config)}')
   results = json.loads(results_path.read_text())
@@ -287,12 +287,27 @@ def notes(runs: Sequence[Run]) -> List[str]:
     kernels = _same_or_each({n: e.get('kernel') for n, e in mmd.items()})
     out.append(f'Test codes MMD: between {codes} test codes and as many prior samples ({kernels} '
                'kernel; the unbiased estimate can be negative).')
+  out += _config_notes(runs)
   times = {r.training_time.source for r in runs if r.training_time}
   if times:
     out.append('Training time: the training loop, summed over resumed processes, compilation '
                'included, data loading and encoder pre-training not; from clu\'s "uptime" '
                'scalar' + (', or where it is missing from the wall times of the first and '
                            'last logged loss' if 'wall time' in times else '') + '.')
+  return out
+
+
+def _config_notes(runs: Sequence[Run]) -> List[str]:
+  """One note per run whose config changed during training (--allow_config_change)."""
+  out = []
+  for run in runs:
+    changes = [c for c in run.results.get('configs', [])[1:] if c.get('changed')]
+    if changes:
+      parts = ['; '.join(f'{field} {old!r} -> {new!r}'
+                         for field, (old, new) in c['changed'].items()) +
+               f" from step {c['step']:,} ({c['file']})" for c in changes]
+      out.append(f'{run.name}: its config changed during training: {", then ".join(parts)}. '
+                 'The penalty column shows the latest config (config.json).')
   return out
 
 
@@ -386,7 +401,7 @@ def _plot_curves(run: Run, ax) -> None:
 def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = None) -> str:
   """Loads the runs, writes out/report.md and out/report.png; returns the markdown."""
   if names and len(names) != len(workdirs):
-    raise ValueError(f'{len(names)} names for {len(workdirs)} workdirs')
+    raise errors.FlagError(f'--names gives {len(names)} names for {len(workdirs)} workdirs')
   runs = [load_run(w, n) for w, n in zip(workdirs, names or [None] * len(workdirs))]
   out = pathlib.Path(out)
   make_figure(runs, out / 'report.png')
@@ -403,10 +418,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  try:
-    markdown = write_report(_split(f.workdirs), f.out, _split(f.names) or None)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f'error: {e}')
+  markdown = write_report(_split(f.workdirs), f.out, _split(f.names) or None)
   if f['print'].value:
     print(markdown, end='')
 
@@ -422,4 +434,4 @@ def _define_flags():
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  errors.run(main)
