@@ -10,12 +10,14 @@ Orbax writes into a temporary folder renamed when complete, so a half-written ch
 never restored.
 """
 
+import math
 import pathlib
 from typing import Optional, TypeVar
 
 from absl import logging
 import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from wae_jax import errors
@@ -29,8 +31,10 @@ _MARGIN = 0.05
 
 
 def state_bytes(state) -> int:
-  """The bytes of a state's arrays: at most what a checkpoint of it holds, uncompressed."""
-  return sum(int(getattr(x, 'nbytes', 0)) for x in jax.tree_util.tree_leaves(state))
+  """The bytes of a state's arrays (or of their `jax.ShapeDtypeStruct`s): at most what a
+  checkpoint of it holds, uncompressed."""
+  return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+             for x in jax.tree_util.tree_leaves(state) if hasattr(x, 'dtype'))
 
 
 class CheckpointError(errors.WaeError, RuntimeError):

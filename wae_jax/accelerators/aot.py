@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Tuple
 import jax
 import numpy as np
 
+from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import models
@@ -108,11 +109,6 @@ def target(topology: str) -> Target:
     raise TopologyError(f'--topology={topology}: {str(e).strip().splitlines()[0]}; compiling '
                         'for GPUs needs JAX\'s CUDA plugin: pip install -e ".[cuda12]"') from e
   return Target(chip, tuple(desc.devices))
-
-
-def _tree_bytes(tree) -> int:
-  return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
-             for x in jax.tree_util.tree_leaves(tree))
 
 
 @dataclasses.dataclass
@@ -252,8 +248,8 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
   steps_per_epoch = 1000  # only the learning-rate schedule's boundaries depend on it
   state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0),
                                                           steps_per_epoch))
-  params_bytes = _tree_bytes((state.params, state.batch_stats, state.adversary_params))
-  optimizer_bytes = _tree_bytes((state.opt_state, state.adversary_opt_state))
+  params_bytes = checkpoints.state_bytes((state.params, state.batch_stats, state.adversary_params))
+  optimizer_bytes = checkpoints.state_bytes((state.opt_state, state.adversary_opt_state))
   sizes = dict(topology=topology, chip=tgt.chip.name, num_chips=len(tgt.devices),
                batch_size=batch_size)
   hbm = tgt.chip.hbm_bytes
