@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import REPO
 from tests.helpers import tiny_config
+from wae_jax import checkpoints
 from wae_jax import train
 from wae_jax.accelerators import aot
 
@@ -64,7 +65,7 @@ def test_data_parallel_mmd_gathers_codes_not_images_and_reduces_gradients_once(t
   config = small_config('wae_mmd', 'dcgan')
   r = report('wae_mmd', 'dcgan', topology)
   state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0), 10))
-  gradient_bytes = aot._tree_bytes(state.params)  # pylint: disable=protected-access
+  gradient_bytes = checkpoints.state_bytes(state.params)
   codes_bytes = BATCH * config.model.latent_dim * 4
   images_per_chip_bytes = BATCH // r.num_chips * 28 * 28 * 4
   ops = r.collective_ops
