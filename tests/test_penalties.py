@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import optimize
 
 from wae_jax import penalties
 
@@ -87,9 +88,45 @@ def _ref_cost(x, y, name):
   return float(np.mean(per_image))
 
 
+def _ref_sliced_wasserstein(codes, prior, directions, p):
+  codes = np.asarray(codes, np.float64).reshape(len(codes), -1)
+  prior = np.asarray(prior, np.float64).reshape(len(prior), -1)
+  per_direction = []
+  for theta in np.asarray(directions, np.float64):
+    # In 1-d, optimal transport between equal-size samples pairs them sorted.
+    a = sorted(float(np.dot(theta, z)) for z in codes)
+    b = sorted(float(np.dot(theta, z)) for z in prior)
+    per_direction.append(np.mean([abs(u - v) ** p for u, v in zip(a, b)]))
+  return float(np.mean(per_direction))
+
+
+def _squared_cost_matrix(x, y):
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  y = np.asarray(y, np.float64).reshape(len(y), -1)
+  return np.array([[np.sum((a - b) ** 2) for b in y] for a in x])
+
+
+def _exact_w2_squared(x, y):
+  """min_P <P, C> over couplings of the uniform measures: a linear program."""
+  cost = _squared_cost_matrix(x, y)
+  n, m = cost.shape
+  rows = np.kron(np.eye(n), np.ones((1, m)))  # sum_j P_ij = 1/n
+  cols = np.kron(np.ones((1, n)), np.eye(m))  # sum_i P_ij = 1/m
+  result = optimize.linprog(
+      cost.ravel(), A_eq=np.vstack([rows, cols]),
+      b_eq=np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)]),
+      bounds=(0, None), method='highs')
+  assert result.success, result.message
+  return result.fun
+
+
 # Eager JAX compiles every primitive for every new shape; one compiled MMD per
 # shape keeps the file fast on a 2-core CPU.
 _jit_mmd = jax.jit(penalties.mmd, static_argnames=('kernel', 'scales'))
+_jit_swd = jax.jit(penalties.sliced_wasserstein,
+                   static_argnames=('num_projections', 'p'))
+# epsilon and threshold stay traced: one compile per shape serves every value.
+_jit_sinkhorn = jax.jit(penalties.sinkhorn, static_argnames=('max_iterations',))
 
 
 def _normal(seed, shape, loc=0.0, std=1.0):
@@ -109,6 +146,7 @@ def test_public_constants():
   assert penalties.IMQ_SCALES == (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
   assert penalties.KERNELS == ('rbf', 'imq', 'imq_multiscale')
   assert penalties.RECONSTRUCTION_COSTS == ('l2sq', 'l2', 'l1', 'bernoulli')
+  assert penalties.SINKHORN_THRESHOLD == 1e-3
 
 
 def test_squared_distances_matches_loops_and_flattens():
@@ -275,6 +313,178 @@ def test_mmd_rejects_fewer_than_two_samples_even_under_jit(n, m):
 def test_mmd_rejects_mismatched_code_dims():
   with pytest.raises(ValueError, match='dimension'):
     penalties.mmd(np.zeros((4, 3)), np.zeros((4, 2, 2)))
+
+
+# ------------------------------------------- sliced Wasserstein, Sinkhorn ---
+
+
+def test_random_directions_are_unit_vectors_from_the_rng():
+  rng = jax.random.key(0)
+  directions = penalties.random_directions(rng, 300, 3)
+  assert directions.shape == (300, 3) and directions.dtype == jnp.float32
+  np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-6)
+  # Uniform on the sphere: mean ~0, second moment I / d.
+  np.testing.assert_allclose(np.mean(directions, axis=0), 0.0, atol=0.15)
+  np.testing.assert_allclose(np.asarray(directions).T @ directions / 300,
+                             np.eye(3) / 3, atol=0.06)
+  np.testing.assert_array_equal(directions,
+                                penalties.random_directions(rng, 300, 3))
+  assert not np.allclose(directions,
+                         penalties.random_directions(jax.random.key(1), 300, 3))
+
+
+@pytest.mark.parametrize('p', [1, 2, 3])
+@pytest.mark.parametrize('shape', [(7, 3), (6, 2, 2)])
+def test_sliced_wasserstein_matches_brute_force(p, shape):
+  codes = _normal(40, shape, loc=0.5, std=1.3)
+  prior = _normal(41, shape)
+  rng = jax.random.key(42)
+  got = _jit_swd(codes, prior, rng=rng, num_projections=9, p=p)
+  d = math.prod(shape[1:])
+  want = _ref_sliced_wasserstein(
+      codes, prior, penalties.random_directions(rng, 9, d), p)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('p,want', [(1, 5 / 3), (2, 3.0)])
+def test_sliced_wasserstein_in_one_dimension_by_hand(p, want):
+  # d = 1: every direction is +-1 and SW_p^p is W_p^p of the 1-d samples.
+  # Sorted pairs (0, 2), (1, 3), (5, 4): distances 2, 2, 1.
+  codes = np.array([[5.0], [0.0], [1.0]], np.float32)
+  prior = np.array([[3.0], [4.0], [2.0]], np.float32)
+  got = penalties.sliced_wasserstein(codes, prior, rng=jax.random.key(0),
+                                     num_projections=4, p=p)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_sliced_wasserstein_randomness_comes_only_from_rng():
+  codes, prior = _normal(43, (8, 5), loc=0.3), _normal(44, (8, 5))
+  swd = functools.partial(_jit_swd, codes, prior, num_projections=3)
+  first = swd(rng=jax.random.key(1))
+  np.testing.assert_array_equal(first, swd(rng=jax.random.key(1)))
+  assert float(first) != float(swd(rng=jax.random.key(2)))
+
+
+@pytest.mark.parametrize('n,m', [(6, 6), (5, 7)])
+def test_sinkhorn_tends_to_exact_ot_as_epsilon_shrinks(n, m):
+  codes = _normal(45 + n, (n, 2), loc=0.5)
+  prior = _normal(46 + m, (m, 2))
+  exact = _exact_w2_squared(codes, prior)
+  if n == m:  # equal uniform weights: an optimal plan is a permutation
+    rows, cols = optimize.linear_sum_assignment(_squared_cost_matrix(codes, prior))
+    np.testing.assert_allclose(
+        exact, _squared_cost_matrix(codes, prior)[rows, cols].mean(), rtol=1e-9)
+  # epsilon is traced: one compiled solver serves the three values.
+  errors = [abs(float(_jit_sinkhorn(codes, prior, epsilon=eps, max_iterations=5000,
+                                    threshold=1e-6)) - exact)
+            for eps in (1.0, 0.1, 0.01)]
+  assert errors[0] > errors[1] > errors[2], errors
+  assert errors[2] < 0.02 * exact, (errors, exact)
+
+
+def _ot_penalties(rng, num_projections=50):
+  return {'swd': lambda c, p: penalties.sliced_wasserstein(
+              c, p, rng=rng, num_projections=num_projections),
+          'sinkhorn': penalties.sinkhorn}
+
+
+@pytest.mark.parametrize('name', ['swd', 'sinkhorn'])
+def test_ot_penalties_near_zero_for_one_distribution_large_when_shifted(name):
+  keys = jax.random.split(jax.random.key(3), 3)
+  prior = jax.random.normal(keys[0], (500, 2))
+  same = jax.random.normal(keys[1], (500, 2))
+  shifted = jax.random.normal(keys[2], (500, 2)) + 1.0
+  # Enough directions that their own sampling error is small (~3%).
+  fn = jax.jit(_ot_penalties(jax.random.key(4), num_projections=500)[name])
+  same, shifted = float(fn(same, prior)), float(fn(shifted, prior))
+  # The shift moves every point by (1, 1): W_2^2 = 2, and SW_2^2 = 2 / d = 1
+  # (the mean of (theta . s)^2 over unit directions theta is |s|^2 / d).
+  want = {'swd': 1.0, 'sinkhorn': 2.0}[name]
+  assert 0.0 <= same < 0.05 * want
+  assert abs(shifted - want) < 0.1 * want
+  assert shifted > 20 * same
+
+
+@pytest.mark.parametrize('name', ['swd', 'sinkhorn'])
+def test_ot_penalties_gradients_are_finite_even_at_coinciding_points(name):
+  prior = _normal(47, (6, 4))
+  codes = prior.copy()
+  codes[1] = codes[0]
+  grad_fn = jax.jit(jax.grad(_ot_penalties(jax.random.key(5))[name]))
+  _assert_finite_tree(grad_fn(codes, prior))
+  _assert_finite_tree(grad_fn(prior, prior))  # value 0: a minimum
+  grad = grad_fn(_normal(48, (6, 4), loc=1.0), prior)
+  _assert_finite_tree(grad)
+  assert np.any(np.abs(grad) > 0)
+
+
+@pytest.mark.parametrize('name', ['swd', 'sinkhorn'])
+def test_ot_penalties_gradients_match_finite_differences(name):
+  with jax.enable_x64(True):
+    codes = jnp.asarray(_normal(49, (5, 3), loc=0.3), jnp.float64)
+    prior = jnp.asarray(_normal(50, (5, 3)), jnp.float64)
+    fns = {'swd': lambda c: penalties.sliced_wasserstein(
+               c, prior, rng=jax.random.key(6), num_projections=7),
+           # Danskin's gradient is exact once the potentials have converged.
+           'sinkhorn': lambda c: penalties.sinkhorn(
+               c, prior, epsilon=0.5, max_iterations=2000, threshold=1e-10)}
+    f = jax.jit(fns[name])
+    grad = np.asarray(jax.grad(f)(codes))
+    eps = 1e-6
+    for i, j in [(0, 0), (2, 1), (4, 2)]:
+      e = np.zeros(codes.shape)
+      e[i, j] = eps
+      numeric = (f(codes + e) - f(codes - e)) / (2 * eps)
+      np.testing.assert_allclose(grad[i, j], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_ot_penalties_vmap_match_loop():
+  codes = _normal(51, (3, 6, 2, 2))
+  prior = _normal(52, (3, 6, 4))
+  rngs = jax.random.split(jax.random.key(7), 3)
+  swd = jax.jit(jax.vmap(functools.partial(penalties.sliced_wasserstein,
+                                           num_projections=5)))
+  batched = swd(codes, prior, rng=rngs)
+  looped = [_jit_swd(c, p, rng=k, num_projections=5)
+            for c, p, k in zip(codes, prior, rngs)]
+  assert batched.shape == (3,)
+  np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-6)
+  batched = jax.jit(jax.vmap(penalties.sinkhorn))(codes, prior)
+  looped = [_jit_sinkhorn(c, p) for c, p in zip(codes, prior)]
+  assert batched.shape == (3,)
+  np.testing.assert_allclose(batched, looped, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['swd', 'sinkhorn'])
+def test_ot_penalties_reject_bad_shapes_even_under_jit(name):
+  fn = _ot_penalties(jax.random.key(0))[name]
+  for codes, prior, match in [
+      (np.zeros((4, 3)), np.zeros((4, 2, 2)), 'dimension'),
+      (np.float32(1.0), np.zeros((4, 1)), 'scalar'),
+      (np.zeros((4, 1)), np.float32(1.0), 'scalar'),
+      (np.zeros((0, 2)), np.zeros((0, 2)), 'at least 1')]:
+    with pytest.raises(ValueError, match=match):
+      fn(codes, prior)
+    with pytest.raises(ValueError, match=match):
+      jax.jit(fn)(codes, prior)
+
+
+def test_sliced_wasserstein_rejects_unequal_counts_and_bad_arguments():
+  codes, rng = np.zeros((4, 2), np.float32), jax.random.key(0)
+  with pytest.raises(ValueError, match=r'n == m.*n=4.*m=5'):
+    penalties.sliced_wasserstein(codes, np.zeros((5, 2)), rng=rng)
+  with pytest.raises(ValueError, match='num_projections'):
+    penalties.sliced_wasserstein(codes, codes, rng=rng, num_projections=0)
+  with pytest.raises(ValueError, match='p must be >= 1'):
+    penalties.sliced_wasserstein(codes, codes, rng=rng, p=0.5)
+
+
+def test_sinkhorn_rejects_bad_arguments():
+  codes = np.zeros((4, 2), np.float32)
+  with pytest.raises(ValueError, match='epsilon'):
+    penalties.sinkhorn(codes, codes, epsilon=0.0)
+  with pytest.raises(ValueError, match='max_iterations'):
+    penalties.sinkhorn(codes, codes, max_iterations=0)
 
 
 # ---------------------------------------------------------------- WAE-GAN ---
