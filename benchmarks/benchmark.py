@@ -3,6 +3,7 @@
     python -m benchmarks.benchmark                       # default models and objectives
     python -m benchmarks.benchmark --models=mnist_paper --objectives=mmd --max_seconds=120
     python -m benchmarks.benchmark --models=mnist_small --parts   # where the step's time goes
+    python -m benchmarks.benchmark --penalties --penalty_batches=100,1000,10000  # penalties alone
 
 For each model and objective: images/s of one train step (compile excluded, median over
 `--repeats` timed trials of `--steps_per_trial` steps each, after a warm-up step), the
@@ -23,11 +24,16 @@ for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist
 `_resnet` suffix swaps in the ResNet50-v2 nets at that width (`model.arch='resnet50v2'`),
 e.g. celeba_paper_resnet; the PyTorch reference has the DCGAN nets only, so those rows are
 JAX-only.
+
+`--penalties` times each latent penalty alone instead (JAX only): its value and gradient with
+respect to a batch of codes, jitted, at each batch size of `--penalty_batches`, for codes and
+prior samples from N(0, I) with the settings of the MNIST configs (d_z = 8).
 """
 
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import importlib
 import json
@@ -52,6 +58,7 @@ import jax.numpy as jnp
 from wae_jax import config as wae_config
 from wae_jax import models
 from wae_jax import parallel
+from wae_jax import penalties
 from wae_jax import train
 from wae_jax.accelerators import flops as model_flops
 from wae_jax.accelerators import hardware
@@ -63,6 +70,10 @@ TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured
                  'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
 # A trial should last about this long when --steps_per_trial is not given (auto).
 TARGET_TRIAL_SECONDS = 1.0
+# --penalties: the latent penalties (config.penalty.name), and the configs their settings are from.
+PENALTIES = ('mmd', 'swd', 'sinkhorn', 'gan')
+PENALTY_MODEL = 'mnist_paper'
+DEFAULT_PENALTY_BATCHES = (100, 1000, 10000)
 
 # --------------------------------------------------------------------- configs ---
 
@@ -293,6 +304,70 @@ def format_parts(model: str, objective: str, parts: Dict[str, Dict[str, Optional
   return '\n'.join(lines)
 
 
+# ----------------------------------------------------------- penalties alone ---
+
+
+def penalty_step(name: str, config) -> Callable:
+  """step(codes, z_prior, rng, adversary_params) -> (value, gradients): the latent penalty
+  `name` as a train step computes it (`wae_jax.train.latent_penalty`), with its gradient with
+  respect to the codes. For gan, the step also trains the adversary (simultaneous update): its
+  loss and gradient with respect to its parameters are part of the penalty's cost."""
+  adversary = models.build_adversary(config)
+  logits = functools.partial(train.adversary_logits, config, adversary)
+
+  def loss(codes, z_prior, rng, params):
+    code_logits = logits(params, codes) if name == 'gan' else None
+    return train.latent_penalty(config, codes, z_prior, rng, code_logits=code_logits)
+
+  def step(codes, z_prior, rng, params):
+    out = jax.value_and_grad(loss)(codes, z_prior, rng, params)
+    if name == 'gan':
+      adversary_loss = lambda q: penalties.adversary_loss(logits(q, z_prior), logits(q, codes))
+      out = out, jax.value_and_grad(adversary_loss)(params)
+    return out
+
+  return step
+
+
+def time_penalty(name: str, batch_size: int, latent_dim: int, repeats: int,
+                 steps_per_trial: int, max_seconds: float, seed: int = 0) -> Timing:
+  """Times penalty_step(name) on `batch_size` codes and as many prior samples; `step_s` is
+  the median seconds per call (compile excluded, in `compile_s`)."""
+  config = model_config(PENALTY_MODEL, name, batch_size)
+  config.model.latent_dim = latent_dim
+  codes_rng, prior_rng, init_rng, rng = jax.random.split(jax.random.PRNGKey(seed), 4)
+  shape = (batch_size, config.model.latent_dim)
+  codes = jax.random.normal(codes_rng, shape)
+  z_prior = penalties.prior_samples(prior_rng, shape, config.model.prior_variance)
+  params = {}
+  if name == 'gan':
+    params = models.build_adversary(config).init(init_rng, codes)['params']
+  args = (codes, z_prior, rng, params)
+  start = time.perf_counter()
+  compiled = jax.jit(penalty_step(name, config)).lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  t = _time_steps(lambda n: jax.block_until_ready([compiled(*args) for _ in range(n)]),
+                  1, batch_size, repeats, steps_per_trial, max_seconds, None)
+  t.compile_s = compile_s
+  return t
+
+
+def format_penalties(rows: List[dict], batches: List[int]) -> str:
+  """Markdown table: ms per call of each penalty at each batch size ('~': the warm-up call
+  alone, '-': not timed)."""
+  by_key = {(r['penalty'], r['batch_size']): r for r in rows}
+  names = list(dict.fromkeys(r['penalty'] for r in rows))
+  lines = ['| penalty | ' + ' | '.join(f'batch {b:,} ms' for b in batches) + ' |',
+           '|---|' + '---:|' * len(batches)]
+  for name in names:
+    cells = []
+    for b in batches:
+      r = by_key.get((name, b))
+      cells.append('-' if r is None else _fmt(r['ms'], 2, r['approximate']))
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 # ---------------------------------------------------------------------- output ---
 
 
@@ -410,12 +485,33 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--parts', action='store_true',
                  help='also time the encoder and decoder alone, forward and forward+backward, '
                  'for each framework: where the step time goes')
+  p.add_argument('--penalties', nargs='?', const=','.join(PENALTIES), default='',
+                 help='instead of train steps, time the latent penalties alone (JAX only): '
+                 f'a comma-separated subset of {", ".join(PENALTIES)} (bare: all of them)')
+  p.add_argument('--penalty_batches', default=','.join(map(str, DEFAULT_PENALTY_BATCHES)),
+                 help='--penalties: comma-separated batch sizes (default: %(default)s)')
+  p.add_argument('--latent_dim', type=int, default=None,
+                 help="--penalties: d_z of the codes (default: the MNIST configs', 8)")
   p.add_argument('--json_out', default='', help='also write the results as JSON here')
   args = p.parse_args(argv)
   args.models = [m.strip() for m in args.models.split(',') if m.strip()]
   args.objectives = [o.strip() for o in args.objectives.split(',') if o.strip()]
   if args.batch_size < 2 or args.repeats < 1 or args.steps_per_trial < 0:
     p.error('--batch_size must be >= 2, --repeats >= 1, --steps_per_trial >= 0')
+  args.penalties = [n.strip() for n in args.penalties.split(',') if n.strip()]
+  for name in args.penalties:
+    if name not in PENALTIES:
+      p.error(f'unknown penalty {name!r}: expected one of {", ".join(PENALTIES)}')
+  try:
+    args.penalty_batches = [int(b) for b in args.penalty_batches.split(',') if b.strip()]
+  except ValueError:
+    p.error(f'--penalty_batches must be comma-separated integers, got {args.penalty_batches!r}')
+  if not args.penalty_batches or min(args.penalty_batches) < 2:
+    p.error('--penalty_batches must be >= 2 (the unbiased MMD needs 2 codes)')
+  if args.latent_dim is not None and args.latent_dim < 1:
+    p.error('--latent_dim must be >= 1')
+  if args.penalties:  # no models to check
+    return args
   for model in args.models:
     for objective in args.objectives:
       try:
@@ -441,7 +537,7 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   def say(*lines):
     print(*lines, sep='\n', file=out, flush=True)
 
-  torch = _import_torch() if args.torch else None
+  torch = _import_torch() if args.torch and not args.penalties else None
   backend = jax.default_backend()
   accelerator = backend in ('gpu', 'tpu', 'cuda', 'rocm')
   torch_device = None
@@ -460,6 +556,8 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
   warning = busy_warning(info['load_average'], info['cpu_count'])
   if warning:
     say(warning)
+  if args.penalties:
+    return main_penalties(args, info, warning, say)
   if args.torch and torch is None:
     say(TORCH_MISSING)
   elif torch is not None:
@@ -546,12 +644,51 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
       torch_threads=args.torch_threads if torch else None,
       torch_channels_last=args.torch_channels_last, peak_flops=peak),
                  rows=rows, notes=notes, table=table)
-  if args.json_out:
-    path = pathlib.Path(args.json_out)
+  _write_json(args.json_out, results, say)
+  return results
+
+
+def main_penalties(args, info: dict, warning: str, say) -> dict:
+  """--penalties: times each penalty at each batch size; prints the table, returns results."""
+  latent_dim = args.latent_dim or model_config(PENALTY_MODEL, 'mmd', 2).model.latent_dim
+  say(f'latent penalties alone: value and gradient with respect to the codes, jitted, '
+      f'd_z = {latent_dim}, codes and prior samples from N(0, I), median of {args.repeats} '
+      f'trials, --max_seconds={args.max_seconds:g} per measurement', '')
+  rows, notes = [], []
+  for name in args.penalties:
+    for batch in args.penalty_batches:
+      t = time_penalty(name, batch, latent_dim, args.repeats, args.steps_per_trial,
+                       args.max_seconds)
+      gc.collect()  # the large batches' buffers, before the next measurement
+      ms = None if t.step_s is None else 1e3 * t.step_s
+      rows.append(dict(penalty=name, batch_size=batch, latent_dim=latent_dim, ms=ms,
+                       compile_s=t.compile_s, approximate=t.approximate,
+                       trials_s=t.trials_s, steps_per_trial=t.steps_per_trial, note=t.note))
+      if t.note:
+        notes.append(f'{name} batch {batch}: {t.note}')
+      say(f'{name} batch {batch}: {_fmt(ms, 2, t.approximate)} ms per call '
+          f'(compile {t.compile_s:.1f} s)')
+  table = format_penalties(rows, args.penalty_batches)
+  say('', table)
+  if warning:
+    notes.append(warning)
+  if notes:
+    say('', 'Notes:', *[f'- {n}' for n in notes])
+  results = dict(device=info, settings=dict(
+      penalties=args.penalties, penalty_batches=args.penalty_batches, latent_dim=latent_dim,
+      penalty_model=PENALTY_MODEL, repeats=args.repeats, steps_per_trial=args.steps_per_trial,
+      max_seconds=args.max_seconds),
+                 rows=rows, notes=notes, table=table)
+  _write_json(args.json_out, results, say)
+  return results
+
+
+def _write_json(path: str, results: dict, say):
+  if path:
+    path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     say(f'Wrote {path}')
-  return results
 
 
 if __name__ == '__main__':

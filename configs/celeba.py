@@ -2,7 +2,7 @@
 what differs from wae_jax.config.base_config() (the paper's MNIST WAE-MMD) is set here.
 
 Argument: comma-separated key=value pairs, each optional (the first value is the default):
-- objective = wae_mmd | wae_gan | vae
+- objective = wae_mmd | wae_gan | vae | wae_swd | wae_sinkhorn
 e.g. `--config=configs/celeba.py:objective=wae_gan`, or with the bare value,
 `configs/celeba.py:wae_gan`. WAE-GAN adds the prior's log-density to the adversary's logits
 (the log-prior trick), as the paper's CelebA runs do.
@@ -10,7 +10,7 @@ e.g. `--config=configs/celeba.py:objective=wae_gan`, or with the bare value,
 
 from wae_jax import config as wae_config
 
-OBJECTIVES = tuple(wae_config.OBJECTIVES)  # wae_mmd | wae_gan | vae
+OBJECTIVES = tuple(wae_config.OBJECTIVES)  # wae_mmd wae_gan vae wae_swd wae_sinkhorn
 
 
 def get_config(arg: str = ''):
@@ -33,6 +33,10 @@ def get_config(arg: str = ''):
     c.penalty.log_prior_trick = True
     c.train.learning_rate = 3e-4
     c.train.adversary_learning_rate = 1e-3
+  elif args.objective == 'wae_swd':  # lambda 100, as WAE-MMD's (not in the paper)
+    c.penalty.name, c.penalty.lam = 'swd', 100.0
+  elif args.objective == 'wae_sinkhorn':  # lambda 100 / d_z: see configs/mnist.py
+    c.penalty.name, c.penalty.lam = 'sinkhorn', 100.0 / c.model.latent_dim
   else:  # VAE baseline: Gaussian encoder, Gaussian decoder (squared loss), KL weight 1.
     c.penalty.name, c.penalty.lam = 'vae', 1.0
     c.model.gaussian_encoder = True

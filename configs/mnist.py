@@ -2,7 +2,7 @@
 WAE-MMD, so this file sets only what its argument changes.
 
 Argument: comma-separated key=value pairs, each optional (the first value is the default):
-- objective = wae_mmd | wae_gan | vae
+- objective = wae_mmd | wae_gan | vae | wae_swd | wae_sinkhorn
 - size = paper | small: small is the CPU-sized model (1/8 width) whose default run trains in
   minutes on a 2-core machine.
 e.g. `--config=configs/mnist.py:objective=wae_gan,size=small`. A bare value sets its key, so
@@ -11,7 +11,7 @@ e.g. `--config=configs/mnist.py:objective=wae_gan,size=small`. A bare value sets
 
 from wae_jax import config as wae_config
 
-OBJECTIVES = tuple(wae_config.OBJECTIVES)  # wae_mmd | wae_gan | vae
+OBJECTIVES = tuple(wae_config.OBJECTIVES)  # wae_mmd wae_gan vae wae_swd wae_sinkhorn
 SIZES = ('paper', 'small')
 
 
@@ -20,6 +20,13 @@ def get_config(arg: str = ''):
   c = wae_config.base_config()
   if args.objective == 'wae_gan':  # lambda 10, as WAE-MMD's
     c.penalty.name = 'gan'
+  elif args.objective == 'wae_swd':  # lambda 10, as WAE-MMD's
+    c.penalty.name = 'swd'
+  elif args.objective == 'wae_sinkhorn':
+    # The Sinkhorn divergence estimates W_2^2, a sum over the d_z dimensions, where sliced
+    # Wasserstein averages one dimension's W_2^2 over directions: lambda 10 / d_z puts the two
+    # on one scale.
+    c.penalty.name, c.penalty.lam = 'sinkhorn', 10.0 / c.model.latent_dim
   elif args.objective == 'vae':  # Gaussian encoder, Bernoulli decoder, KL weight 1
     c.penalty.name, c.penalty.lam = 'vae', 1.0
     c.model.gaussian_encoder = True

@@ -53,6 +53,16 @@ _BIGWAE_SPACE = {
     # The VAE's encoder is always Gaussian; lambda is its KL weight.
     'vae': {**_COMMON,
             'penalty.lam': ('log_uniform', 0.1, 10.0)},
+    # Not in the paper's sweep (add them with --sweep.methods=...): the same span of lambda as
+    # WAE-MMD's, scaled by 1/d_z for the Sinkhorn divergence (it sums over the dimensions).
+    'wae_swd': {**_COMMON,
+                'model.gaussian_encoder': ('choice', (False, True)),
+                'penalty.lam': ('log_uniform', 1.0, 1000.0),
+                'penalty.num_projections': ('choice', (50, 100, 200))},
+    'wae_sinkhorn': {**_COMMON,
+                     'model.gaussian_encoder': ('choice', (False, True)),
+                     'penalty.lam': ('log_uniform', 0.01, 10.0),
+                     'penalty.sinkhorn_epsilon': ('log_uniform', 0.1, 10.0)},
 }
 
 
@@ -71,8 +81,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.sweep_seed = 0
   c.inject_failure = ''  # Test only: comma-separated trial ids whose training is made to fail.
   if name == 'bigwae':
-    c.methods = ('wae_mmd', 'wae_gan', 'vae')
-    c.base = {m: f'configs/celeba.py:{m}' for m in c.methods}
+    c.methods = ('wae_mmd', 'wae_gan', 'vae')  # the paper's; wae_swd and wae_sinkhorn also exist
+    c.base = {m: f'configs/celeba.py:{m}' for m in _BIGWAE_SPACE}
     c.space = {m: sweep.nested(s) for m, s in _BIGWAE_SPACE.items()}
     c.num_configs = 333
     c.seeds_per_config = 3

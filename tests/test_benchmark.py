@@ -153,6 +153,35 @@ def test_main_tiny_model_with_torch(tmp_path):
   assert '| train step |' in text
 
 
+def test_main_penalties_alone(tmp_path):
+  out, json_path = io.StringIO(), tmp_path / 'penalties.json'
+  results = benchmark.main(['--penalties', '--penalty_batches=8,16', '--repeats=1',
+                            '--steps_per_trial=1', f'--json_out={json_path}'], out=out)
+  assert json.loads(json_path.read_text()) == json.loads(json.dumps(results))
+  rows = results['rows']
+  assert [(r['penalty'], r['batch_size']) for r in rows] == [
+      (name, batch) for name in benchmark.PENALTIES for batch in (8, 16)]
+  for row in rows:
+    assert row['ms'] > 0 and row['compile_s'] > 0 and row['latent_dim'] == 8, row
+    assert row['trials_s'] and row['steps_per_trial'] == 1 and not row['approximate']
+  text = out.getvalue()
+  assert '| penalty | batch 8 ms | batch 16 ms |' in text
+  for name in benchmark.PENALTIES:
+    assert f'| {name} |' in text
+  assert 'img/s' not in text
+
+
+def test_penalties_arguments():
+  args = benchmark.parse_args(['--penalties=swd,gan', '--penalty_batches=4', '--latent_dim=3'])
+  assert (args.penalties, args.penalty_batches, args.latent_dim) == (['swd', 'gan'], [4], 3)
+  assert benchmark.parse_args(['--penalties']).penalties == list(benchmark.PENALTIES)
+  assert benchmark.parse_args([]).penalty_batches == [100, 1000, 10000]
+  for bad in ('--penalties=wgan', '--penalty_batches=1', '--penalty_batches=10x',
+              '--latent_dim=0'):
+    with pytest.raises(SystemExit):
+      benchmark.parse_args(['--penalties', bad])
+
+
 def _fake_timing(*args, **kwargs):
   return benchmark.Timing(img_per_s=10.0, gflop_per_s=1.0, step_s=0.8, trials_s=[0.8],
                           steps_per_trial=1, compile_s=2.0)

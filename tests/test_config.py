@@ -279,9 +279,12 @@ def test_changed_fields_skip_free_fields_and_compare_a_read_config_json():
   assert wae_config.changed_fields(recorded, new) == {}
   new.penalty.lam = 3.0
   new.train.lr_decay = ((30, 0.5),)
-  del recorded['penalty']['kernel']  # as if written by code that did not have the field
+  # As if written by code that did not have the fields: one at its default is what that code
+  # did, one set otherwise is a change.
+  del recorded['penalty']['kernel'], recorded['penalty']['gan_update']
+  new.penalty.gan_update = 'alternating'
   assert wae_config.changed_fields(recorded, new) == {
-      'penalty.kernel': ('<absent>', 'imq_multiscale'), 'penalty.lam': (10.0, 3.0),
+      'penalty.gan_update': ('<absent>', 'alternating'), 'penalty.lam': (10.0, 3.0),
       'train.lr_decay': ([[30, 0.5], [50, 0.2]], [[30, 0.5]])}
 
 

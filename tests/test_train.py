@@ -35,6 +35,8 @@ def _run_steps(config, num_steps):
     ('wae_mmd', ()),
     ('wae_gan', ('adversary_loss', 'adversary_accuracy')),
     ('vae', ('encoder_variance',)),
+    ('wae_swd', ()),
+    ('wae_sinkhorn', ()),
 ])
 def test_train_step_learns(objective, extra_metrics):
   config = tiny_config(objective)
@@ -54,6 +56,38 @@ def test_train_step_learns(objective, extra_metrics):
     assert 0.0 <= metrics[-1]['adversary_accuracy'] <= 1.0
   else:
     assert before.adversary_params == {}
+
+
+def _tree_close(a, b):
+  return all(jax.tree_util.tree_leaves(
+      jax.tree_util.tree_map(lambda x, y: np.allclose(x, y, rtol=1e-5, atol=1e-6), a, b)))
+
+
+def test_alternating_gan_update_penalises_the_encoder_with_the_updated_adversary():
+  """Algorithm 1's order: the adversary's step is the simultaneous one's (both see the codes of
+  the same parameters), and the auto-encoder's step is the simultaneous one taken against the
+  adversary after its step."""
+  config = tiny_config('wae_gan')
+  model, adversary = models.build_autoencoder(config), models.build_adversary(config)
+  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+  images = _random_images(config, config.train.batch_size)
+
+  def step_fn(gan_update):
+    config.penalty.gan_update = gan_update
+    return jax.jit(train.make_train_step(config, model, adversary, 10, jax.random.PRNGKey(1)))
+
+  simultaneous, alternating = step_fn('simultaneous'), step_fn('alternating')
+  for _ in range(2):  # a trained adversary, so that its step matters to the encoder
+    state, _ = simultaneous(state, images)
+  after_sim, sim_metrics = simultaneous(state, images)
+  after_alt, alt_metrics = alternating(state, images)
+  assert _tree_close(after_alt.adversary_params, after_sim.adversary_params)
+  assert float(alt_metrics['adversary_loss']) == pytest.approx(
+      float(sim_metrics['adversary_loss']), rel=1e-5)
+  assert not _tree_close(after_alt.params, after_sim.params)
+  against_updated, _ = simultaneous(
+      state.replace(adversary_params=after_alt.adversary_params), images)
+  assert _tree_close(after_alt.params, against_updated.params)
 
 
 def test_celeba_config_trains_a_step_on_random_data():

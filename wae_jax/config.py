@@ -31,7 +31,8 @@ from wae_jax import penalties
 from wae_jax.models import layers
 
 # The objectives configs/*.py offer (their `objective=` argument), by config.penalty.name.
-OBJECTIVES = {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae'}
+OBJECTIVES = {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae', 'wae_swd': 'swd',
+              'wae_sinkhorn': 'sinkhorn'}
 PENALTIES = tuple(OBJECTIVES.values())
 DATASETS = ('mnist', 'celeba')
 # Where each data set can come from (config.data.source); wae_jax.input_pipeline loads each.
@@ -39,6 +40,9 @@ DATA_SOURCES = {'mnist': ('auto', 'tfds', 'idx'), 'celeba': ('auto', 'tfds', 'fo
 ARCHITECTURES = tuple(models.ARCHITECTURES)
 CONV_IMPLS = ('auto',) + layers.IMPLEMENTATIONS
 DTYPES = ('float32', 'bfloat16')
+GAN_UPDATES = ('simultaneous', 'alternating')
+SAMPLERS = ('prior', 'gmm', 'both')
+GMM_COVARIANCES = ('full', 'diag', 'tied', 'spherical')
 # Fields holding a file or folder; None = unset (each one's default applies).
 PATH_FIELDS = ('data.dir', 'data.cache_dir', 'eval.cache_dir', 'eval.inception_weights')
 # Fields (fnmatch patterns) a resumed run may change freely: they leave every step's result as
@@ -90,11 +94,20 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.penalty = ml_collections.ConfigDict()
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
+                                # | swd (sliced Wasserstein) | sinkhorn (Sinkhorn divergence)
   c.penalty.lam = 10.0          # lambda; for the VAE, the KL weight
   c.penalty.kernel = 'imq_multiscale'  # rbf | imq | imq_multiscale (IMQ summed over scales)
   c.penalty.kernel_scale = config_dict.placeholder(float)  # the kernel's base scale C (None:
                                 # the paper's C = 2 * latent_dim * prior_variance)
   c.penalty.log_prior_trick = False  # WAE-GAN: add log p_z(z) to the adversary's logits
+  c.penalty.gan_update = 'simultaneous'  # WAE-GAN: simultaneous (both nets from the same
+                                # parameters) | alternating (the paper's Algorithm 1: the
+                                # adversary first, then the auto-encoder against the new one)
+  c.penalty.num_projections = 50  # swd: random directions per step
+  c.penalty.swd_p = 2           # swd: the p of SW_p^p (the distance |a - b|^p on each line)
+  c.penalty.sinkhorn_epsilon = 1.0  # sinkhorn: entropic regularisation, in squared-distance
+                                # units (smaller: closer to W_2^2, more iterations)
+  c.penalty.sinkhorn_max_iterations = 200  # sinkhorn: cap on the solver's iterations
 
   c.cost = ml_collections.ConfigDict()
   c.cost.name = 'l2sq'          # l2sq | l2 | l1 | bernoulli
@@ -126,6 +139,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.samples_seed_offset = 1    # evaluation samples decode prior noise from seed + this
   c.eval.mmd_prior_seed_offset = 2  # the MMD's prior draws come from seed + this
   c.eval.batch_size = 500       # images per encode or decode call when evaluating
+  c.eval.sampler = 'both'       # where samples' codes come from: prior (the WAE's P_Z) | gmm
+                                # (a Gaussian mixture fitted to training codes, ex post) | both
+  c.eval.gmm_components = 10    # gmm: mixture components
+  c.eval.gmm_covariance = 'full'  # gmm: full | diag | tied | spherical (scikit-learn's names)
+  c.eval.gmm_train_images = 60000  # gmm: encoded training images it is fitted to (at most all)
+  c.eval.gmm_seed_offset = 3    # gmm: its fit and its samples draw from seed + this
   c.eval.mnist_classifier_seed = 0  # the MNIST FID classifier is trained (and cached) from this
   c.eval.mnist_classifier_batch_size = 1000  # images per MNIST classifier call for FID features
   c.eval.inception_batch_size = 100  # images per InceptionV3 call for FID features
@@ -226,6 +245,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed('penalty.name', config.penalty.name, PENALTIES)
   _allowed('penalty.kernel', config.penalty.kernel, penalties.KERNELS)
   _allowed('cost.name', config.cost.name, penalties.RECONSTRUCTION_COSTS)
+  _allowed('penalty.gan_update', config.penalty.gan_update, GAN_UPDATES)
+  _allowed('eval.sampler', config.eval.sampler, SAMPLERS)
+  _allowed('eval.gmm_covariance', config.eval.gmm_covariance, GMM_COVARIANCES)
   _require(config.penalty.lam > 0, 'penalty.lam', config.penalty.lam, 'must be > 0')
   _require(config.model.latent_dim >= 1, 'model.latent_dim', config.model.latent_dim,
            'must be >= 1')
@@ -251,6 +273,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(value >= 1, f'train.{field}', value, 'must be >= 1')
   for field in ('grid_samples', 'num_samples', 'sharpness_images', 'mmd_codes', 'batch_size',
                 'mnist_classifier_batch_size', 'inception_batch_size'):
+    value = config.eval[field]
+    _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
+  for field in ('num_projections', 'sinkhorn_max_iterations'):
+    value = config.penalty[field]
+    _require(isinstance(value, int) and value >= 1, f'penalty.{field}', value, 'must be >= 1')
+  _require(config.penalty.swd_p >= 1, 'penalty.swd_p', config.penalty.swd_p,
+           'must be >= 1 (SW_p is a distance for p >= 1)')
+  _require(config.penalty.sinkhorn_epsilon > 0, 'penalty.sinkhorn_epsilon',
+           config.penalty.sinkhorn_epsilon, 'must be > 0')
+  for field in ('gmm_components', 'gmm_train_images'):
     value = config.eval[field]
     _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
   num_steps = config.train.num_steps
@@ -332,8 +364,16 @@ def as_dict(config) -> Dict[str, Any]:
 
 def changed_fields(old: Mapping[str, Any],
                    new: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
-  """{field: (old value, new value)} of the fields that are not free and differ."""
+  """{field: (old value, new value)} of the fields that are not free and differ.
+
+  A field that `old` lacks (it was written before the field existed) is unchanged while
+  `new` holds the field's default: the default is what the older code did.
+  """
   old, new = flatten(as_dict(old)), flatten(as_dict(new))
+  defaults = flatten(as_dict(base_config()))
+  for field in set(new) - set(old):
+    if field in defaults and new[field] == defaults[field]:
+      old[field] = new[field]
   return {field: (old.get(field, ABSENT), new.get(field, ABSENT))
           for field in sorted(set(old) | set(new))
           if not is_free(field) and old.get(field, ABSENT) != new.get(field, ABSENT)}

@@ -106,6 +106,43 @@ def all_finite(*trees) -> jnp.ndarray:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def adversary_logits(config, adversary, adversary_params, z):
+  """WAE-GAN's adversary on codes z -> [n] logits, with log p_Z(z) added under the log-prior
+  trick."""
+  logits = adversary.apply({'params': adversary_params}, z)
+  if config.penalty.log_prior_trick:
+    return penalties.log_prior_logits(logits, z, config.model.prior_variance)
+  return logits[:, 0]
+
+
+def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None,
+                   log_variance=None):
+  """The divergence config.penalty.name puts between a batch of codes and as many prior
+  samples (before lambda): what the step and the benchmark compute.
+
+  rng: the sliced Wasserstein's directions. gan: `code_logits` are the adversary's on the
+  codes. vae: the KL of the encoder's Gaussians (`mean`, `log_variance`) to the prior.
+  """
+  p, prior_variance = config.penalty, config.model.prior_variance
+  if p.name == 'mmd':
+    return penalties.mmd(codes, z_prior, kernel=p.kernel, prior_variance=prior_variance,
+                         scale=p.kernel_scale)
+  if p.name == 'swd':
+    return penalties.sliced_wasserstein(codes, z_prior, rng=rng,
+                                        num_projections=p.num_projections, p=p.swd_p)
+  if p.name == 'sinkhorn':
+    return penalties.sinkhorn(codes, z_prior, epsilon=p.sinkhorn_epsilon,
+                              max_iterations=p.sinkhorn_max_iterations)
+  if p.name == 'gan':
+    return penalties.encoder_adversarial_loss(code_logits)
+  return penalties.gaussian_kl(mean, log_variance, prior_variance)
+
+
+# The penalty's random numbers (sliced Wasserstein's directions) are fold_in(step key, this):
+# a fourth split of the step key would change the other three streams, and every run with them.
+_PENALTY_STREAM = 3
+
+
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
   """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
 
@@ -114,50 +151,60 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
   """
   ae_tx, schedule, adversary_tx = optimizers(config, steps_per_epoch)
   penalty_name, lam = config.penalty.name, config.penalty.lam
+  alternating = penalty_name == 'gan' and config.penalty.gan_update == 'alternating'
   prior_variance = config.model.prior_variance
   pixel_range = tuple(config.data.pixel_range)
 
-  def adversary_logits(adversary_params, z):
-    logits = adversary.apply({'params': adversary_params}, z)
-    if config.penalty.log_prior_trick:
-      return penalties.log_prior_logits(logits, z, prior_variance)
-    return logits[:, 0]
+  def adversary_loss(adversary_params, codes, z_prior):
+    prior_logits = adversary_logits(config, adversary, adversary_params, z_prior)
+    code_logits = adversary_logits(config, adversary, adversary_params, codes)
+    loss = lam * penalties.adversary_loss(prior_logits, code_logits)
+    return loss, penalties.adversary_accuracy(prior_logits, code_logits)
 
-  def ae_loss(params, batch_stats, adversary_params, images, z_prior, rngs):
+  def adversary_update(state: TrainState, codes, z_prior):
+    """One Adam step of the adversary against these (fixed) codes: its new parameters and
+    optimizer state, its loss and accuracy, and whether its gradient is finite."""
+    (loss, accuracy), grads = jax.value_and_grad(adversary_loss, has_aux=True)(
+        state.adversary_params, codes, z_prior)
+    updates, opt_state = adversary_tx.update(grads, state.adversary_opt_state,
+                                             state.adversary_params)
+    return dict(params=optax.apply_updates(state.adversary_params, updates),
+                opt_state=opt_state, loss=loss, accuracy=accuracy,
+                finite=all_finite(loss, grads))
+
+  def ae_loss(params, state: TrainState, images, z_prior, rngs):
     inputs = encoder_inputs(rngs['noise'], images, config.train.input_noise)
     (codes, mean, log_variance, logits), updates = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, inputs, train=True,
+        {'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
         method=model.encode_decode, rngs={'latent': rngs['latent']}, mutable=['batch_stats'])
     outputs = logits if config.cost.name == 'bernoulli' else models.activate(logits, pixel_range)
     reconstruction = penalties.reconstruction_cost(
         images, outputs, name=config.cost.name, scale=config.cost.scale)
-    if penalty_name == 'mmd':
-      penalty = penalties.mmd(codes, z_prior, kernel=config.penalty.kernel,
-                              prior_variance=prior_variance,
-                              scale=config.penalty.kernel_scale)
-    elif penalty_name == 'gan':
-      penalty = penalties.encoder_adversarial_loss(adversary_logits(adversary_params, codes))
-    else:
-      penalty = penalties.gaussian_kl(mean, log_variance, prior_variance)
+    adversary_step, code_logits = None, None
+    if penalty_name == 'gan':
+      # The adversary's step sees the codes as data (no gradient flows into the encoder
+      # through it). 'simultaneous': the encoder is penalised by the adversary both steps
+      # started from; 'alternating' (Algorithm 1): by the adversary after its step.
+      adversary_step = adversary_update(state, jax.lax.stop_gradient(codes), z_prior)
+      adversary_params = (adversary_step['params'] if alternating
+                          else state.adversary_params)
+      code_logits = adversary_logits(config, adversary, adversary_params, codes)
+    penalty = latent_penalty(config, codes, z_prior, rngs['penalty'], code_logits=code_logits,
+                             mean=mean, log_variance=log_variance)
     loss = reconstruction + lam * penalty
     aux = dict(codes=codes, batch_stats=updates['batch_stats'], reconstruction=reconstruction,
-               penalty=penalty, log_variance=log_variance)
+               penalty=penalty, log_variance=log_variance, adversary_step=adversary_step)
     return loss, aux
-
-  def adversary_loss(adversary_params, codes, z_prior):
-    prior_logits = adversary_logits(adversary_params, z_prior)
-    code_logits = adversary_logits(adversary_params, codes)
-    loss = lam * penalties.adversary_loss(prior_logits, code_logits)
-    return loss, penalties.adversary_accuracy(prior_logits, code_logits)
 
   def train_step(state: TrainState, images) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
     step_rng = jax.random.fold_in(rng, state.step)
     noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
     z_prior = penalties.prior_samples(prior_rng, (images.shape[0], config.model.latent_dim),
-                            prior_variance)
+                                      prior_variance)
+    rngs = {'noise': noise_rng, 'latent': latent_rng,
+            'penalty': jax.random.fold_in(step_rng, _PENALTY_STREAM)}
     (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
-        state.params, state.batch_stats, state.adversary_params, images, z_prior,
-        {'noise': noise_rng, 'latent': latent_rng})
+        state.params, state, images, z_prior, rngs)
     mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
     metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
                    learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
@@ -165,25 +212,20 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     if aux['log_variance'] is not None:
       metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
     finite = all_finite(loss, grads)
-    adv_grads = None
-    if penalty_name == 'gan':
-      # Simultaneous update: the adversary sees the codes the auto-encoder step just used.
-      (adv_loss, accuracy), adv_grads = jax.value_and_grad(adversary_loss, has_aux=True)(
-          state.adversary_params, jax.lax.stop_gradient(aux['codes']), z_prior)
-      finite = finite & all_finite(adv_loss, adv_grads)
-      metrics.update(adversary_loss=adv_loss, adversary_accuracy=accuracy)
+    adversary_step = aux['adversary_step']
+    if adversary_step is not None:
+      finite = finite & adversary_step['finite']
+      metrics.update(adversary_loss=adversary_step['loss'],
+                     adversary_accuracy=adversary_step['accuracy'])
 
     def apply_updates(state: TrainState) -> TrainState:
       updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
       state = state.replace(params=optax.apply_updates(state.params, updates),
                             batch_stats=aux['batch_stats'], opt_state=opt_state,
                             nonfinite_steps=jnp.zeros_like(state.nonfinite_steps))
-      if adv_grads is not None:
-        updates, opt_state = adversary_tx.update(adv_grads, state.adversary_opt_state,
-                                                 state.adversary_params)
-        state = state.replace(adversary_params=optax.apply_updates(state.adversary_params,
-                                                                   updates),
-                              adversary_opt_state=opt_state)
+      if adversary_step is not None:
+        state = state.replace(adversary_params=adversary_step['params'],
+                              adversary_opt_state=adversary_step['opt_state'])
       return state
 
     def skip(state: TrainState) -> TrainState:
