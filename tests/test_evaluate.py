@@ -1,10 +1,17 @@
-"""--mode=evaluate on a briefly trained tiny model: every number present, labelled, right."""
+"""--mode=evaluate on a briefly trained tiny model: every number present, labelled, right,
+for the prior's samples and those of the Gaussian mixture fitted to training codes."""
 
 import json
+import types
 
+import ml_collections
+import numpy as np
+from PIL import Image
 import pytest
+from sklearn import mixture
 
 from tests.helpers import tiny_config
+from wae_jax import errors
 from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import train
@@ -13,6 +20,7 @@ from wae_jax.evaluation import evaluators
 from wae_jax.evaluation import inception
 from wae_jax.evaluation import metrics
 from wae_jax.evaluation import mnist_classifier
+from wae_jax.evaluation import samplers
 
 
 @pytest.fixture(scope='module')
@@ -22,20 +30,37 @@ def trained_vae(tmp_path_factory, mnist_dir):
   config.eval.num_samples = 300
   config.eval.sharpness_images = 100
   config.eval.mmd_codes = 50
+  config.eval.grid_samples = 16
+  config.eval.gmm_train_images = 400  # few codes: the fit takes milliseconds
+  config.eval.gmm_components = 3
   workdir = tmp_path_factory.mktemp('vae')
   config.eval.cache_dir = str(workdir / 'cache')
   train.train_and_evaluate(config, str(workdir))
   return config, workdir
 
 
-def test_evaluate_writes_labelled_results(trained_vae, monkeypatch):
+@pytest.fixture(scope='module')
+def restored(trained_vae):
   config, workdir = trained_vae
-  # An untrained classifier stands in for the cached one: the FID plumbing is what is tested.
-  trained = []
+  return inference.restore(config, str(workdir))
+
+
+@pytest.fixture
+def untrained_classifier(monkeypatch):
+  """An untrained classifier stands in for the cached one: the FID plumbing is what is tested.
+
+  Returns the list of calls, one element each.
+  """
+  calls = []
   monkeypatch.setattr(mnist_classifier, 'load_or_train',
-                      lambda *a, **k: trained.append(1) or mnist_classifier.init_params(0))
+                      lambda *a, **k: calls.append(1) or mnist_classifier.init_params(0))
+  return calls
+
+
+def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier):
+  config, workdir = trained_vae
   results = evaluate.evaluate(config, str(workdir))
-  assert trained == [1]
+  assert untrained_classifier == [1]  # one classifier for both samplers
   on_disk = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert on_disk == json.loads(json.dumps(results))
   assert results['step'] == 2
@@ -58,22 +83,146 @@ def test_evaluate_writes_labelled_results(trained_vae, monkeypatch):
   cached = sorted(p.name for p in (workdir / 'cache').glob('fid_stats_*.npz'))
   assert cached == ['fid_stats_mnist_test_300_mnist_classifier.npz',
                     'fid_stats_mnist_train_300_mnist_classifier.npz']
+  # The mixture's samples have the same metrics, under the same keys + '_gmm', labelled.
+  for key in ('sharpness_samples', 'fid_mnist_classifier'):
+    prior, gmm = results[key], results[f'{key}_gmm']
+    assert prior['sampler'] == 'prior' and gmm['sampler'] == 'gmm'
+    assert {**gmm, 'value': None, 'sampler': None} == {**prior, 'value': None, 'sampler': None}
+  assert results['fid_mnist_classifier_gmm']['value'] > floor['value']
+  assert 'fid_mnist_classifier_real_floor_gmm' not in results  # no sampler's: one floor
+  fit = results['gmm_train_codes_log_likelihood']
+  assert {k: v for k, v in fit.items() if k not in ('value', 'iterations', 'converged')} == {
+      'num_codes': 400, 'components': 3, 'covariance': 'full', 'seed': config.seed + 3}
+  assert np.isfinite(fit['value']) and fit['iterations'] >= 1
+  assert 'gmm_train_codes_log_likelihood' in evaluate.summary(results)
+  # One picture per sampler: its first eval.grid_samples = 16 samples, 4 x 4 digits.
+  for sampler in ('prior', 'gmm'):
+    with Image.open(workdir / 'eval' / f'samples_{sampler}.png') as image:
+      assert image.size == (4 * 29 + 1, 4 * 29 + 1)
 
 
-def test_evaluators_yield_their_keys(trained_vae, monkeypatch):
+def test_evaluators_yield_their_keys(trained_vae, restored, untrained_classifier, monkeypatch):
   """Each evaluator of the tiny VAE (MNIST, Gaussian encoder) writes exactly its entries."""
-  config, workdir = trained_vae
-  monkeypatch.setattr(mnist_classifier, 'load_or_train',
-                      lambda *a, **k: mnist_classifier.init_params(0))
+  config, _ = trained_vae
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
-  context = evaluate.make_context(config, *inference.restore(config, str(workdir)))
+  context = evaluate.make_context(config, *restored)
   keys = {e.name: sorted(e.run(context)) for e in evaluators.from_config(config)}
   assert keys == {
-      'sharpness': ['sharpness_reconstructions', 'sharpness_samples', 'sharpness_test_images'],
+      'sharpness': ['sharpness_reconstructions', 'sharpness_samples', 'sharpness_samples_gmm',
+                    'sharpness_test_images'],
       'reconstruction': ['test_mse_per_pixel', 'test_reconstruction_cost'],
       'latent_mmd': ['test_codes_mmd'],
       'encoder_variance': ['encoder_variance_per_dim'],
-      'fid_mnist_classifier': ['fid_mnist_classifier', 'fid_mnist_classifier_real_floor'],
+      'fid_mnist_classifier': ['fid_mnist_classifier', 'fid_mnist_classifier_gmm',
+                               'fid_mnist_classifier_real_floor'],
       'fid_inception': [],  # No weights configured: skipped.
+      'sampler_fit': ['gmm_train_codes_log_likelihood'],
+      'sample_grids': [],  # No directory: no pictures.
   }
-  assert len(context.samples) == len(context.codes) == context.num_images == 300
+  assert list(context.samples) == ['prior', 'gmm']
+  assert all(len(s) == 300 for s in context.samples.values())
+  assert len(context.codes) == context.num_images == 300
+  # The prior's samples decode the prior noise they always did; the mixture's, its draws.
+  model, state = restored
+  encoder, decode = evaluate._make_coders(model, state, config.data.pixel_range)
+  noise = samplers.prior_noise(config, config.eval.samples_seed_offset, 300)
+  np.testing.assert_allclose(context.samples['prior'], decode(noise), atol=1e-6)
+  encode = lambda images, limit: encoder(images[:limit])[0]
+  data = input_pipeline.load_dataset(config.data)
+  draws = samplers.gmm(config, encode, data).codes
+  np.testing.assert_allclose(context.samples['gmm'], decode(draws), atol=1e-5)
+
+
+@pytest.mark.parametrize('sampler', ['prior', 'gmm'])
+def test_one_sampler_gives_only_its_keys(trained_vae, restored, untrained_classifier,
+                                         monkeypatch, sampler):
+  config, _ = trained_vae
+  config = config.copy_and_resolve_references()
+  config.eval.sampler = sampler
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  context = evaluate.make_context(config, *restored)
+  keys = set()
+  for evaluator in evaluators.from_config(config):
+    keys.update(evaluator.run(context))
+  common = {'sharpness_reconstructions', 'sharpness_test_images', 'test_mse_per_pixel',
+            'test_reconstruction_cost', 'test_codes_mmd', 'encoder_variance_per_dim',
+            'fid_mnist_classifier_real_floor'}
+  if sampler == 'prior':  # the keys evaluation has always written
+    assert keys == common | {'sharpness_samples', 'fid_mnist_classifier'}
+  else:
+    assert keys == common | {'sharpness_samples_gmm', 'fid_mnist_classifier_gmm',
+                             'gmm_train_codes_log_likelihood'}
+  assert list(context.samples) == [sampler]
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def _sampler_config(**eval_fields):
+  config = ml_collections.ConfigDict({
+      'seed': 5, 'model': {'latent_dim': 2, 'prior_variance': 1.0},
+      'eval': {'sampler': 'both', 'num_samples': 200, 'samples_seed_offset': 1,
+               'gmm_components': 2, 'gmm_covariance': 'full', 'gmm_train_images': 300,
+               'gmm_seed_offset': 3}})
+  config.eval.update(eval_fields)
+  return config
+
+
+def _two_clusters():
+  """'Images' that are their own codes: two clusters, at (-5, -5) and (5, 5)."""
+  rng = np.random.default_rng(0)
+  centres = np.where(rng.random(1000) < 0.5, -5.0, 5.0)[:, None]
+  train = (centres + rng.normal(size=(1000, 2))).astype(np.float32)
+  return types.SimpleNamespace(train_images=train, test_images=np.zeros((150, 1)))
+
+
+def _identity_encoder():
+  limits = []
+
+  def encode(images, limit=None):
+    limits.append(limit)
+    return images[:limit]
+
+  return encode, limits
+
+
+@pytest.mark.parametrize('covariance', ['full', 'diag', 'tied', 'spherical'])
+def test_gmm_sampler_fits_training_codes(covariance):
+  config, data = _sampler_config(gmm_covariance=covariance), _two_clusters()
+  encode, limits = _identity_encoder()
+  draws = samplers.gmm(config, encode, data)
+  assert limits == [300]  # only the first eval.gmm_train_images training images
+  # As many draws as test images to compare with; shuffled, so any prefix has both clusters.
+  assert draws.codes.shape == (150, 2) and draws.codes.dtype == np.float32
+  assert set(np.sign(draws.codes[:20, 0])) == {-1.0, 1.0}
+  for sign in (-1, 1):
+    cluster = draws.codes[np.sign(draws.codes[:, 0]) == sign]
+    np.testing.assert_allclose(cluster.mean(axis=0), [5 * sign] * 2, atol=0.5)
+  reference = mixture.GaussianMixture(2, covariance_type=covariance, random_state=8)
+  codes = data.train_images[:300].astype(np.float64)
+  assert draws.entries == {'gmm_train_codes_log_likelihood': {
+      'value': pytest.approx(reference.fit(codes).score(codes)), 'num_codes': 300,
+      'components': 2, 'covariance': covariance, 'seed': 8,
+      'iterations': reference.n_iter_, 'converged': True}}
+  # Reproducible from seed + eval.gmm_seed_offset, and only from it.
+  np.testing.assert_array_equal(samplers.gmm(config, encode, data).codes, draws.codes)
+  config.eval.gmm_seed_offset = 4
+  assert not np.array_equal(samplers.gmm(config, encode, data).codes, draws.codes)
+
+
+def test_gmm_sampler_with_fewer_codes_than_components_is_a_clear_error():
+  config = _sampler_config(gmm_train_images=1)
+  with pytest.raises(errors.ConfigError, match='eval.gmm_components=2 is more than the 1 '):
+    samplers.gmm(config, _identity_encoder()[0], _two_clusters())
+
+
+def test_prior_sampler_and_sampler_names():
+  config, data = _sampler_config(), _two_clusters()
+  draws = samplers.prior(config, None, data)
+  np.testing.assert_array_equal(draws.codes, samplers.prior_noise(config, 1, 150))
+  assert draws.codes.shape == (150, 2) and draws.entries == {}
+  assert samplers.names(config) == ['prior', 'gmm']
+  assert [samplers.key_suffix(n) for n in samplers.names(config)] == ['', '_gmm']
+  for sampler in ('prior', 'gmm'):
+    config.eval.sampler = sampler
+    assert samplers.names(config) == [sampler]

@@ -4,6 +4,7 @@ Training writes them every `train.image_every` steps, as PNGs under `<workdir>/i
 as TensorBoard images; `--mode=sample` decodes the same fixed prior noise.
 """
 
+import functools
 import pathlib
 from typing import Callable, Dict, Sequence
 
@@ -77,6 +78,22 @@ def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
   }
 
 
+def coders(model, pixel_range):
+  """Pure encode(variables, images) -> (mean codes, log-variances or None) and
+  decode(variables, codes) -> images: pictures and evaluation jit these with their own
+  placement of the weights."""
+  pixel_range = tuple(pixel_range)
+
+  def encode(variables, images):
+    return model.apply(variables, images, train=False, method=model.encode)
+
+  def decode(variables, codes):
+    logits = model.apply(variables, codes, train=False, method=model.decode)
+    return models.activate(logits, pixel_range)
+
+  return encode, decode
+
+
 def make_eval_fns(model, state, pixel_range):
   """Jitted (encode to mean codes, decode to images) with the state's current weights.
 
@@ -84,17 +101,9 @@ def make_eval_fns(model, state, pixel_range):
   process can make pictures while the others train on.
   """
   variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
-  pixel_range = tuple(pixel_range)
-
-  @jax.jit
-  def encode(images):
-    return model.apply(variables, images, train=False, method=model.encode)[0]
-
-  @jax.jit
-  def decode(codes):
-    logits = model.apply(variables, codes, train=False, method=model.decode)
-    return models.activate(logits, pixel_range)
-
+  encode_fn, decode_fn = coders(model, pixel_range)
+  encode = jax.jit(lambda images: encode_fn(variables, images)[0])
+  decode = jax.jit(functools.partial(decode_fn, variables))
   return (lambda x: np.asarray(encode(x))), (lambda z: np.asarray(decode(z)))
 
 

@@ -1,21 +1,26 @@
 """The evaluators: one object per metric family, each turning a shared Context into entries.
 
 As big_vision's evaluators: each has a `name` and a `run` method, and knows nothing of the
-others. What they all read (the decoded samples, the test images, their codes and
+others. What they all read (each sampler's decoded samples, the test images, their codes and
 reconstructions) is computed once into a `Context` by evaluate.py, so adding a metric is
-adding a class here and a line in `from_config`, and no image is decoded twice.
+adding a class here and a line in `from_config`, and no image is decoded twice. A metric of
+samples is computed by `per_sampler` once for each sampler (samplers.py), under the keys it
+has for the prior plus the sampler's suffix ('_gmm').
 """
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Protocol
+import pathlib
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
 
-import jax
+from absl import logging
 import ml_collections
 import numpy as np
 
 from wae_jax import penalties
+from wae_jax import visualize
 from wae_jax.evaluation import fid
 from wae_jax.evaluation import metrics
+from wae_jax.evaluation import samplers
 
 Entries = Dict[str, Dict[str, Any]]  # results.json key -> {'value': ..., what it was over}
 
@@ -29,10 +34,18 @@ class Context:
   config: ml_collections.ConfigDict
   data: Any  # the dataset: FID's real-data floor reads its training images
   test_images: np.ndarray  # the first n test images
-  samples: np.ndarray  # n images decoded from prior noise
+  # sampler name (samplers.PRIOR, GMM) -> the n images decoded from its codes; a bare array
+  # is the prior's samples.
+  samples: Mapping[str, np.ndarray]
   codes: Optional[np.ndarray] = None  # the test images' mean codes
   log_variance: Optional[np.ndarray] = None  # their Gaussian encoder's, else None
   reconstructions: Optional[np.ndarray] = None  # the test images decoded from their codes
+  sampler_fits: Entries = dataclasses.field(default_factory=dict)  # what samplers fitted
+  directory: Optional[pathlib.Path] = None  # where pictures are written (DIR/eval); None: none
+
+  def __post_init__(self):
+    if not isinstance(self.samples, Mapping):
+      object.__setattr__(self, 'samples', {samplers.PRIOR: self.samples})
 
   @property
   def num_images(self) -> int:
@@ -47,11 +60,15 @@ class Evaluator(Protocol):
     ...
 
 
-def prior_noise(config, seed_offset: int, count: int) -> np.ndarray:
-  """count draws of the prior from PRNGKey(config.seed + seed_offset): the same every time."""
-  rng = jax.random.PRNGKey(config.seed + seed_offset)
-  return np.asarray(penalties.prior_samples(rng, (count, config.model.latent_dim),
-                                            config.model.prior_variance))
+def per_sampler(context: Context, entries: Callable[[np.ndarray], Entries]) -> Entries:
+  """entries(samples) for each sampler's samples, keys suffixed by samplers.key_suffix and
+  each entry labelled with its sampler: one metric's code serves every sampler."""
+  out = {}
+  for sampler, samples in context.samples.items():
+    suffix = samplers.key_suffix(sampler)
+    out.update({key + suffix: {**entry, 'sampler': sampler}
+                for key, entry in entries(samples).items()})
+  return out
 
 
 class Sharpness:
@@ -61,11 +78,12 @@ class Sharpness:
   def run(self, context: Context) -> Entries:
     k = min(context.config.eval.sharpness_images, context.num_images)
     pixel_range = tuple(context.config.data.pixel_range)
-    sets = (('samples', context.samples), ('reconstructions', context.reconstructions),
-            ('test_images', context.test_images))
-    return {f'sharpness_{name}': {'value': metrics.sharpness(images[:k], pixel_range),
-                                  'num_images': k}
-            for name, images in sets}
+    entry = lambda images: {'value': metrics.sharpness(images[:k], pixel_range),
+                            'num_images': k}
+    out = per_sampler(context, lambda samples: {'sharpness_samples': entry(samples)})
+    out.update({f'sharpness_{name}': entry(images) for name, images in (
+        ('reconstructions', context.reconstructions), ('test_images', context.test_images))})
+    return out
 
 
 class Reconstruction:
@@ -95,7 +113,7 @@ class LatentMMD:
   def run(self, context: Context) -> Entries:
     config = context.config
     m = min(config.eval.mmd_codes, len(context.codes))
-    prior = prior_noise(config, config.eval.mmd_prior_seed_offset, m)
+    prior = samplers.prior_noise(config, config.eval.mmd_prior_seed_offset, m)
     value = penalties.mmd(context.codes[:m], prior, kernel=config.penalty.kernel,
                           prior_variance=config.model.prior_variance,
                           scale=config.penalty.kernel_scale)
@@ -118,9 +136,12 @@ class EncoderVariance:
 
 @dataclasses.dataclass(frozen=True)
 class FID:
-  """FID and its real-data floor on the features of fid.EXTRACTORS[extractor].
+  """FID of each sampler's samples, and the real-data floor, on the features of
+  fid.EXTRACTORS[extractor].
 
-  No entries when the extractor is not available (Inception without its weights).
+  The floor (training against test images) is the same for every sampler: one entry,
+  without a suffix. No entries when the extractor is not available (Inception without its
+  weights).
   """
   extractor: str
 
@@ -133,10 +154,36 @@ class FID:
     extractor = fid.EXTRACTORS[self.extractor](config, context.data)
     if extractor is None:
       return {}
-    n = context.num_images
-    return fid.fid_entries(extractor, fid.RealStatistics(fid.cache_dir(config)),
-                           config.data.name, context.samples, context.test_images,
-                           context.data.train_images[:n])
+    reference = fid.Reference(extractor, fid.RealStatistics(fid.cache_dir(config)),
+                              config.data.name, context.test_images,
+                              context.data.train_images[:context.num_images])
+    return {**per_sampler(context, reference.fid_entries), **reference.floor_entries()}
+
+
+class SamplerFit:
+  """What the samplers fitted: the GMM's settings and average log-likelihood on its codes."""
+  name = 'sampler_fit'
+
+  def run(self, context: Context) -> Entries:
+    return dict(context.sampler_fits)
+
+
+class SampleGrids:
+  """A picture of each sampler's first eval.grid_samples samples, samples_<sampler>.png in
+  the context's directory: what its sample metrics were computed on."""
+  name = 'sample_grids'
+
+  def run(self, context: Context) -> Entries:
+    if context.directory is None:
+      return {}
+    config = context.config
+    k = min(config.eval.grid_samples, context.num_images)
+    ncols = int(np.ceil(np.sqrt(k)))
+    for sampler, samples in context.samples.items():
+      grid = visualize.image_grid(samples[:k], config.data.pixel_range, ncols=ncols)
+      path = visualize.save_png(context.directory / f'samples_{sampler}.png', grid)
+      logging.info('Wrote %s', path)
+    return {}
 
 
 def from_config(config) -> List[Evaluator]:
@@ -147,4 +194,5 @@ def from_config(config) -> List[Evaluator]:
   if config.data.name == 'mnist':  # The classifier knows digits only.
     evaluators.append(FID(fid.MNIST_CLASSIFIER))
   evaluators.append(FID(fid.INCEPTION))  # Skipped, with a log line, without its weights.
+  evaluators += [SamplerFit(), SampleGrids()]
   return evaluators

@@ -5,7 +5,9 @@ against as many test images, and beside it the real-data floor (as many training
 against the same test images), which says how low the number can go on these features.
 Only the extractor differs, so it is a value (`Extractor`) built by a factory registered in
 `EXTRACTORS`. Real images' statistics are cached per dataset, split, size and extractor, as
-they do not change from one checkpoint to the next.
+they do not change from one checkpoint to the next; a `Reference` holds them for the
+samples of every sampler. Features are computed data-parallel over the local devices
+(batching.py), the extractor's weights replicated once.
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ import numpy as np
 from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import visualize
+from wae_jax.evaluation import batching
 from wae_jax.evaluation import inception
 from wae_jax.evaluation import metrics
 from wae_jax.evaluation import mnist_classifier
@@ -61,9 +64,9 @@ class RealStatistics:
 def mnist_classifier_extractor(config, data) -> Extractor:
   """The MNIST classifier's penultimate layer; trained on `data` the first time, then cached."""
   pixel_range = tuple(config.data.pixel_range)
-  params = mnist_classifier.load_or_train(str(cache_dir(config)), data,
-                                          seed=config.eval.mnist_classifier_seed,
-                                          pixel_range=pixel_range)
+  params = batching.replicate(mnist_classifier.load_or_train(
+      str(cache_dir(config)), data, seed=config.eval.mnist_classifier_seed,
+      pixel_range=pixel_range))
   batch_size = config.eval.mnist_classifier_batch_size
   featurize = lambda images: mnist_classifier.features(
       params, visualize.to_unit_range(images, pixel_range), batch_size)
@@ -97,22 +100,38 @@ EXTRACTORS: Dict[str, Callable[..., Optional[Extractor]]] = {
 }
 
 
-def fid_entries(extractor: Extractor, stats: RealStatistics, dataset: str, samples,
-                test_images, train_images) -> Dict:
-  """FID of samples against test_images, and its real-data floor (train vs test).
+class Reference:
+  """The real images FIDs compare with: n test images' feature statistics, and the floor.
 
-  The three image sets have the same size n, so that both numbers carry the same bias.
+  Every FID is of n generated images against the same n test images, so that it and its
+  real-data floor (n training images against them) carry the same bias. The real images'
+  statistics come from `stats` (cached); a Reference serves the samples of every sampler.
   """
-  n = len(samples)
-  test_stats = stats.get(dataset, 'test', extractor.name, test_images, extractor.featurize)
-  train_stats = stats.get(dataset, 'train', extractor.name, train_images, extractor.featurize)
-  sample_stats = metrics.gaussian_statistics(extractor.featurize(samples))
-  about = {'num_images': n, 'features': extractor.features,
-           'reference': f'{n} {extractor.dataset_label} test images'}
-  return {
-      f'fid_{extractor.name}': {
-          'value': metrics.frechet_distance(*sample_stats, *test_stats), **about},
-      f'fid_{extractor.name}_real_floor': {
-          'value': metrics.frechet_distance(*train_stats, *test_stats), **about,
-          'samples': f'{n} {extractor.dataset_label} training images'},
-  }
+
+  def __init__(self, extractor: Extractor, stats: RealStatistics, dataset: str, test_images,
+               train_images):
+    self.extractor = extractor
+    self.num_images = len(test_images)
+    self.test_stats = stats.get(dataset, 'test', extractor.name, test_images,
+                                extractor.featurize)
+    self._train = (stats, dataset, train_images)
+
+  def _about(self) -> Dict:
+    n, e = self.num_images, self.extractor
+    return {'num_images': n, 'features': e.features,
+            'reference': f'{n} {e.dataset_label} test images'}
+
+  def fid_entries(self, samples) -> Dict:
+    """fid_<extractor>: the FID of n samples."""
+    sample_stats = metrics.gaussian_statistics(self.extractor.featurize(samples))
+    return {f'fid_{self.extractor.name}': {
+        'value': metrics.frechet_distance(*sample_stats, *self.test_stats), **self._about()}}
+
+  def floor_entries(self) -> Dict:
+    """fid_<extractor>_real_floor: n training images' FID, how low the FID can go."""
+    stats, dataset, train_images = self._train
+    e = self.extractor
+    train_stats = stats.get(dataset, 'train', e.name, train_images, e.featurize)
+    return {f'fid_{e.name}_real_floor': {
+        'value': metrics.frechet_distance(*train_stats, *self.test_stats), **self._about(),
+        'samples': f'{self.num_images} {e.dataset_label} training images'}}
