@@ -1,4 +1,4 @@
-"""The comparison report: table values, figure, training curves, missing-results error."""
+"""The comparison report: table values, seeds, figure, training curves, missing-results error."""
 
 import json
 import pathlib
@@ -7,6 +7,7 @@ from clu import metric_writers
 import numpy as np
 from PIL import Image
 import pytest
+from scipy import stats
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
@@ -43,15 +44,16 @@ def _write_scalars(workdir, rows):
 
 
 def _workdir(root: pathlib.Path, name: str, penalty: str, fid: float, lam: float = 10.0,
-             results=True, sample_value: int = 0) -> pathlib.Path:
+             results=True, sample_value: int = 0, seed: int = 0, **extra) -> pathlib.Path:
+  """name may be 'objective/seed<k>'; extra entries are added to (or replace) the results'."""
   workdir = root / name
   (workdir / 'images').mkdir(parents=True)
   (workdir / 'config.json').write_text(json.dumps(
-      {'data': {'name': 'mnist'}, 'model': {'width': 0.125},
+      {'data': {'name': 'mnist'}, 'model': {'width': 0.125}, 'seed': seed,
        'penalty': {'name': penalty, 'lam': lam}}))
   if results:
     (workdir / 'eval').mkdir()
-    (workdir / 'eval' / 'results.json').write_text(json.dumps(_results(penalty, fid)))
+    (workdir / 'eval' / 'results.json').write_text(json.dumps(_results(penalty, fid, **extra)))
   for step, value in ((10, 255), (30, sample_value)):  # The step-30 grid must be chosen.
     Image.fromarray(np.full((30, 30), value, np.uint8)).save(
         workdir / 'images' / f'samples_{step:07d}.png')
@@ -202,3 +204,152 @@ def test_format_number():
   assert [report.format_number(x) for x in (None, 0.0, 12345.6, 123.4, 1.0, 0.001234,
                                             0.00001234, float('nan'))] == [
       '–', '0', '1.23e+04', '123', '1.00', '0.00123', '1.23e-05', 'nan']
+  # Over seeds: the std with two significant digits, no exponent next to a mean like 0.0165.
+  assert report.stats_text(report.Stats((0.0165, 0.0169, 0.0161)), 3) == '0.0165 ± 0.00040'
+  assert report.stats_text(report.Stats((12345.0, 22345.0)), 2) == '1.73e+04 ± 7100'
+  assert report.stats_text(report.Stats((2.0,)), 3) == '2.00 (n=1)'
+  assert report.stats_text(report.Stats(()), 3) == '–'
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds: runs with one name are one row.
+
+
+def _seeds(root, objective, penalty, fids, mses=(0.03, 0.03, 0.03), **extra):
+  """One workdir root/objective/seed<k> per FID (and MSE per pixel), seeds 0, 1, 2, ..."""
+  return [_workdir(root, f'{objective}/seed{k}', penalty, fid, seed=k,
+                   test_mse_per_pixel={'value': mse, 'num_images': 500}, **extra)
+          for k, (fid, mse) in enumerate(zip(fids, mses))]
+
+
+@pytest.fixture
+def seeded(tmp_path):
+  """WAE-MMD and WAE-SWD within the FID noise of each other, the VAE far off; one WAE-GAN run."""
+  return {'WAE-MMD': _seeds(tmp_path, 'wae_mmd', 'mmd', (10.0, 12.0, 14.0)),
+          'WAE-SWD': _seeds(tmp_path, 'wae_swd', 'swd', (11.0, 13.0, 15.0)),
+          'VAE': _seeds(tmp_path, 'vae', 'vae', (100.0, 101.0, 102.0), (0.01, 0.02, 0.03)),
+          'WAE-GAN': [_workdir(tmp_path, 'wae_gan/seed0', 'gan', 123.456)]}
+
+
+def _load(seeded):
+  return [report.load_run(w, name) for name, dirs in seeded.items() for w in dirs]
+
+
+def test_seeds_are_one_row_with_mean_and_std(seeded):
+  rows = {r['run']: r for r in _rows(report.markdown_table(_load(seeded)))}
+  assert list(rows) == ['WAE-MMD', 'WAE-SWD', 'VAE', 'WAE-GAN']
+  assert [r['seeds'] for r in rows.values()] == ['3', '3', '3', '1']
+  assert rows['WAE-MMD']['FID (MNIST classifier)'] == '12.0 ± 2.0'  # std with ddof=1
+  assert rows['VAE']['FID (MNIST classifier)'] == '101 ± 1.0'
+  assert rows['VAE']['MSE per pixel'] == '0.0200 ± 0.010'
+  assert rows['VAE']['penalty'] == 'KL, λ=10'
+  assert rows['WAE-SWD']['penalty'] == 'sliced Wasserstein, λ=10'
+  assert rows['WAE-MMD']['sharpness samples'] == '0.0123 ± 0'
+  assert rows['WAE-MMD']['steps'] == '30'
+  assert rows['WAE-MMD']['training time'] == '3.0 ± 0.0 min / 30 steps'
+  # A single run's cells are as without seeds.
+  assert rows['WAE-GAN']['FID (MNIST classifier)'] == '123'
+  assert rows['WAE-GAN']['training time'] == '3.0 min / 30 steps'
+
+
+def test_seed_missing_a_number_and_default_names(seeded):
+  results_path = seeded['WAE-MMD'][2] / 'eval' / 'results.json'
+  results = json.loads(results_path.read_text())
+  del results['fid_mnist_classifier']
+  results_path.write_text(json.dumps(results))
+  runs = [report.load_run(w) for w in seeded['WAE-MMD'] + seeded['VAE']]
+  assert [r.name for r in runs] == ['wae_mmd'] * 3 + ['vae'] * 3  # seed<k>: the parent's name
+  rows = _rows(report.markdown_table(runs))
+  assert rows[0]['run'] == 'wae_mmd' and rows[0]['FID (MNIST classifier)'] == '11.0 ± 1.4 (n=2)'
+  markdown = report.markdown_report(runs)
+  assert 'seeds 0, 1, 2' in markdown and 'mean ± sample standard deviation (ddof=1)' in markdown
+
+
+def _significance_line(markdown: str, title: str) -> str:
+  line, = [l for l in markdown.splitlines() if l.startswith(f'- {title}, ')]
+  return line
+
+
+def test_significance_names_pairs_beyond_the_noise(seeded):
+  for k, workdir in enumerate(seeded['VAE']):  # another cost: not compared with the WAEs'
+    results_path = workdir / 'eval' / 'results.json'
+    results = json.loads(results_path.read_text())
+    results['test_reconstruction_cost'].update(cost='bernoulli', value=80.0 + k)
+    results_path.write_text(json.dumps(results))
+  markdown = report.markdown_report(_load(seeded))
+  assert "Welch's t-test on the per-seed values (two-sided, unequal variances)" in markdown
+  assert 'p < 0.05' in markdown
+  fid = _significance_line(markdown, 'FID (MNIST classifier)')
+  assert fid.startswith('- FID (MNIST classifier), 2 of 3 pairs: ')  # WAE-GAN has one seed
+  assert 'WAE-MMD < VAE (p=' in fid and 'WAE-SWD < VAE (p=' in fid
+  assert 'WAE-MMD < WAE-SWD' not in fid and 'WAE-GAN' not in fid  # within the noise; one seed
+  assert _significance_line(markdown, 'MSE per pixel').endswith('0 of 3 pairs: none.')
+  assert 'sharpness test images, ' not in markdown  # the same images for every run
+  cost = _significance_line(markdown, 'test reconstruction cost')
+  assert cost.endswith('(2 pairs with different costs not compared).')
+  assert cost.startswith('- test reconstruction cost, 0 of 1 pair: none')
+
+
+def test_welch_p_is_scipys():
+  a, b = (10.0, 12.0, 14.0), (100.0, 101.5, 102.0, 99.0)
+  expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+  assert report.welch_p(report.Stats(a), report.Stats(b)) == pytest.approx(expected)
+  constant = report.Stats((1.0, 1.0))
+  assert report.welch_p(constant, constant) == 1.0
+  assert report.welch_p(constant, report.Stats((2.0, 2.0))) == 0.0
+
+
+def test_single_runs_have_no_seed_column_or_significance(workdirs):
+  markdown = report.markdown_report([report.load_run(w) for w in workdirs])
+  assert 'seeds' not in _rows(markdown)[0] and 'seed noise' not in markdown
+  assert 'Workdirs: mmd_run: `' in markdown
+
+
+def test_write_report_with_seeds(seeded, tmp_path):
+  workdirs = [str(w) for dirs in seeded.values() for w in dirs]
+  names = [name for name, dirs in seeded.items() for _ in dirs]
+  markdown = report.write_report(workdirs, tmp_path / 'out', names)
+  assert [r['run'] for r in _rows(markdown)] == ['WAE-MMD', 'WAE-SWD', 'VAE', 'WAE-GAN']
+  with Image.open(tmp_path / 'out' / 'report.png') as image:
+    assert image.size[0] >= 4 * 4 * report.FIGURE_DPI * 0.9  # one column per row
+  data = json.loads((tmp_path / 'out' / 'report.json').read_text())
+  mmd = data['rows'][0]
+  assert mmd['name'] == 'WAE-MMD' and mmd['seeds'] == [0, 1, 2]
+  fid = mmd['metrics']['FID (MNIST classifier)']
+  assert fid['values'] == [10.0, 12.0, 14.0] and fid['key'] == 'fid_mnist_classifier'
+  assert fid['mean'] == pytest.approx(12.0) and fid['std'] == pytest.approx(2.0)
+  assert fid['n'] == 3
+  tests = {(d['metric'], *d['rows']): d['significant'] for d in data['differences']}
+  assert tests[('FID (MNIST classifier)', 'WAE-MMD', 'VAE')]
+  assert not tests[('FID (MNIST classifier)', 'WAE-MMD', 'WAE-SWD')]
+  assert "Welch's t-test" in data['rule']
+
+
+def test_gmm_columns_only_when_a_run_has_them(seeded):
+  runs = _load(seeded)
+  header = _rows(report.markdown_table(runs))[0]
+  assert 'FID (MNIST classifier)' in header and not any('GMM' in title for title in header)
+  for k, workdir in enumerate(seeded['WAE-MMD']):
+    results_path = workdir / 'eval' / 'results.json'
+    results = json.loads(results_path.read_text())
+    results['fid_mnist_classifier_gmm'] = {'value': 5.0 + k, 'num_images': 500}
+    results['sharpness_samples_gmm'] = {'value': 0.05, 'num_images': 100}
+    results_path.write_text(json.dumps(results))
+  rows = {r['run']: r for r in _rows(report.markdown_table(_load(seeded)))}
+  titles = list(rows['VAE'])
+  assert titles[titles.index('FID (MNIST classifier, prior)') + 1] == 'FID (MNIST classifier, GMM)'
+  assert titles[titles.index('sharpness samples (prior)') + 1] == 'sharpness samples (GMM)'
+  assert 'FID (MNIST classifier)' not in titles and 'FID (Inception)' in titles
+  assert rows['WAE-MMD']['FID (MNIST classifier, GMM)'] == '6.00 ± 1.0'
+  assert rows['WAE-MMD']['FID (MNIST classifier, prior)'] == '12.0 ± 2.0'
+  assert rows['WAE-MMD']['FID (Inception)'] == '–'
+  assert rows['VAE']['FID (MNIST classifier, GMM)'] == '–'
+  assert 'Prior and GMM columns' in report.markdown_report(_load(seeded))
+  assert report.inception_fid_key({'fid_inception_gmm': {}, 'fid_inception_x_real_floor': {},
+                                   'fid_inception_x': {}}) == 'fid_inception_x'
+
+
+def test_new_objectives_in_the_evaluate_command(tmp_path):
+  workdir = _workdir(tmp_path, 'sinkhorn_run', 'sinkhorn', 1.0, results=False)
+  with pytest.raises(FileNotFoundError, match='configs/mnist.py:wae_sinkhorn,small'):
+    report.load_run(workdir)

@@ -1,12 +1,24 @@
-"""Compares runs: one markdown table of their evaluation numbers and one figure.
+"""Compares runs: one markdown table of their evaluation numbers, one figure, one JSON.
 
   python -m wae_jax.evaluation.report --workdirs=DIR1,DIR2,DIR3 \
       [--names=WAE-MMD,WAE-GAN,VAE] --out=DIR
 
+Workdirs given the same name are seeds of one row: each number is shown as the mean and sample
+standard deviation over them, and the report says which rows differ by more than the seed noise
+(Welch's t-test on the per-seed values), e.g.
+
+  --workdirs=r/wae_mmd/seed0,r/wae_mmd/seed1,r/vae/seed0,r/vae/seed1 \
+  --names=WAE-MMD,WAE-MMD,VAE,VAE
+
+Without --names a workdir is named after its folder, or after its parent for a `seed<k>` folder
+(so the example above groups the same way, as rows wae_mmd and vae).
+
 Each workdir needs `eval/results.json` (from `python -m wae_jax.main ... --mode=evaluate`);
 its `config.json`, TensorBoard event files and `images/samples_*.png` are used when present.
-Writes `DIR/report.md` (the table and notes on what the numbers are) and `DIR/report.png`
-(the sample grids side by side over each run's training curves), and prints the markdown.
+Writes `DIR/report.md` (the table and notes on what the numbers are), `DIR/report.png` (each
+row's sample grid, from its first workdir, over its training curves) and `DIR/report.json`
+(every row's per-seed values, mean and standard deviation, and the pairwise tests), and prints
+the markdown.
 """
 
 import dataclasses
@@ -14,7 +26,7 @@ import json
 import math
 import pathlib
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -22,11 +34,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
+from scipy import stats
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
 
 from wae_jax import config as wae_config
 from wae_jax import errors
+from wae_jax import files
 
 MISSING = '–'
 CLASSIFIER_FID = 'fid_mnist_classifier'
@@ -34,9 +48,12 @@ CLASSIFIER_FID = 'fid_mnist_classifier'
 CURVES = ('loss', 'reconstruction')
 PENALTY_CURVE = 'penalty'
 UPTIME = 'uptime'  # clu's ReportProgress: seconds since the training loop started.
-PENALTY_KINDS = {'mmd': 'MMD', 'gan': 'adversarial', 'vae': 'KL'}
+PENALTY_KINDS = {'mmd': 'MMD', 'gan': 'adversarial', 'vae': 'KL', 'swd': 'sliced Wasserstein',
+                 'sinkhorn': 'Sinkhorn'}
 OBJECTIVES = {penalty: objective for objective, penalty in wae_config.OBJECTIVES.items()}
 FIGURE_DPI = 150
+GMM_SUFFIX = '_gmm'  # results keys of the samples decoded from a GMM fitted to training codes
+SIGNIFICANCE = 0.05  # two-sided p-value below which two rows differ beyond the seed noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +79,10 @@ class Run:
   curves: Dict[str, Curve]
   training_time: Optional[TrainingTime]
   samples_png: Optional[pathlib.Path]
+
+  @property
+  def seed(self) -> Optional[int]:
+    return self.config.get('seed')
 
   @property
   def penalty(self) -> Optional[str]:
@@ -102,10 +123,16 @@ def load_run(workdir, name: Optional[str] = None) -> Run:
         f'overrides it was trained with):\n  {evaluate_command(workdir, config)}')
   results = json.loads(results_path.read_text())
   segments = [read_event_file(path) for path in event_files(workdir)]
-  return Run(name=name or workdir.resolve().name, workdir=workdir, results=results,
+  return Run(name=name or default_name(workdir), workdir=workdir, results=results,
              config=config, curves=merge_segments(segments),
              training_time=training_time(segments),
              samples_png=samples_png(workdir, results.get('step')))
+
+
+def default_name(workdir) -> str:
+  """The workdir's folder name; its parent's for `seed<k>`, so that seeds share a row."""
+  path = pathlib.Path(workdir).resolve()
+  return path.parent.name if re.fullmatch(r'seed\d+', path.name) else path.name
 
 
 def event_files(workdir) -> List[pathlib.Path]:
@@ -195,6 +222,115 @@ def samples_png(workdir, step: Optional[int] = None) -> Optional[pathlib.Path]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Rows: the runs given one name are the seeds of one configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  name: str
+  runs: Tuple[Run, ...]
+
+
+def group_runs(runs: Sequence[Run]) -> List[Row]:
+  """One row per name, in the order the names first appear."""
+  by_name: Dict[str, List[Run]] = {}
+  for run in runs:
+    by_name.setdefault(run.name, []).append(run)
+  return [Row(name, tuple(members)) for name, members in by_name.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  """One number over a row's seeds: the values there are, their mean and sample std."""
+  values: Tuple[float, ...]
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> Optional[float]:
+    return float(np.mean(self.values)) if self.values else None
+
+  @property
+  def std(self) -> Optional[float]:
+    """ddof=1: the spread of the seeds' population, not of these few values alone."""
+    if self.n < 2:
+      return None
+    return 0.0 if min(self.values) == max(self.values) else float(np.std(self.values, ddof=1))
+
+
+def _key(key: str) -> Callable[[Dict], str]:
+  return lambda results: key
+
+
+def _reconstruction_cost(results: Dict):
+  entry = results.get('test_reconstruction_cost')
+  return (entry.get('cost'), entry.get('scale')) if isinstance(entry, dict) else None
+
+
+def inception_fid_key(results: Dict) -> str:
+  """The results key of an Inception FID ('fid_inception...'); evaluate.py writes none yet."""
+  keys = [k for k in results if k.startswith('fid_inception')
+          and not k.endswith(('_real_floor', GMM_SUFFIX))]
+  return sorted(keys)[0] if keys else 'fid_inception'
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A number column: its title, and where a run's results hold it."""
+  title: str
+  key: Callable[[Dict], str]  # results -> the results key
+  compared: bool = True       # in the statement of differences beyond the seed noise
+  sampler: Optional[str] = None  # of a sample metric shown for both samplers: prior | GMM
+  # Two rows are compared only where this, of their first runs' results, is the same.
+  comparable_by: Callable[[Dict], object] = lambda results: None
+
+  def value(self, run: Run) -> Optional[float]:
+    return run.value(self.key(run.results))
+
+  def stats(self, row: Row) -> Stats:
+    return Stats(tuple(v for v in map(self.value, row.runs) if v is not None))
+
+
+# Metrics of the decoded samples: evaluation writes them for prior codes under these keys and,
+# with eval.sampler=gmm|both, for codes from a GMM fitted to training codes under key + '_gmm'.
+SAMPLE_METRICS = (('FID (MNIST classifier)', _key(CLASSIFIER_FID)),
+                  ('FID (Inception)', inception_fid_key),
+                  ('sharpness samples', _key('sharpness_samples')))
+OTHER_METRICS = (
+    Metric('sharpness reconstructions', _key('sharpness_reconstructions')),
+    # The real test images': the same for every run, a reference rather than a result.
+    Metric('sharpness test images', _key('sharpness_test_images'), compared=False),
+    # Each run's own training cost: a VAE's Bernoulli cost is not comparable to an l2sq cost.
+    Metric('test reconstruction cost', _key('test_reconstruction_cost'),
+           comparable_by=_reconstruction_cost),
+    Metric('MSE per pixel', _key('test_mse_per_pixel')),
+    Metric('test codes MMD', _key('test_codes_mmd')),
+)
+
+
+def _with_sampler(title: str, sampler: str) -> str:
+  return f'{title[:-1]}, {sampler})' if title.endswith(')') else f'{title} ({sampler})'
+
+
+def _gmm_key(key: Callable[[Dict], str]) -> Callable[[Dict], str]:
+  return lambda results: key(results) + GMM_SUFFIX
+
+
+def metrics(runs: Sequence[Run]) -> List[Metric]:
+  """The number columns; a sample metric gets a GMM column next to it where a run has one."""
+  out = []
+  for title, key in SAMPLE_METRICS:
+    gmm = Metric(_with_sampler(title, 'GMM'), _gmm_key(key), sampler='GMM')
+    if any(gmm.value(run) is not None for run in runs):
+      out += [Metric(_with_sampler(title, 'prior'), key, sampler='prior'), gmm]
+    else:
+      out.append(Metric(title, key))
+  return out + list(OTHER_METRICS)
+
+
+# ---------------------------------------------------------------------------------------------
 # The table.
 
 
@@ -212,6 +348,28 @@ def format_number(x: Optional[float], significant: int = 3) -> str:
   return f'{x:.{max(significant - 1 - magnitude, 0)}f}'
 
 
+def _std_number(x: float) -> str:
+  """Two significant digits, without an exponent down to 1e-6: next to its mean, 0.00039."""
+  if x == 0 or not math.isfinite(x) or not 1e-6 <= abs(x) < 1e4:
+    return format_number(x, significant=2)
+  digits = 1 - math.floor(math.log10(abs(x)))
+  return f'{round(x, digits):.{max(digits, 0)}f}'
+
+
+def stats_text(values: Stats, runs: int, number: Callable[[float], str] = format_number,
+               std_number: Callable[[float], str] = _std_number) -> str:
+  """'mean ± std' over seeds ('(n=k)' where only k of the row's runs have it); one value as is.
+
+  The std gets two significant digits: more would be noise about the noise.
+  """
+  if values.n == 0:
+    return MISSING
+  text = number(values.mean)
+  if values.n > 1:
+    text += f' ± {std_number(values.std)}'
+  return text if values.n == runs else f'{text} (n={values.n})'
+
+
 def penalty_label(run: Run) -> str:
   name = run.penalty
   if name is None:
@@ -221,33 +379,59 @@ def penalty_label(run: Run) -> str:
   return kind if lam is None else f'{kind}, λ={lam:g}'
 
 
-def inception_fid_key(results: Dict) -> str:
-  """The results key of an Inception FID ('fid_inception...'); evaluate.py writes none yet."""
-  keys = [k for k in results if k.startswith('fid_inception') and not k.endswith('_real_floor')]
-  return sorted(keys)[0] if keys else 'fid_inception'
-
-
 def training_time_label(time: Optional[TrainingTime]) -> str:
   if time is None:
     return MISSING
   return f'{time.seconds / 60:.1f} min / {time.steps:,} steps'
 
 
-# (column title, function of a run -> cell)
-COLUMNS = (
-    ('run', lambda r: r.name),
-    ('penalty', penalty_label),
-    ('steps', lambda r: MISSING if r.results.get('step') is None else f"{r.results['step']:,}"),
-    ('FID (MNIST classifier)', lambda r: format_number(r.value(CLASSIFIER_FID))),
-    ('FID (Inception)', lambda r: format_number(r.value(inception_fid_key(r.results)))),
-    ('sharpness samples', lambda r: format_number(r.value('sharpness_samples'))),
-    ('sharpness reconstructions', lambda r: format_number(r.value('sharpness_reconstructions'))),
-    ('sharpness test images', lambda r: format_number(r.value('sharpness_test_images'))),
-    ('test reconstruction cost', lambda r: format_number(r.value('test_reconstruction_cost'))),
-    ('MSE per pixel', lambda r: format_number(r.value('test_mse_per_pixel'))),
-    ('test codes MMD', lambda r: format_number(r.value('test_codes_mmd'))),
-    ('training time', lambda r: training_time_label(r.training_time)),
-)
+def _steps_text(steps: Sequence[int]) -> str:
+  """'3,000', or '2,000–3,000' where seeds stopped at different steps."""
+  if not steps:
+    return MISSING
+  low, high = min(steps), max(steps)
+  return f'{low:,}' if low == high else f'{low:,}–{high:,}'
+
+
+def _unique(items) -> List:
+  return list(dict.fromkeys(items))
+
+
+def _penalty_cell(row: Row) -> str:
+  return ' / '.join(_unique(penalty_label(run) for run in row.runs))
+
+
+def _steps_cell(row: Row) -> str:
+  return _steps_text([r.results['step'] for r in row.runs if r.results.get('step') is not None])
+
+
+def _one_decimal(x: float) -> str:
+  return f'{x:.1f}'
+
+
+def _training_time_cell(row: Row) -> str:
+  """A single run's time as it is; over seeds, the mean and std of the minutes."""
+  times = [r.training_time for r in row.runs if r.training_time is not None]
+  if len(row.runs) == 1 or not times:
+    return training_time_label(times[0] if times else None)
+  minutes = stats_text(Stats(tuple(t.seconds / 60 for t in times)), len(times), _one_decimal,
+                       _one_decimal)
+  text = f'{minutes} min / {_steps_text([t.steps for t in times])} steps'
+  return text if len(times) == len(row.runs) else f'{text} (n={len(times)})'
+
+
+def _metric_cell(metric: Metric) -> Callable[[Row], str]:
+  return lambda row: stats_text(metric.stats(row), len(row.runs))
+
+
+def columns(rows: Sequence[Row]) -> List[Tuple[str, Callable[[Row], str]]]:
+  """(title, row -> cell); a seeds column only where some row has several runs."""
+  out = [('run', lambda row: row.name)]
+  if any(len(row.runs) > 1 for row in rows):
+    out.append(('seeds', lambda row: str(len(row.runs))))
+  out += [('penalty', _penalty_cell), ('steps', _steps_cell)]
+  out += [(m.title, _metric_cell(m)) for m in metrics([r for row in rows for r in row.runs])]
+  return out + [('training time', _training_time_cell)]
 
 
 def _cell(text: str) -> str:
@@ -255,18 +439,111 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(runs: Sequence[Run]) -> str:
-  """One row per run; missing numbers as '–'."""
-  lines = ['| ' + ' | '.join(title for title, _ in COLUMNS) + ' |',
-           '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(COLUMNS))) + '|']
-  for run in runs:
-    lines.append('| ' + ' | '.join(_cell(cell(run)) for _, cell in COLUMNS) + ' |')
+  """One row per name (its runs' mean ± std where it has several); missing numbers as '–'."""
+  rows = group_runs(runs)
+  cols = columns(rows)
+  text_columns = 3 if cols[1][0] == 'seeds' else 2
+  lines = ['| ' + ' | '.join(title for title, _ in cols) + ' |',
+           '|' + '|'.join('---' if i < text_columns else '---:' for i in range(len(cols))) + '|']
+  for row in rows:
+    lines.append('| ' + ' | '.join(_cell(cell(row)) for _, cell in cols) + ' |')
   return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Differences beyond the seed noise.
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+  """One metric, two rows: their means and Welch's two-sided p-value."""
+  metric: str
+  rows: Tuple[str, str]
+  means: Tuple[float, float]
+  p: float
+
+  @property
+  def significant(self) -> bool:
+    return self.p < SIGNIFICANCE
+
+  def __str__(self) -> str:
+    relation = '<' if self.means[0] < self.means[1] else '>'
+    return f'{self.rows[0]} {relation} {self.rows[1]} (p={self.p:.2g})'
+
+
+RULE = (f"Welch's t-test on the per-seed values (two-sided, unequal variances), p < "
+        f'{SIGNIFICANCE:g}, for each pair of rows with at least 2 seeds with the number')
+
+
+def welch_p(a: Stats, b: Stats) -> float:
+  """Welch's two-sided p-value; 0 (1) where neither row varies and the means differ (agree)."""
+  var_a, var_b = a.std**2 / a.n, b.std**2 / b.n
+  difference = a.mean - b.mean
+  if var_a + var_b == 0:
+    return 0.0 if difference else 1.0
+  dof = (var_a + var_b)**2 / (var_a**2 / (a.n - 1) + var_b**2 / (b.n - 1))
+  return float(2 * stats.t.sf(abs(difference) / math.sqrt(var_a + var_b), dof))
+
+
+def _pairs(rows: Sequence[Row], metric: Metric):
+  """(row a, row b, their stats, comparable) for the pairs with 2+ values each, in row order."""
+  for i, a in enumerate(rows):
+    for b in rows[i + 1:]:
+      stats_a, stats_b = metric.stats(a), metric.stats(b)
+      if stats_a.n >= 2 and stats_b.n >= 2:
+        comparable = (metric.comparable_by(a.runs[0].results) ==
+                      metric.comparable_by(b.runs[0].results))
+        yield a, b, stats_a, stats_b, comparable
+
+
+def differences(runs: Sequence[Run]) -> List[Difference]:
+  """Every compared metric's tests, over the pairs of rows that have the seeds for one."""
+  rows = group_runs(runs)
+  return [Difference(m.title, (a.name, b.name), (sa.mean, sb.mean), welch_p(sa, sb))
+          for m in metrics(runs) if m.compared
+          for a, b, sa, sb, comparable in _pairs(rows, m) if comparable]
+
+
+def _pairs_text(count: int) -> str:
+  return f'{count} pair' + ('' if count == 1 else 's')
+
+
+def significance_lines(runs: Sequence[Run]) -> List[str]:
+  """Per metric, the pairs of rows whose difference exceeds the seed noise; [] without seeds."""
+  rows = group_runs(runs)
+  tests = differences(runs)
+  if not tests:
+    return []
+  lines = [f'Differences beyond the seed noise, by {RULE}. About 1 in 20 pairs of equally '
+           'good rows passes by chance; with 3 seeds only differences of several standard '
+           'deviations pass.', '']
+  for metric in metrics(runs):
+    found = [d for d in tests if d.metric == metric.title]
+    skipped = sum(not c for *_, c in _pairs(rows, metric)) if metric.compared else 0
+    if not found and not skipped:
+      continue
+    beyond = [str(d) for d in found if d.significant]
+    text = f'- {metric.title}, {len(beyond)} of {_pairs_text(len(found))}: '
+    text += ', '.join(beyond) if beyond else 'none'
+    if skipped:
+      text += f' ({_pairs_text(skipped)} with different costs not compared)'
+    lines.append(text + '.')
+  return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Notes.
 
 
 def notes(runs: Sequence[Run]) -> List[str]:
   """What the numbers are: image counts, the FIDs' real-vs-real floors, how time was measured."""
-  out = [note for note in (_fid_note(runs, CLASSIFIER_FID, 'FID (MNIST classifier)'),
-                           _fid_note(runs, None, 'FID (Inception)')) if note]
+  out = _seed_notes(runs)
+  out += [note for note in (_fid_note(runs, CLASSIFIER_FID, 'FID (MNIST classifier)'),
+                            _fid_note(runs, None, 'FID (Inception)')) if note]
+  if any(m.sampler for m in metrics(runs)):
+    out.append('Prior and GMM columns: the same metrics for samples decoded from prior codes '
+               '(the WAE\'s P_Z) and from codes drawn from a Gaussian mixture fitted to the '
+               'encoded training images after training (eval.sampler).')
   sharp = {r.name: r.results['sharpness_samples'].get('num_images') for r in runs
            if isinstance(r.results.get('sharpness_samples'), dict)}
   if sharp:
@@ -297,16 +574,29 @@ def notes(runs: Sequence[Run]) -> List[str]:
   return out
 
 
+def _seed_notes(runs: Sequence[Run]) -> List[str]:
+  """How rows with several runs are summarised, and which seeds they have."""
+  rows = group_runs(runs)
+  if all(len(row.runs) == 1 for row in rows):
+    return []
+  seeds = {row.name: ', '.join(map(str, (r.seed for r in row.runs))) for row in rows}
+  return ['Seeds: each row is its runs with different `config.seed` (seeds '
+          f'{_same_or_each(seeds)}); a number is their mean ± sample standard deviation '
+          '(ddof=1), "(n=k)" where only k of them have it.']
+
+
 def _config_notes(runs: Sequence[Run]) -> List[str]:
   """One note per run whose config changed during training (--allow_config_change)."""
   out = []
+  names = [r.name for r in runs]
   for run in runs:
     changes = [c for c in run.results.get('configs', [])[1:] if c.get('changed')]
     if changes:
       parts = ['; '.join(f'{field} {old!r} -> {new!r}'
                          for field, (old, new) in c['changed'].items()) +
                f" from step {c['step']:,} ({c['file']})" for c in changes]
-      out.append(f'{run.name}: its config changed during training: {", then ".join(parts)}. '
+      label = run.name if names.count(run.name) == 1 else f'{run.name} (`{run.workdir}`)'
+      out.append(f'{label}: its config changed during training: {", then ".join(parts)}. '
                  'The penalty column shows the latest config (config.json).')
   return out
 
@@ -334,12 +624,39 @@ def _same_or_each(by_run: Dict[str, object]) -> str:
 
 
 def markdown_report(runs: Sequence[Run], figure: Optional[str] = None) -> str:
+  rows = group_runs(runs)
   lines = ['# Runs compared', '', markdown_table(runs), '']
   lines += [f'- {note}' for note in notes(runs)]
-  lines += ['', 'Workdirs: ' + ', '.join(f'{r.name}: `{r.workdir}`' for r in runs)]
+  significance = significance_lines(runs)
+  if significance:
+    lines += [''] + significance
+  joiner = ', ' if all(len(row.runs) == 1 for row in rows) else '; '
+  lines += ['', 'Workdirs: ' + joiner.join(
+      f'{row.name}: ' + ', '.join(f'`{r.workdir}`' for r in row.runs) for row in rows)]
   if figure:
     lines += ['', f'![Samples and training curves]({figure})']
   return '\n'.join(lines) + '\n'
+
+
+def report_data(runs: Sequence[Run]) -> Dict:
+  """The table as JSON: each row's per-seed values with their mean and std, and the tests."""
+  rows = []
+  for row in group_runs(runs):
+    numbers = {}
+    for metric in metrics(runs):
+      values = metric.stats(row)
+      numbers[metric.title] = {'key': metric.key(row.runs[0].results),
+                               'values': [metric.value(r) for r in row.runs],
+                               'mean': values.mean, 'std': values.std, 'n': values.n}
+    minutes = [None if r.training_time is None else r.training_time.seconds / 60
+               for r in row.runs]
+    rows.append({'name': row.name, 'workdirs': [str(r.workdir) for r in row.runs],
+                 'seeds': [r.seed for r in row.runs],
+                 'steps': [r.results.get('step') for r in row.runs],
+                 'metrics': numbers, 'training_minutes': minutes})
+  tests = [{'metric': d.metric, 'rows': list(d.rows), 'means': list(d.means), 'p': d.p,
+            'significant': d.significant} for d in differences(runs)]
+  return {'rule': RULE, 'rows': rows, 'differences': tests}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,44 +664,57 @@ def markdown_report(runs: Sequence[Run], figure: Optional[str] = None) -> str:
 
 
 def make_figure(runs: Sequence[Run], path) -> pathlib.Path:
-  """Sample grids side by side (top) over each run's curves (bottom), as a PNG."""
-
-  n = len(runs)
+  """Per row, its first run's sample grid (top) over its runs' curves (bottom), as a PNG."""
+  rows = group_runs(runs)
+  n = len(rows)
   figure = Figure(figsize=(max(4.2 * n, 5.0), 8.4), layout='constrained')
   FigureCanvasAgg(figure)
   axes = figure.subplots(2, n, squeeze=False, height_ratios=(1.1, 1.0))
-  for run, top, bottom in zip(runs, axes[0], axes[1]):
+  for row, top, bottom in zip(rows, axes[0], axes[1]):
+    first = row.runs[0]
     top.set_axis_off()
-    step = run.results.get('step')
-    top.set_title(run.name if step is None else f'{run.name} (step {step:,})')
-    if run.samples_png is not None:
-      with Image.open(run.samples_png) as image:
+    step = first.results.get('step')
+    title = row.name if step is None else f'{row.name} (step {step:,})'
+    if len(row.runs) > 1:
+      title += (f'\nsamples: seed {first.seed if first.seed is not None else "?"}; '
+                f'curves: {len(row.runs)} seeds')
+    top.set_title(title)
+    if first.samples_png is not None:
+      with Image.open(first.samples_png) as image:
         top.imshow(np.asarray(image.convert('L')), cmap='gray', vmin=0, vmax=255,
                    interpolation='nearest')
     else:
       top.text(0.5, 0.5, 'no samples PNG', ha='center', va='center', transform=top.transAxes)
-    _plot_curves(run, bottom)
+    _plot_curves(row, bottom)
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   figure.savefig(path, dpi=FIGURE_DPI)
   return path
 
 
-def _plot_curves(run: Run, ax) -> None:
-  lines = []
-  for tag, style in zip(CURVES, ('-', '--')):
-    if tag in run.curves:
-      curve = run.curves[tag]
-      lines += ax.plot(curve.steps, curve.values, style, color='C0' if tag == 'loss' else 'C1',
-                       label=tag)
-  if PENALTY_CURVE in run.curves:
-    curve = run.curves[PENALTY_CURVE]
-    twin = ax.twinx()
-    kind = PENALTY_KINDS.get(run.penalty, run.penalty or '')
-    label = f'penalty ({kind})' if kind else 'penalty'
-    lines += twin.plot(curve.steps, curve.values, ':', color='C2', label=label)
-    twin.set_ylabel(label, color='C2')
-    twin.tick_params(axis='y', colors='C2')
+def _plot_curves(row: Row, ax) -> None:
+  """Each run's curves in the same colours, labelled once: the seeds' spread is visible."""
+  lines, twin = [], None
+  alpha = 1.0 if len(row.runs) == 1 else 0.6
+  for index, run in enumerate(row.runs):
+    labelled = index == 0
+    for tag, style in zip(CURVES, ('-', '--')):
+      if tag in run.curves:
+        curve = run.curves[tag]
+        drawn = ax.plot(curve.steps, curve.values, style, color='C0' if tag == 'loss' else 'C1',
+                        alpha=alpha, label=tag)
+        lines += drawn if labelled else []
+    if PENALTY_CURVE in run.curves:
+      curve = run.curves[PENALTY_CURVE]
+      if twin is None:
+        twin = ax.twinx()
+      kind = PENALTY_KINDS.get(run.penalty, run.penalty or '')
+      label = f'penalty ({kind})' if kind else 'penalty'
+      drawn = twin.plot(curve.steps, curve.values, ':', color='C2', alpha=alpha, label=label)
+      if labelled:
+        lines += drawn
+        twin.set_ylabel(label, color='C2')
+        twin.tick_params(axis='y', colors='C2')
   if not lines:
     ax.text(0.5, 0.5, 'no training scalars', ha='center', va='center', transform=ax.transAxes)
     return
@@ -399,7 +729,10 @@ def _plot_curves(run: Run, ax) -> None:
 
 
 def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = None) -> str:
-  """Loads the runs, writes out/report.md and out/report.png; returns the markdown."""
+  """Loads the runs, writes out/report.{md,png,json}; returns the markdown.
+
+  Workdirs with the same name are seeds of one row.
+  """
   if names and len(names) != len(workdirs):
     raise errors.FlagError(f'--names gives {len(names)} names for {len(workdirs)} workdirs')
   runs = [load_run(w, n) for w, n in zip(workdirs, names or [None] * len(workdirs))]
@@ -407,6 +740,7 @@ def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = 
   make_figure(runs, out / 'report.png')
   markdown = markdown_report(runs, figure='report.png')
   (out / 'report.md').write_text(markdown)
+  files.write_json(out / 'report.json', report_data(runs))
   return markdown
 
 
@@ -426,8 +760,10 @@ def main(argv):
 def _define_flags():
   flags.DEFINE_string('workdirs', None, 'Comma-separated workdirs, each evaluated '
                       '(--mode=evaluate wrote eval/results.json).')
-  flags.DEFINE_string('names', None, 'Comma-separated run names (default: workdir names).')
-  flags.DEFINE_string('out', None, 'Directory for report.md and report.png.')
+  flags.DEFINE_string('names', None, 'Comma-separated run names, one per workdir; workdirs with '
+                      'the same name are seeds of one row (default: the workdir\'s folder name, '
+                      'its parent\'s for a seed<k> folder).')
+  flags.DEFINE_string('out', None, 'Directory for report.md, report.png and report.json.')
   flags.DEFINE_bool('print', True, 'Print the markdown to stdout (--noprint: do not).')
   flags.mark_flags_as_required(['workdirs', 'out'])
 
