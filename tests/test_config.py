@@ -14,18 +14,19 @@ from tests.helpers import REPO
 from wae_jax import config as wae_config
 
 
-@pytest.mark.parametrize('arg', ['wae_mmd', 'wae_gan', 'vae', 'wae_mmd,small', 'wae_gan,small',
-                                 'vae,small'])
+@pytest.mark.parametrize('arg', [f'{objective}{size}' for objective in wae_config.OBJECTIVES
+                                 for size in ('', ',small')])
 def test_mnist_configs_are_valid(arg):
   config = load_config('mnist', arg)
   wae_config.validate(config)
   assert config.model.latent_dim == 8
-  assert config.penalty.name == {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae'}[
+  assert config.penalty.name == {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae',
+                                 'wae_swd': 'swd', 'wae_sinkhorn': 'sinkhorn'}[
       arg.split(',')[0]]
   assert config.model.width == (0.125 if 'small' in arg else 1.0)
 
 
-@pytest.mark.parametrize('arg', ['wae_mmd', 'wae_gan', 'vae'])
+@pytest.mark.parametrize('arg', list(wae_config.OBJECTIVES))
 def test_celeba_configs_are_valid(arg):
   config = load_config('celeba', arg)
   wae_config.validate(config)
@@ -47,7 +48,15 @@ def test_bad_config_argument():
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('penalty.name', 'wgan', "allowed: 'mmd', 'gan', 'vae'"),
+    ('penalty.name', 'wgan', "allowed: 'mmd', 'gan', 'vae', 'swd', 'sinkhorn'"),
+    ('penalty.gan_update', 'both', "allowed: 'simultaneous', 'alternating'"),
+    ('penalty.num_projections', 0, 'must be >= 1'),
+    ('penalty.swd_p', 0, 'must be >= 1'),
+    ('penalty.sinkhorn_epsilon', 0.0, 'must be > 0'),
+    ('penalty.sinkhorn_max_iterations', 0, 'must be >= 1'),
+    ('eval.sampler', 'vae', "allowed: 'prior', 'gmm', 'both'"),
+    ('eval.gmm_covariance', 'diagonal', "allowed: 'full', 'diag', 'tied', 'spherical'"),
+    ('eval.gmm_components', 0, 'must be >= 1'),
     ('penalty.kernel', 'laplace', "allowed: 'rbf', 'imq', 'imq_multiscale'"),
     ('data.name', 'cifar', "allowed: 'mnist', 'celeba'"),
     ('cost.name', 'l3', 'allowed:'),
@@ -94,6 +103,10 @@ _DIFFERENCES = {
     'mnist:vae': _MNIST_VAE, 'mnist:wae_mmd,small': _SMALL,
     'mnist:wae_gan,small': {'penalty.name': 'gan', **_SMALL},
     'mnist:vae,small': {**_MNIST_VAE, **_SMALL},
+    'mnist:wae_swd': {'penalty.name': 'swd'},
+    'mnist:wae_sinkhorn,small': {'penalty.name': 'sinkhorn', 'penalty.lam': 1.25, **_SMALL},
+    'celeba:wae_swd': {**_CELEBA, 'penalty.name': 'swd'},
+    'celeba:wae_sinkhorn': {**_CELEBA, 'penalty.name': 'sinkhorn', 'penalty.lam': 100 / 64},
     'celeba': _CELEBA, 'celeba:wae_mmd': _CELEBA,
     'celeba:wae_gan': {**_CELEBA, 'penalty.name': 'gan', 'penalty.lam': 1.0,
                        'penalty.log_prior_trick': True, 'train.learning_rate': 3e-4,
@@ -114,6 +127,8 @@ _BASE = {
     'model.resnet_stage_blocks': (3, 4, 6, 3), 'model.resnet_widths': (64, 128, 256, 512),
     'penalty.name': 'mmd', 'penalty.lam': 10.0, 'penalty.kernel': 'imq_multiscale',
     'penalty.kernel_scale': None, 'penalty.log_prior_trick': False,
+    'penalty.gan_update': 'simultaneous', 'penalty.num_projections': 50, 'penalty.swd_p': 2,
+    'penalty.sinkhorn_epsilon': 1.0, 'penalty.sinkhorn_max_iterations': 200,
     'cost.name': 'l2sq', 'cost.scale': 0.05,
     'train.batch_size': 100, 'train.num_epochs': 100, 'train.num_steps': None,
     'train.learning_rate': 1e-3, 'train.adversary_learning_rate': 5e-4, 'train.adam_b1': 0.5,
@@ -170,9 +185,10 @@ def test_bad_arguments_name_the_file_the_part_and_what_is_allowed(spec, part, mo
   message = str(error.value)
   assert '\n' not in message and part in message
   assert message.startswith(f'configs/{file}:{arg}: ')
+  objectives = 'objective = wae_mmd, wae_gan, vae, wae_swd, wae_sinkhorn'
   allowed = {'sweep.py': 'name = bigwae, tiny',
-             'celeba.py': 'objective = wae_mmd, wae_gan, vae (the first'}.get(
-                 file, 'objective = wae_mmd, wae_gan, vae; size = paper, small')
+             'celeba.py': f'{objectives} (the first'}.get(
+                 file, f'{objectives}; size = paper, small')
   assert allowed in message
 
 
