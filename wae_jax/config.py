@@ -104,7 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
                                 # parameters) | alternating (the paper's Algorithm 1: the
                                 # adversary first, then the auto-encoder against the new one)
   c.penalty.num_projections = 50  # swd: random directions per step
-  c.penalty.swd_p = 2           # swd: the p of SW_p^p (the distance |a - b|^p on each line)
+  c.penalty.swd_p = 2.0         # swd: the p of SW_p^p (the distance |a - b|^p on each line)
   c.penalty.sinkhorn_epsilon = 1.0  # sinkhorn: entropic regularisation, in squared-distance
                                 # units (smaller: closer to W_2^2, more iterations)
   c.penalty.sinkhorn_max_iterations = 200  # sinkhorn: cap on the solver's iterations
