@@ -260,18 +260,23 @@ def test_mmd_gradient_is_finite_even_at_coinciding_points(kernel):
   assert np.any(np.abs(grad) > 0)
 
 
+def _assert_gradient_matches_finite_differences(f, codes, atol):
+  """jax.grad(f) at three entries of [5, 3] float64 codes against central differences."""
+  grad = np.asarray(jax.grad(f)(codes))
+  eps = 1e-6
+  for i, j in [(0, 0), (2, 1), (4, 2)]:
+    e = np.zeros(codes.shape)
+    e[i, j] = eps
+    numeric = (f(codes + e) - f(codes - e)) / (2 * eps)
+    np.testing.assert_allclose(grad[i, j], numeric, rtol=1e-5, atol=atol)
+
+
 def test_mmd_gradient_matches_finite_differences():
   with jax.enable_x64(True):
     codes = jnp.asarray(_normal(9, (5, 3), loc=0.3), jnp.float64)
     prior = jnp.asarray(_normal(10, (6, 3)), jnp.float64)
     f = jax.jit(lambda c: penalties.mmd(c, prior, kernel='imq_multiscale'))
-    grad = np.asarray(jax.grad(f)(codes))
-    eps = 1e-6
-    for i, j in [(0, 0), (2, 1), (4, 2)]:
-      e = np.zeros(codes.shape)
-      e[i, j] = eps
-      numeric = (f(codes + e) - f(codes - e)) / (2 * eps)
-      np.testing.assert_allclose(grad[i, j], numeric, rtol=1e-5, atol=1e-9)
+    _assert_gradient_matches_finite_differences(f, codes, atol=1e-9)
 
 
 def test_mmd_with_traced_prior_variance_and_scale():
@@ -429,13 +434,7 @@ def test_ot_penalties_gradients_match_finite_differences(name):
            'sinkhorn': lambda c: penalties.sinkhorn(
                c, prior, epsilon=0.5, max_iterations=2000, threshold=1e-10)}
     f = jax.jit(fns[name])
-    grad = np.asarray(jax.grad(f)(codes))
-    eps = 1e-6
-    for i, j in [(0, 0), (2, 1), (4, 2)]:
-      e = np.zeros(codes.shape)
-      e[i, j] = eps
-      numeric = (f(codes + e) - f(codes - e)) / (2 * eps)
-      np.testing.assert_allclose(grad[i, j], numeric, rtol=1e-5, atol=1e-8)
+    _assert_gradient_matches_finite_differences(f, codes, atol=1e-8)
 
 
 def test_ot_penalties_vmap_match_loop():

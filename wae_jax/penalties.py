@@ -61,6 +61,19 @@ def _check_same_shape(x, y, x_name='x', y_name='y'):
                      f'{jnp.shape(x)} and {jnp.shape(y)}')
 
 
+def _check_dims(codes, prior_samples):
+  """Flattens both sets to [n, d] and [m, d]; returns them with n, m and d."""
+  codes, prior_samples = _flatten(codes), _flatten(prior_samples)
+  (n, d), (m, d_prior) = codes.shape, prior_samples.shape
+  if d != d_prior:
+    raise ValueError('codes and prior_samples must have the same flattened '
+                     f'dimension, got {d} and {d_prior}')
+  if n < 1 or m < 1:
+    raise ValueError(f'need at least 1 code and 1 prior sample, got n={n} codes '
+                     f'and m={m} prior samples')
+  return codes, prior_samples, n, m, d
+
+
 # ----------------------------------------------------------------- kernels ---
 
 
@@ -149,11 +162,7 @@ def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
     A scalar.
   """
   _check_choice('kernel', kernel, KERNELS)
-  codes, prior_samples = _flatten(codes), _flatten(prior_samples)
-  (n, d), (m, d_prior) = codes.shape, prior_samples.shape
-  if d != d_prior:
-    raise ValueError('codes and prior_samples must have the same flattened '
-                     f'dimension, got {d} and {d_prior}')
+  codes, prior_samples, n, m, d = _check_dims(codes, prior_samples)
   if n < 2 or m < 2:
     raise ValueError('the unbiased MMD needs at least 2 codes and 2 prior '
                      f'samples, got n={n} codes and m={m} prior samples')
@@ -172,19 +181,6 @@ def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
 # Stopping tolerance of the Sinkhorn solver: the L1 error of the coupling's
 # marginals, which sum to 1 (ott-jax's default).
 SINKHORN_THRESHOLD = 1e-3
-
-
-def _check_dims(codes, prior_samples):
-  """Flattens both sets to [n, d] and [m, d]; returns them with n, m and d."""
-  codes, prior_samples = _flatten(codes), _flatten(prior_samples)
-  (n, d), (m, d_prior) = codes.shape, prior_samples.shape
-  if d != d_prior:
-    raise ValueError('codes and prior_samples must have the same flattened '
-                     f'dimension, got {d} and {d_prior}')
-  if n < 1 or m < 1:
-    raise ValueError(f'need at least 1 code and 1 prior sample, got n={n} codes '
-                     f'and m={m} prior samples')
-  return codes, prior_samples, n, m, d
 
 
 def random_directions(rng, num, dim, dtype=jnp.float32):
