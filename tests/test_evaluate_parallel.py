@@ -57,6 +57,21 @@ def test_batched_limit_reads_only_the_first_rows():
   assert len(batching.batched(jax.jit(lambda x: x), rows, 4, limit=50)) == 20
 
 
+def test_mapped_converts_one_batch_at_a_time():
+  converted = []
+
+  def double(rows):
+    converted.append(len(rows))
+    return 2.0 * rows
+
+  x = np.arange(10.0)
+  mapped = batching.Mapped(x, double)
+  assert len(mapped) == 10
+  out = batching.batched(jax.jit(lambda x: x + 1), mapped, 4, pad=True)
+  np.testing.assert_array_equal(out, 2.0 * x + 1)
+  assert converted == [4, 4, 2]
+
+
 def test_weights_are_replicated_on_the_local_devices():
   params = batching.replicate({'w': np.ones((2, 3), np.float32)})
   assert params['w'].sharding.is_fully_replicated

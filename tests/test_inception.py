@@ -381,11 +381,20 @@ def test_preprocess_range_and_channels():
 # ----------------------------------------------------------------------------- numerics
 
 
-def test_features_match_the_torch_mirror(mirror, weights_file):
-  """The whole path: torch.save'd file -> loader -> mapping -> preprocessing -> network."""
+def test_features_match_the_torch_mirror(mirror, weights_file, monkeypatch):
+  """The whole path: torch.save'd file -> loader -> mapping -> preprocessing -> network.
+
+  The images come in [-1, 1]: they are converted to [0, 1] a batch at a time, never whole.
+  """
   featurize = inception.make_featurizer(str(weights_file), batch_size=BATCH)
   images = np.random.default_rng(2).uniform(size=(3,) + IMAGE_SHAPE).astype(np.float32)
-  ours = featurize(images)  # a full batch and a padded one
+  converted = []  # rows per conversion
+  to_unit_range = inception.visualize.to_unit_range
+  monkeypatch.setattr(inception.visualize, 'to_unit_range',
+                      lambda x, pixel_range: converted.append(len(x)) or to_unit_range(
+                          x, pixel_range))
+  ours = featurize(2.0 * images - 1.0, pixel_range=(-1.0, 1.0))  # a full batch, a padded one
+  assert sum(converted) == 3 and max(converted) <= BATCH
   with torch.no_grad():
     ref = mirror(_to_torch(images)).numpy()
   assert ours.shape == (3, 2048) and ours.dtype == np.float32

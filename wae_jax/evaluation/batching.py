@@ -26,6 +26,21 @@ def replicate(tree):
   return parallel.replicate(tree, local_mesh())
 
 
+class Mapped:
+  """`inputs` read through `fn` a slice at a time, e.g. images converted to [0, 1] floats:
+  `batched` reads it batch by batch, so the converted copy is never whole in memory (10,000
+  CelebA images as float32 are 0.5 GB)."""
+
+  def __init__(self, inputs, fn: Callable[[Any], np.ndarray]):
+    self.inputs, self.fn = inputs, fn
+
+  def __len__(self) -> int:
+    return len(self.inputs)
+
+  def __getitem__(self, index) -> np.ndarray:
+    return self.fn(self.inputs[index])
+
+
 def _round_up(count: int, multiple: int) -> int:
   return -(-count // multiple) * multiple
 

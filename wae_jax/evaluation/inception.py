@@ -587,19 +587,22 @@ def make_featurizer(path: Optional[str] = None, batch_size: int = 100) -> Callab
   """featurize(images, pixel_range=(0, 1)) -> float32 [N, 2048] pool3 features.
 
   path: the weights file (or folder holding it); None = $WAE_JAX_INCEPTION_WEIGHTS. Images
-  are numpy NHWC with 1 or 3 channels in pixel_range, at least 1 pixel on each side; they
-  go through in batches of batch_size (the last one padded, so one compiled shape), each
-  split over the local devices (batching.batched).
+  are NHWC with 1 or 3 channels in pixel_range, at least 1 pixel on each side (numpy, or
+  lazily indexed like input_pipeline.Images); they go through in batches of batch_size (the
+  last one padded, so one compiled shape), each converted to [0, 1] only then and split over
+  the local devices (batching.batched).
   """
   state_dict = load_state_dict(weights_path(path))
   variables = batching.replicate(params_from_state_dict(state_dict))  # on every local device
   del state_dict
 
   def featurize(images, pixel_range=(0.0, 1.0)) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    images = images if hasattr(images, 'shape') else np.asarray(images)
+    if len(images.shape) != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f'expected images [N, H, W, 1 or 3], got shape {images.shape}')
-    unit = visualize.to_unit_range(images, pixel_range)  # on the host: batches go to devices
+    # Converted on the host a batch at a time: each batch then goes to the devices.
+    unit = batching.Mapped(images, functools.partial(visualize.to_unit_range,
+                                                     pixel_range=pixel_range))
     return batching.batched(functools.partial(_features, variables), unit, batch_size,
                             pad=True).astype(np.float32)
 
