@@ -100,8 +100,8 @@ _CELEBA = {'data.name': 'celeba', 'data.image_shape': (64, 64, 3),
 # Each config file argument -> the fields in which its config differs from base_config().
 _DIFFERENCES = {
     'mnist': {}, 'mnist:wae_mmd': {}, 'mnist:wae_gan': {'penalty.name': 'gan'},
-    'mnist:vae': _MNIST_VAE, 'mnist:wae_mmd,small': _SMALL,
-    'mnist:wae_gan,small': {'penalty.name': 'gan', **_SMALL},
+    'mnist:vae': _MNIST_VAE, 'mnist:wae_mmd,small': {'penalty.lam': 3.333, **_SMALL},
+    'mnist:wae_gan,small': {'penalty.name': 'gan', 'penalty.lam': 3.333, **_SMALL},
     'mnist:vae,small': {**_MNIST_VAE, **_SMALL},
     'mnist:wae_swd': {'penalty.name': 'swd'},
     'mnist:wae_sinkhorn,small': {'penalty.name': 'sinkhorn', 'penalty.lam': 1.25, **_SMALL},
