@@ -27,19 +27,23 @@ exit 0
 """
 
 
-def run_script(tmp_path, script, *args, **env):
-  """The python commands `bash launch/<script> args` starts, each as a list of arguments."""
+def fake_python_env(tmp_path, body: str, **env):
+  """os.environ with a `python` running `body` first on PATH; it may append to $PYTHON_CALLS."""
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   fake = bin_dir / 'python'
-  fake.write_text(_FAKE_PYTHON)
+  fake.write_text(body)
   fake.chmod(0o755)
-  calls = tmp_path / 'calls'
-  environment = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
-                     PYTHON_CALLS=str(calls), **env)
-  subprocess.run(['bash', f'launch/{script}', *args], cwd=REPO, env=environment, check=True,
-                 capture_output=True)
-  return [line.split(_SEPARATOR)[:-1] for line in calls.read_text().splitlines()]
+  return dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
+              PYTHON_CALLS=str(tmp_path / 'calls'), **env)
+
+
+def run_script(tmp_path, script, *args, **env):
+  """The python commands `bash launch/<script> args` starts, each as a list of arguments."""
+  subprocess.run(['bash', f'launch/{script}', *args], cwd=REPO, check=True, capture_output=True,
+                 env=fake_python_env(tmp_path, _FAKE_PYTHON, **env))
+  calls = (tmp_path / 'calls').read_text().splitlines()
+  return [line.split(_SEPARATOR)[:-1] for line in calls]
 
 
 def parse_config(argv):
@@ -139,13 +143,8 @@ def test_mnist_baselines_changes_one_setting_of_the_papers_per_run(tmp_path):
 @pytest.mark.parametrize('script', ['mnist_table.sh', 'mnist_baselines.sh'])
 def test_launch_script_stops_at_the_first_failure(tmp_path, script):
   """A failed training must not be followed by more runs or a report over missing results."""
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  (bin_dir / 'python').write_text('#!/usr/bin/env bash\necho "$@" >> "$PYTHON_CALLS"\nexit 3\n')
-  (bin_dir / 'python').chmod(0o755)
-  calls = tmp_path / 'calls'
+  failing = '#!/usr/bin/env bash\necho "$@" >> "$PYTHON_CALLS"\nexit 3\n'
   result = subprocess.run(['bash', f'launch/{script}', str(tmp_path / 'root')], cwd=REPO,
-                          env=dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
-                                   PYTHON_CALLS=str(calls)), capture_output=True)
+                          env=fake_python_env(tmp_path, failing), capture_output=True)
   assert result.returncode != 0
-  assert len(calls.read_text().splitlines()) == 1
+  assert len((tmp_path / 'calls').read_text().splitlines()) == 1
