@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import load_config
 from tests.helpers import REPO
 from wae_jax import config as wae_config
+from wae_jax import config_reference
 
 
 @pytest.mark.parametrize('arg', [f'{objective}{size}' for objective in wae_config.OBJECTIVES
@@ -276,14 +277,36 @@ def test_flatten_takes_config_dicts_and_plain_dicts():
   assert wae_config.flatten(ml_collections.ConfigDict(tree)) == wae_config.flatten(tree)
 
 
-def test_the_readme_names_every_config_field():
-  """README's "Config names" lists every field of base_config (and nothing that is not one)."""
-  text = (REPO / 'README.md').read_text().split('### Config names', 1)[1]
-  listed = set(re.findall(r'`config\.seed`', text) and ['seed'])
-  for group, names in re.findall(r'`config\.(\w+)\.\{([^}]*)\}`', text):
-    listed.update(f'{group}.{re.sub(r" \(.*", "", name)}'
-                  for name in re.split(r',(?![^(]*\))', names))
-  assert listed == set(wae_config.flatten(wae_config.base_config()))
+def test_every_config_field_is_described_and_docs_config_md_is_generated_from_them():
+  """Each field of base_config has a comment, its description in docs/config.md, and
+  docs/config.md is what `python -m wae_jax.config_reference` makes of them."""
+  described = config_reference.descriptions()
+  missing = [f for f in wae_config.flatten(wae_config.base_config()) if not described.get(f)]
+  assert not missing, f'fields of base_config without a comment: {missing}'
+  assert (REPO / 'docs' / 'config.md').read_text() == config_reference.markdown(), (
+      f'docs/config.md is not what base_config\'s comments give: run `{config_reference.COMMAND}`')
+
+
+def test_the_config_reference_sees_a_field_without_a_comment_and_a_stray_comment(monkeypatch):
+  def base_config():
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # the seed
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 5
+    return c
+
+  monkeypatch.setattr(wae_config, 'base_config', base_config)
+  assert config_reference.descriptions() == {'seed': 'the seed', 'train': '', 'train.steps': ''}
+
+  def base_config_with_a_note():
+    c = ml_collections.ConfigDict()
+    # a note on no field
+    c.seed = 0  # the seed
+    return c
+
+  monkeypatch.setattr(wae_config, 'base_config', base_config_with_a_note)
+  with pytest.raises(ValueError, match='a note on no field'):
+    config_reference.descriptions()
 
 
 def test_changed_fields_skip_free_fields_and_compare_a_read_config_json():

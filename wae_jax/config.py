@@ -56,11 +56,16 @@ FREE_FIELDS = ('train.num_epochs', 'train.num_steps', 'train.log_every', 'train.
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Defaults shared by every dataset: the paper's MNIST WAE-MMD."""
+  """Defaults shared by every dataset: the paper's MNIST WAE-MMD.
+
+  Each field's comment is its description in docs/config.md (`python -m
+  wae_jax.config_reference --out=docs/config.md`): a comment on the field's line, continued on
+  the comment lines indented below it; a section's comment is on its ConfigDict's line.
+  """
   c = ml_collections.ConfigDict()
   c.seed = 0                    # parameters, noise and the data order all follow from it
 
-  c.data = ml_collections.ConfigDict()
+  c.data = ml_collections.ConfigDict()  # the images: which data set, read from where
   c.data.name = 'mnist'         # mnist | celeba
   c.data.source = 'auto'        # auto | tfds | idx (MNIST: the four IDX .gz files)
                                 # | folder (CelebA: img_align_celeba/ or the folder holding it)
@@ -71,28 +76,29 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.image_shape = (28, 28, 1)  # height, width, channels
   c.data.pixel_range = (0.0, 1.0)   # uint8 0..255 maps linearly onto [low, high]
 
-  c.model = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict()  # the encoder, the decoder, WAE-GAN's adversary
   c.model.arch = 'dcgan'        # dcgan (the paper's nets below) | resnet50v2 (models/resnet.py)
   c.model.latent_dim = 8        # d_z
   c.model.prior_variance = 1.0  # sigma_z^2 of the N(0, sigma_z^2 I) prior
   c.model.width = 1.0           # channel multiplier; 1.0 = the paper's 128..1024
-  c.model.kernel_size = 4       # of every (transposed) convolution
-  c.model.encoder_widths = (128, 256, 512, 1024)  # stride-2 convs, then a linear map to the code
-  c.model.decoder_widths = (1024, 512, 256)  # a linear map to a widths[0] map, then stride-2
-                                # transposed convs (one per further width)
+  c.model.kernel_size = 4       # dcgan: of every (transposed) convolution
+  c.model.encoder_widths = (128, 256, 512, 1024)  # dcgan: stride-2 convs, then a linear map
+                                # to the code
+  c.model.decoder_widths = (1024, 512, 256)  # dcgan: a linear map to a widths[0] map, then
+                                # stride-2 transposed convs (one per further width)
   c.model.gaussian_encoder = False  # True: the encoder gives a mean and a log-variance
   c.model.adversary_widths = (512, 512, 512, 512)  # WAE-GAN's MLP on codes
   c.model.adversary_width = 1.0  # multiplier of adversary_widths
-  c.model.conv_impl = 'auto'    # auto: each backend's fastest (models.AUTO_CONV_IMPL);
-                                # phase: sub-pixel convs for XLA:CPU; xla: lax's own
+  c.model.conv_impl = 'auto'    # dcgan: auto (each backend's fastest, models.AUTO_CONV_IMPL)
+                                # | phase (sub-pixel convs for XLA:CPU) | xla (lax's own)
   c.model.dtype = 'float32'     # activations; bfloat16 = mixed precision for accelerators
                                 # (parameters, losses and penalties stay float32)
-  # arch=resnet50v2 only (kernel_size, encoder/decoder_widths and conv_impl are dcgan's):
-  c.model.resnet_stage_blocks = (3, 4, 6, 3)  # bottleneck blocks per stage; ResNet-50's
-  c.model.resnet_widths = (64, 128, 256, 512)  # bottleneck widths, times model.width;
-                                               # a block's output has 4x its width
+  c.model.resnet_stage_blocks = (3, 4, 6, 3)  # resnet50v2: bottleneck blocks per stage;
+                                # ResNet-50's
+  c.model.resnet_widths = (64, 128, 256, 512)  # resnet50v2: bottleneck widths, times
+                                # model.width; a block's output has 4x its width
 
-  c.penalty = ml_collections.ConfigDict()
+  c.penalty = ml_collections.ConfigDict()  # the latent penalty D_Z and its weight
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
                                 # | swd (sliced Wasserstein) | sinkhorn (Sinkhorn divergence)
   c.penalty.lam = 10.0          # lambda; for the VAE, the KL weight
@@ -109,11 +115,11 @@ def base_config() -> ml_collections.ConfigDict:
                                 # units (smaller: closer to W_2^2, more iterations)
   c.penalty.sinkhorn_max_iterations = 200  # sinkhorn: cap on the solver's iterations
 
-  c.cost = ml_collections.ConfigDict()
+  c.cost = ml_collections.ConfigDict()  # the reconstruction cost c(x, G(z))
   c.cost.name = 'l2sq'          # l2sq | l2 | l1 | bernoulli
   c.cost.scale = 0.05           # the authors' code scales the squared cost by 0.05
 
-  c.train = ml_collections.ConfigDict()
+  c.train = ml_collections.ConfigDict()  # the optimiser, the run's length, logs, checkpoints
   c.train.batch_size = 100      # the global batch, split over the devices
   c.train.num_epochs = 100      # the length of a run, unless num_steps is set
   c.train.num_steps = config_dict.placeholder(int)  # None: num_epochs; set: overrides it
@@ -130,11 +136,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.image_every = 1000    # steps between sample and reconstruction pictures
   c.train.max_nonfinite_steps = 20  # stop after this many non-finite steps in a row
 
-  c.eval = ml_collections.ConfigDict()
+  c.eval = ml_collections.ConfigDict()  # --mode=evaluate, and the pictures' sample grids
   c.eval.grid_samples = 64      # sample grids (training pictures, --mode=sample) decode this
   c.eval.grid_seed = 1234       # many prior draws from this seed: the same in every run
   c.eval.num_samples = 10000    # generated images for FID, against as many held-out ones
-  c.eval.sharpness_images = 1000
+  c.eval.sharpness_images = 1000  # samples, reconstructions and test images whose sharpness
+                                # is averaged
   c.eval.mmd_codes = 2000       # encoded test images for the MMD to the prior
   c.eval.samples_seed_offset = 1    # evaluation samples decode prior noise from seed + this
   c.eval.mmd_prior_seed_offset = 2  # the MMD's prior draws come from seed + this

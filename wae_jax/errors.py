@@ -235,7 +235,7 @@ def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
     hint = ' '.join(str(e.args[0]).splitlines()[1:])  # ml_collections' "Did you mean ...?"
     raise ConfigError(f'{override}: the config has no field '
                       f'{override.split("=", 1)[0].split(".", 1)[1]!r}{"; " if hint else ""}'
-                      f'{hint} (the README\'s "Config names" lists every field)') from e
+                      f'{hint} (docs/config.md lists every field)') from e
   _check_loaded_configs(argv, flag_values)
   return args
 
