@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's accelerator table: the CelebA train step of each objective and architecture
+# docs/accelerators.md's table: the CelebA train step of each objective and architecture
 # compiled ahead of time (python -m wae_jax.accelerators.aot) for TPU and GPU topologies, on a CPU-only
 # machine. Each compile writes OUT/<objective>_<arch>_<topology>[_<variant>].{json,txt}
 # (and its log, with libtpu's warnings, as .log); OUT/table.md collects them. About an hour on 2 CPU cores.
@@ -34,7 +34,7 @@ for objective in wae_mmd wae_gan vae; do
 done
 compile wae_gan_dcgan_v5e_2x2_nodonate --config=configs/celeba.py:wae_gan --nodonate \
   --topology=v5e:2x2
-# The README's three tables: every compile; phase against xla; donated against not.
+# docs/accelerators.md's three tables: every compile; phase against xla; donated against not.
 python - "$out" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])

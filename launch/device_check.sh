@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One GPU's numbers for the README: the train step of the paper's MNIST and CelebA nets and
-# of the CelebA ResNet50-v2 nets, in float32 and bfloat16, with each conv_impl (phase, xla),
-# timed by the benchmark (images/s, MFU against the chip's dense peak). Under 8 minutes on
+# One GPU's numbers for docs/accelerators.md: the train step of the paper's MNIST and CelebA
+# nets and of the CelebA ResNet50-v2 nets, in float32 and bfloat16, with each conv_impl (phase,
+# xla), timed by the benchmark (images/s, MFU against the chip's dense peak). Under 8 minutes on
 # one H100/H200; each run writes its JSON as soon as it ends, so a cut-off run keeps the rest.
 #   bash launch/device_check.sh [OUT]          (default: device_check)
 # Setup on the GPU machine: pip install -e ".[cuda12]"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the README's "How strong are the baselines" runs: the CPU-sized MNIST model
-# (configs/mnist.py:<objective>,small) trained and evaluated with one setting changed at a time.
+# Reproduces the runs of "How strong are the baselines" (docs/results.md): the CPU-sized MNIST
+# model (configs/mnist.py:<objective>,small) trained and evaluated with one setting changed at a
+# time.
 #
 #   WAE_JAX_MNIST_DIR=../shared/data/mnist bash launch/mnist_baselines.sh [ROOT]
 #

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces the README's MNIST table: WAE-MMD, WAE-GAN, the VAE, WAE-SWD and WAE-Sinkhorn,
-# each trained with seeds 0, 1 and 2 (--config.seed) with the CPU-sized model
-# (configs/mnist.py:<objective>,small: 1/8 width, 5 epochs = 3,000 steps of batch 100 each),
+# Reproduces the MNIST table (docs/results.md; the README shows its FIDs): WAE-MMD, WAE-GAN,
+# the VAE, WAE-SWD and WAE-Sinkhorn, each trained with seeds 0, 1 and 2 (--config.seed) with
+# the CPU-sized model (configs/mnist.py:<objective>,small: 1/8 width, 5 epochs = 3,000 steps
+# of batch 100 each),
 # then evaluates every run and writes one report over all of them: per objective the mean and
 # standard deviation over its seeds, and which differences exceed the seed noise.
 #

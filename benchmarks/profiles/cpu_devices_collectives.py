@@ -1,7 +1,7 @@
 """The collectives of the 1/8-width MNIST WAE-GAN step (batch 100) on two CPU devices.
 
 With conv_impl=phase the chunked batch is not split over the devices: XLA gathers the batch's
-activations onto each (the README's Accelerators section). Prints the largest collectives
+activations onto each (docs/accelerators.md, conv_impl). Prints the largest collectives
 for phase and xla:
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/profiles/cpu_devices_collectives.py

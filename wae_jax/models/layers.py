@@ -364,8 +364,8 @@ class Conv(_ConvBase):
 
 
 # model.conv_impl='auto' per platform. CPU: the phase layers, about 10 times faster than
-# XLA:CPU's strided and transposed convolutions (README, Speed). TPU and GPU: XLA's own. The
-# compiled CelebA step (README, Accelerators) shows that XLA cannot split the phase layers'
+# XLA:CPU's strided and transposed convolutions (docs/speed.md). TPU and GPU: XLA's own. The
+# compiled CelebA step (docs/accelerators.md) shows that XLA cannot split the phase layers'
 # chunked batch over chips: each chip gathers every image and computes the whole step, with
 # five times the temporaries. `launch/device_check.sh` times both on one GPU.
 AUTO_CONV_IMPL = {'cpu': 'phase', 'tpu': 'xla', 'gpu': 'xla'}
