@@ -105,14 +105,17 @@ def test_a_cycle_is_found():
   assert _cycle({'a': {'b'}, 'b': set()}) is None
 
 
-def test_every_module_imports_alone_without_torch_and_outside_the_checkout(tmp_path):
+def test_every_module_imports_alone_without_torch_or_tensorflow_outside_the_checkout(tmp_path):
   """Each module first in a fresh interpreter (so an import-order cycle would fail), run from
-  a folder outside the checkout (so nothing leans on the working directory)."""
+  a folder outside the checkout (so nothing leans on the working directory). None imports
+  TensorFlow: only TFDS data and the TensorBoard writer need it, and they import it when they
+  run, so the benchmark and the AOT compiler start on an accelerator image without it."""
   script = (
       'import importlib, subprocess, sys\n'
       f'modules = {MODULES!r}\n'
       'code = "import importlib, sys; importlib.import_module(sys.argv[1]); '
-      'assert \'torch\' not in sys.modules, \'torch imported\'"\n'
+      'assert \'torch\' not in sys.modules, \'torch imported\'; '
+      'assert \'tensorflow\' not in sys.modules, \'tensorflow imported\'"\n'
       'failed = []\n'
       'procs = []\n'
       'for m in modules:\n'
@@ -129,6 +132,15 @@ def test_every_module_imports_alone_without_torch_and_outside_the_checkout(tmp_p
   result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_benchmark_and_the_aot_compiler_start_without_tensorflow():
+  code = ('import sys, benchmarks.benchmark, wae_jax.accelerators.aot, wae_jax.main; '
+          'print(sorted(m for m in sys.modules if m.split(".")[0] in '
+          '("tensorflow", "tensorflow_datasets", "torch")))')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=True)
+  assert result.stdout.strip().splitlines()[-1] == '[]', result.stdout
 
 
 def test_nothing_points_outside_the_repository():

@@ -15,7 +15,6 @@ from ml_collections import config_flags
 from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import inference
-from wae_jax import input_pipeline
 from wae_jax import parallel
 from wae_jax import train
 from wae_jax.evaluation import evaluate
@@ -51,7 +50,6 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_drop_library_info)
   wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
-  input_pipeline.keep_tensorflow_off_accelerators()
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':

@@ -769,7 +769,6 @@ def _evaluate_steps(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  input_pipeline.keep_tensorflow_off_accelerators()
   from wae_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(flags.FLAGS.workdir)
   for step in flags.FLAGS.steps:

@@ -10,8 +10,6 @@ import pathlib
 from typing import Any, Callable, Dict, Tuple
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import flax
 import jax
 import jax.numpy as jnp
@@ -290,6 +288,18 @@ def _mean_metrics(history):
   return means
 
 
+def _import_clu():
+  """clu's writers and progress reports, imported when a run starts: they import TensorFlow.
+
+  So `import wae_jax.train` (the benchmark, the AOT compiler, a refused config) starts
+  without TensorFlow; TensorFlow is kept off the accelerators before it first runs.
+  """
+  input_pipeline.keep_tensorflow_off_accelerators()
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  return metric_writers, periodic_actions
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        mesh=None, allow_config_change: bool = False) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures.
@@ -326,6 +336,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start_step = int(state.step)
 
   is_main = jax.process_index() == 0
+  metric_writers, periodic_actions = _import_clu()
   writer = _EventWriter(metric_writers.create_default_writer(str(workdir),
                                                              just_logging=not is_main), workdir)
   if changes:
