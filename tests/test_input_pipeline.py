@@ -3,6 +3,7 @@
 import gzip
 import logging
 import os
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -252,6 +253,16 @@ def test_bad_config(field, value, needle):
 
 
 # ---------------------------------------------------------------- TFDS (mocked)
+
+
+def test_without_tfds_installed_auto_reads_idx_and_tfds_names_the_extra(tmp_path, monkeypatch):
+  """The default install has no TFDS: 'auto' goes on to the IDX files, 'tfds' says what to
+  install."""
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets', None)  # import raises ImportError
+  folder = write_fake_mnist(tmp_path / 'mnist')
+  assert ip.load_dataset(data_config(dir=str(folder))).source == f'IDX files in {folder}'
+  with pytest.raises(ip.DataError, match=r"source='tfds' needs TensorFlow Datasets.*\.\[tfds\]"):
+    ip.load_dataset(data_config(source='tfds', dir=str(tmp_path)))
 
 
 def test_tfds_source_with_mock_data(tmp_path, monkeypatch):

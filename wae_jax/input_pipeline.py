@@ -189,9 +189,14 @@ def keep_tensorflow_off_accelerators() -> None:
 
 
 def _import_tfds():
-  """Imports TFDS lazily: it pulls in TensorFlow."""
+  """Imports TFDS lazily: it pulls in TensorFlow, and the default install leaves it out."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError("config.data.source='tfds' needs TensorFlow Datasets, which the default "
+                    'install leaves out: pip install -c constraints.txt -e ".[tfds]" (or read '
+                    "MNIST's IDX files with config.data.dir, CelebA from a folder)") from e
   keep_tensorflow_off_accelerators()
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 
 
@@ -202,7 +207,10 @@ def _tfds_description(name: str, data_dir: Optional[str]) -> str:
 
 def _tfds_prepared(data_dir: Optional[str], name: str = 'mnist') -> bool:
   """Whether TFDS `name` is already on disk under data_dir (no network use)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:  # Not installed: nothing prepared.
+    return False
   try:  # Only reads metadata; does not import TensorFlow itself.
     return tfds.builder(name, data_dir=data_dir).is_prepared()
   except Exception:  # pylint: disable=broad-except
