@@ -40,9 +40,15 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+# Orbax logs a dozen INFO lines per checkpoint; JAX's backend probe logs "Unable to initialize
+# backend 'tpu'" on every machine without one.
+_CHATTY_LIBRARIES = ('/orbax/', '/jax/_src/xla_bridge.py')
+
+
 def _drop_library_info(record) -> bool:
-  """Orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop the chatter."""
-  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+  """Keeps the libraries' warnings, drops their INFO chatter."""
+  return (record.levelno >= std_logging.WARNING
+          or not any(library in record.pathname for library in _CHATTY_LIBRARIES))
 
 
 def main(argv):
