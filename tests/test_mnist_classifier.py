@@ -1,16 +1,22 @@
-"""Tests for wae_jax.evaluation.mnist_classifier: shapes, the parameter cache, deterministic training.
+"""Tests for wae_jax.evaluation.mnist_classifier: shapes, the shipped weights and their hash,
+the parameter cache of other seeds, deterministic training.
 
-The full >= 99% training takes minutes and is not run here; a small real-MNIST subset
-checks that training learns and is bitwise reproducible.
+The full >= 99% training takes minutes and is not run here; the shipped weights are checked
+on the real test images, and a small real-MNIST subset checks that training learns and is
+bitwise reproducible.
 """
 
 import dataclasses
+import hashlib
+import shutil
+import types
 
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
+from wae_jax import errors
 from wae_jax import input_pipeline
 from wae_jax.evaluation import mnist_classifier
 
@@ -123,3 +129,78 @@ def test_training_on_a_subset_is_deterministic_and_learns(mnist):
   held_out = mnist.test_images[5000:7000], mnist.test_labels[5000:7000]
   assert mnist_classifier.accuracy(first, *held_out) > 0.9
   assert mnist_classifier.features(first, held_out[0][:10]).shape == (10, 128)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+
+
+def test_shipped_file_is_the_one_its_hash_names():
+  path = mnist_classifier.SHIPPED_PATH
+  assert path.name == 'mnist_classifier_seed0.msgpack' and mnist_classifier.SHIPPED_SEED == 0
+  assert hashlib.sha256(path.read_bytes()).hexdigest() == mnist_classifier.SHIPPED_SHA256
+  # The hash of the loaded parameters, as labels carry it, is the file's.
+  params = mnist_classifier.load_shipped()
+  assert mnist_classifier.weights_sha256(params) == mnist_classifier.SHIPPED_SHA256
+  assert mnist_classifier.features_label(mnist_classifier.SHIPPED_SHA256) == (
+      f'{mnist_classifier.FEATURES}, weights sha256 {mnist_classifier.SHIPPED_SHA256[:12]}')
+
+
+def test_shipped_weights_classify_the_mnist_test_images(mnist):
+  """0.9919 on the 10,000 test images when they were trained (the CLI's 'test accuracy');
+  another CPU's order of floating-point operations may flip an image or two."""
+  params = mnist_classifier.load_shipped()
+  assert mnist_classifier.accuracy(params, mnist.test_images, mnist.test_labels) == (
+      pytest.approx(0.9919, abs=0.001))
+
+
+@pytest.mark.parametrize('damage', ['corrupted', 'missing'])
+def test_damaged_shipped_weights_are_refused_in_one_line(tmp_path, damage):
+  path = tmp_path / 'mnist_classifier_seed0.msgpack'
+  if damage == 'corrupted':
+    data = bytearray(mnist_classifier.SHIPPED_PATH.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of one weight
+    path.write_bytes(bytes(data))
+  with pytest.raises(mnist_classifier.WeightsError) as caught:
+    mnist_classifier.load_shipped(path)
+  assert isinstance(caught.value, errors.WaeError)
+  message = str(caught.value)
+  assert '\n' not in message and str(path) in message
+  assert 'git checkout -- wae_jax/evaluation/weights/mnist_classifier_seed0.msgpack' in message
+  if damage == 'corrupted':
+    assert mnist_classifier.SHIPPED_SHA256[:12] in message and 'SHIPPED_SHA256' in message
+
+
+def test_the_shipped_seed_loads_the_shipped_weights_and_trains_nothing(tmp_path, monkeypatch):
+  def no_training(*args, **kwargs):
+    raise AssertionError('load_or_train trained a classifier for the shipped seed')
+
+  monkeypatch.setattr(mnist_classifier, 'train_classifier', no_training)
+  # A classifier this machine trained and cached before the weights shipped is not used.
+  mnist_classifier.save_params(mnist_classifier.cache_path(tmp_path, 0),
+                               mnist_classifier.init_params(0))
+  params = mnist_classifier.load_or_train(tmp_path, data=None, seed=0)
+  _assert_same_params(params, mnist_classifier.load_shipped())
+
+
+def test_cli_says_how_to_ship_retrained_weights(tmp_path, monkeypatch, capsys, mnist):
+  """The CLI trains (here: finds in its cache) the seed's weights, prints their hash and, for
+  seed 0, whether they are the shipped ones and how to ship them."""
+  small = dataclasses.replace(mnist, test_images=mnist.test_images[:100],
+                              test_labels=mnist.test_labels[:100])
+  monkeypatch.setattr(input_pipeline, 'load_dataset', lambda config: small)
+  cfg = types.SimpleNamespace(data_dir='unused', cache_dir=str(tmp_path), seed=0)
+  monkeypatch.setattr(mnist_classifier, 'flags', types.SimpleNamespace(FLAGS=cfg))
+  cached = mnist_classifier.cache_path(tmp_path, 0)
+  mnist_classifier.save_params(cached, mnist_classifier.init_params(0))  # other weights
+  mnist_classifier.main(['mnist_classifier'])
+  out = capsys.readouterr().out
+  digest = mnist_classifier.weights_sha256(mnist_classifier.init_params(0))
+  assert f'sha256: {digest}' in out and f'cache: {cached}' in out
+  assert (f'To ship these instead: cp {cached} '
+          'wae_jax/evaluation/weights/mnist_classifier_seed0.msgpack and set SHIPPED_SHA256 in '
+          f"wae_jax/evaluation/mnist_classifier.py to '{digest}'") in out
+  shutil.copyfile(mnist_classifier.SHIPPED_PATH, cached)  # what training on that machine gave
+  mnist_classifier.main(['mnist_classifier'])
+  out = capsys.readouterr().out
+  assert f'sha256: {mnist_classifier.SHIPPED_SHA256}' in out
+  assert 'These are the shipped weights' in out

@@ -152,11 +152,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.gmm_covariance = 'full'  # gmm: full | diag | tied | spherical (scikit-learn's names)
   c.eval.gmm_train_images = 60000  # gmm: encoded training images it is fitted to (at most all)
   c.eval.gmm_seed_offset = 3    # gmm: its fit and its samples draw from seed + this
-  c.eval.mnist_classifier_seed = 0  # the MNIST FID classifier is trained (and cached) from this
+  c.eval.mnist_classifier_seed = 0  # the MNIST FID classifier's seed: 0 uses the weights
+                                # shipped with the package (sha256-checked), others are
+                                # trained and cached
   c.eval.mnist_classifier_batch_size = 1000  # images per MNIST classifier call for FID features
   c.eval.inception_batch_size = 100  # images per InceptionV3 call for FID features
-  c.eval.cache_dir = config_dict.placeholder(str)  # classifier weights, real-data FID
-                                # statistics (None: $WAE_JAX_CACHE or ~/.cache/wae_jax)
+  c.eval.cache_dir = config_dict.placeholder(str)  # real-data FID statistics, other seeds'
+                                # classifiers (None: $WAE_JAX_CACHE or ~/.cache/wae_jax)
   c.eval.inception_weights = config_dict.placeholder(str)  # the FID's InceptionV3 weights,
                                 # pt_inception-2015-12-05-6726825d.pth (None:
                                 # $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
