@@ -1,6 +1,7 @@
 """--mode=evaluate on a briefly trained tiny model: every number present, labelled, right,
 for the prior's samples and those of the Gaussian mixture fitted to training codes."""
 
+import dataclasses
 import json
 import types
 
@@ -77,12 +78,13 @@ def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier):
   assert len(results['encoder_variance_per_dim']['value']) == config.model.latent_dim
   fid = results['fid_mnist_classifier']
   floor = results['fid_mnist_classifier_real_floor']
-  assert 'mnist_classifier' in fid['features'] and fid['num_images'] == 300
+  weights = mnist_classifier.weights_sha256(mnist_classifier.init_params(0))[:12]
+  assert fid['features'] == mnist_classifier.features_label(weights) and fid['num_images'] == 300
   assert fid['value'] > floor['value'] >= 0
-  # Real-data statistics are cached by dataset, split, size and extractor.
+  # Real-data statistics are cached by dataset, split, size, extractor and its weights.
   cached = sorted(p.name for p in (workdir / 'cache').glob('fid_stats_*.npz'))
-  assert cached == ['fid_stats_mnist_test_300_mnist_classifier.npz',
-                    'fid_stats_mnist_train_300_mnist_classifier.npz']
+  assert cached == [f'fid_stats_mnist_test_300_mnist_classifier_{weights}.npz',
+                    f'fid_stats_mnist_train_300_mnist_classifier_{weights}.npz']
   # The mixture's samples have the same metrics, under the same keys + '_gmm', labelled.
   for key in ('sharpness_samples', 'fid_mnist_classifier'):
     prior, gmm = results[key], results[f'{key}_gmm']
@@ -153,6 +155,43 @@ def test_one_sampler_gives_only_its_keys(trained_vae, restored, untrained_classi
     assert keys == common | {'sharpness_samples_gmm', 'fid_mnist_classifier_gmm',
                              'gmm_train_codes_log_likelihood'}
   assert list(context.samples) == [sampler]
+
+
+def test_fid_uses_the_shipped_classifier_and_other_seeds_train_their_own(
+    trained_vae, restored, monkeypatch, tmp_path):
+  """Seed 0 (the default) computes FIDs on the shipped weights, training nothing; another
+  seed trains and caches its classifier. Each FID names its weights' hash, and the real-data
+  statistics of one classifier are never reused for the other."""
+  config, _ = trained_vae
+  config = config.copy_and_resolve_references()
+  config.eval.sampler = 'prior'
+  config.eval.cache_dir = str(tmp_path)
+  assert config.eval.mnist_classifier_seed == mnist_classifier.SHIPPED_SEED
+  trained = []
+
+  def train_classifier(data, seed=0, **kwargs):
+    assert seed != mnist_classifier.SHIPPED_SEED, 'trained a classifier for the shipped seed'
+    trained.append(seed)
+    return mnist_classifier.init_params(seed)
+
+  monkeypatch.setattr(mnist_classifier, 'train_classifier', train_classifier)
+  context = evaluate.make_context(config, *restored)
+  shipped = evaluators.FID('mnist_classifier').run(context)
+  assert trained == [] and not (tmp_path / 'mnist_classifier_seed0.msgpack').exists()
+  short = mnist_classifier.SHIPPED_SHA256[:12]
+  for key in ('fid_mnist_classifier', 'fid_mnist_classifier_real_floor'):
+    assert shipped[key]['features'] == (
+        f'mnist_classifier penultimate layer (128-d), weights sha256 {short}')
+
+  config.eval.mnist_classifier_seed = 1
+  other = evaluators.FID('mnist_classifier').run(dataclasses.replace(context, config=config))
+  assert trained == [1] and (tmp_path / 'mnist_classifier_seed1.msgpack').is_file()
+  other_short = mnist_classifier.weights_sha256(mnist_classifier.init_params(1))[:12]
+  assert other['fid_mnist_classifier']['features'].endswith(f'weights sha256 {other_short}')
+  assert other['fid_mnist_classifier']['value'] != shipped['fid_mnist_classifier']['value']
+  assert sorted(p.name for p in tmp_path.glob('fid_stats_*.npz')) == sorted(
+      f'fid_stats_mnist_{split}_300_mnist_classifier_{weights}.npz'
+      for split in ('test', 'train') for weights in (short, other_short))
 
 
 # ----------------------------------------------------------------------------- samplers

@@ -126,6 +126,23 @@ def test_report_notes_the_fid_floor(workdirs):
           'bernoulli (scale 1.0) (vae_run)') in markdown
 
 
+def test_report_says_when_fids_are_on_different_weights(workdirs):
+  """FIDs on another classifier's weights (another hash in the features' label) are said
+  not to compare, and which run has which."""
+  markdown = report.markdown_report([report.load_run(w) for w in workdirs])
+  assert ('on the mnist_classifier penultimate layer (128-d) (comparable only with FIDs on the '
+          'same features)') in markdown
+  results_path = workdirs[2] / 'eval' / 'results.json'
+  results = json.loads(results_path.read_text())
+  results['fid_mnist_classifier']['features'] += ', weights sha256 fed7b12aaeac'
+  results_path.write_text(json.dumps(results))
+  markdown = report.markdown_report([report.load_run(w) for w in workdirs])
+  assert ('on the mnist_classifier penultimate layer (128-d) (mmd_run), mnist_classifier '
+          'penultimate layer (128-d) (gan_run), mnist_classifier penultimate layer (128-d), '
+          'weights sha256 fed7b12aaeac (vae_run) (NOT comparable between runs on different '
+          'features)') in markdown
+
+
 def test_training_curves_read_back(workdirs):
   run = report.load_run(workdirs[0])
   for tag, expected in (('loss', [1.0, 0.5, 1 / 3]), ('reconstruction', [0.5, 0.25, 1 / 6]),

@@ -4,10 +4,11 @@ Every FID is computed the same way, whatever network gives the features: generat
 against as many test images, and beside it the real-data floor (as many training images
 against the same test images), which says how low the number can go on these features.
 Only the extractor differs, so it is a value (`Extractor`) built by a factory registered in
-`EXTRACTORS`. Real images' statistics are cached per dataset, split, size and extractor, as
-they do not change from one checkpoint to the next; a `Reference` holds them for the
-samples of every sampler. Features are computed data-parallel over the local devices
-(batching.py), the extractor's weights replicated once.
+`EXTRACTORS`. Real images' statistics are cached per dataset, split, size and extractor (and
+its weights' hash, where the extractor's name does not fix them), as they do not change from
+one checkpoint to the next; a `Reference` holds them for the samples of every sampler.
+Features are computed data-parallel over the local devices (batching.py), the extractor's
+weights replicated once.
 """
 
 import dataclasses
@@ -36,15 +37,24 @@ class Extractor:
   features: str  # what the features are, written beside every FID on them
   dataset_label: str  # how the entries name the real images ('500 MNIST test images')
   featurize: Callable[[np.ndarray], np.ndarray]  # images in the data's pixel range -> [N, d]
+  # The weights' short hash where the name does not fix them, in the statistics' file names:
+  # statistics on other weights are never reused.
+  weights: Optional[str] = None
+
+  @property
+  def cache_key(self) -> str:
+    return self.name if self.weights is None else f'{self.name}_{self.weights}'
 
 
 def cache_dir(config) -> pathlib.Path:
-  """Where the classifier's weights and real-data statistics are cached."""
+  """Where real-data statistics and the classifier's weights of seeds other than the shipped
+  one are cached."""
   return pathlib.Path(config.eval.cache_dir or input_pipeline.default_cache_dir())
 
 
 class RealStatistics:
-  """Feature statistics of real images, computed once per (dataset, split, extractor)."""
+  """Feature statistics of real images, computed once per (dataset, split, size, extractor's
+  cache_key)."""
 
   def __init__(self, directory: pathlib.Path):
     self.directory = directory
@@ -62,15 +72,20 @@ class RealStatistics:
 
 
 def mnist_classifier_extractor(config, data) -> Extractor:
-  """The MNIST classifier's penultimate layer; trained on `data` the first time, then cached."""
+  """The MNIST classifier's penultimate layer: the shipped weights for the default seed,
+  another seed's trained on `data` the first time, then cached. Labelled with the weights'
+  hash."""
   pixel_range = tuple(config.data.pixel_range)
-  params = batching.replicate(mnist_classifier.load_or_train(
+  weights = mnist_classifier.load_or_train(
       str(cache_dir(config)), data, seed=config.eval.mnist_classifier_seed,
-      pixel_range=pixel_range))
+      pixel_range=pixel_range)
+  sha256 = mnist_classifier.weights_sha256(weights)
+  params = batching.replicate(weights)
   batch_size = config.eval.mnist_classifier_batch_size
   featurize = lambda images: mnist_classifier.features(
       params, visualize.to_unit_range(images, pixel_range), batch_size)
-  return Extractor(MNIST_CLASSIFIER, mnist_classifier.FEATURES, 'MNIST', featurize)
+  return Extractor(MNIST_CLASSIFIER, mnist_classifier.features_label(sha256), 'MNIST',
+                   featurize, weights=sha256[:mnist_classifier.SHORT_HASH])
 
 
 def inception_extractor(config, data) -> Optional[Extractor]:
@@ -112,7 +127,7 @@ class Reference:
                train_images):
     self.extractor = extractor
     self.num_images = len(test_images)
-    self.test_stats = stats.get(dataset, 'test', extractor.name, test_images,
+    self.test_stats = stats.get(dataset, 'test', extractor.cache_key, test_images,
                                 extractor.featurize)
     self._train = (stats, dataset, train_images)
 
@@ -131,7 +146,7 @@ class Reference:
     """fid_<extractor>_real_floor: n training images' FID, how low the FID can go."""
     stats, dataset, train_images = self._train
     e = self.extractor
-    train_stats = stats.get(dataset, 'train', e.name, train_images, e.featurize)
+    train_stats = stats.get(dataset, 'train', e.cache_key, train_images, e.featurize)
     return {f'fid_{e.name}_real_floor': {
         'value': metrics.frechet_distance(*train_stats, *self.test_stats), **self._about(),
         'samples': f'{self.num_images} {e.dataset_label} training images'}}

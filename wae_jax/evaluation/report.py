@@ -609,10 +609,15 @@ def _fid_note(runs: Sequence[Run], key: Optional[str], label: str) -> Optional[s
     return None
   floors = {r.name: r.value(f'{keys[r.name]}_real_floor') for r in fid_runs}
   entry = fid_runs[0].results[keys[fid_runs[0].name]]
+  features = {r.name: r.results[keys[r.name]].get('features', 'features') for r in fid_runs}
+  # Features naming other weights (another classifier's hash) make FIDs that do not compare.
+  same = len(set(features.values())) == 1
+  comparable = ('comparable only with FIDs on the same features' if same else
+                'NOT comparable between runs on different features')
   return (f'{label}: Fréchet distance between {entry.get("num_images", "?")} samples and as '
-          f'many test images on the {entry.get("features", "features")} (comparable only with '
-          'FIDs on the same features). Its real-vs-real floor (training vs test images, same '
-          f'count): {_same_or_each({n: format_number(f) for n, f in floors.items()})}.')
+          f'many test images on the {_same_or_each(features)} ({comparable}). Its real-vs-real '
+          'floor (training vs test images, same count): '
+          f'{_same_or_each({n: format_number(f) for n, f in floors.items()})}.')
 
 
 def _same_or_each(by_run: Dict[str, object]) -> str:
