@@ -23,9 +23,10 @@ except ImportError:
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('JAX_SKIP_CUDA_CONSTRAINTS_CHECK', '1')
 
-# Many tests compile the same tiny steps, in this process and in the runs they start: one
-# persistent compilation cache per test session serves them all (set before JAX starts; it
-# halves the suite's time). Removed when the session ends.
+# Many tests compile the same tiny steps, in this process, in the runs they start and in
+# pytest-xdist's workers: one persistent compilation cache per test session serves them all
+# (set before JAX starts, by the first process; the workers inherit it). Removed when the
+# session ends, by the process that made it.
 _COMPILE_CACHE = None
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _COMPILE_CACHE = tempfile.mkdtemp(prefix='wae_jax_test_compile_cache_')

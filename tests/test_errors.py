@@ -250,3 +250,14 @@ def test_event_files_on_a_full_disk_are_one_error_naming_the_file(tmp_path):
   with pytest.raises(errors.OutOfSpaceError,
                      match=f'^out of space: cannot write TensorBoard events to {event_file}; '):
     writer.flush()
+
+
+def test_library_chatter_is_dropped_and_warnings_kept():
+  def record(path, level):
+    return std_logging.LogRecord('jax', level, path, 1, 'message', (), None)
+  xla_bridge = '/venv/site-packages/jax/_src/xla_bridge.py'
+  assert not errors.drop_library_info(record(xla_bridge, std_logging.INFO))
+  assert not errors.drop_library_info(
+      record('/venv/site-packages/orbax/checkpoint/checkpointer.py', std_logging.INFO))
+  assert errors.drop_library_info(record(xla_bridge, std_logging.WARNING))
+  assert errors.drop_library_info(record('/repo/wae_jax/train.py', std_logging.INFO))

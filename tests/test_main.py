@@ -1,6 +1,5 @@
 """End to end through the command line, as a user runs it."""
 
-import logging
 import os
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import sys
 from PIL import Image
 
 from tests.helpers import REPO
-from wae_jax import main
 
 
 def _run(*args, env=None):
@@ -42,16 +40,6 @@ def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
        '--config.model.width=0.0625')
   with Image.open(workdir / 'samples_step6.png') as image:
     assert image.size == (8 * 29 + 1, 8 * 29 + 1)
-
-
-def test_library_chatter_is_dropped_and_warnings_kept():
-  def record(path, level):
-    return logging.LogRecord('jax', level, path, 1, 'message', (), None)
-  xla_bridge = '/venv/site-packages/jax/_src/xla_bridge.py'
-  assert not main._drop_library_info(record(xla_bridge, logging.INFO))
-  assert not main._drop_library_info(record('/venv/site-packages/orbax/checkpoint/x.py', logging.INFO))
-  assert main._drop_library_info(record(xla_bridge, logging.WARNING))
-  assert main._drop_library_info(record('/repo/wae_jax/train.py', logging.INFO))
 
 
 def _error_line(result):

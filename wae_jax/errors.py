@@ -117,6 +117,17 @@ def out_of_space_as_error(what: str, path) -> Iterator[None]:
     raise out_of_space(what, path) from e
 
 
+# Orbax logs a dozen INFO lines per checkpoint; JAX's backend probe logs "Unable to initialize
+# backend 'tpu'" on every machine without one.
+_CHATTY_LIBRARIES = ('/orbax/', '/jax/_src/xla_bridge.py')
+
+
+def drop_library_info(record: std_logging.LogRecord) -> bool:
+  """A log handler's filter: keeps the libraries' warnings, drops their INFO chatter."""
+  return (record.levelno >= std_logging.WARNING
+          or not any(library in record.pathname for library in _CHATTY_LIBRARIES))
+
+
 def _drop_reported_library_errors(record: std_logging.LogRecord) -> bool:
   """orbax and clu log a full disk from their threads, with tracebacks, once per thread;
   the command reports it in one line, so those records are dropped."""

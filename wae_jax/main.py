@@ -5,8 +5,6 @@ A bad config, bad data, a checkpoint that does not fit, a full disk: one line, e
 (`wae_jax.errors`; --verbose for the traceback).
 """
 
-import logging as std_logging
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -40,21 +38,10 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-# Orbax logs a dozen INFO lines per checkpoint; JAX's backend probe logs "Unable to initialize
-# backend 'tpu'" on every machine without one.
-_CHATTY_LIBRARIES = ('/orbax/', '/jax/_src/xla_bridge.py')
-
-
-def _drop_library_info(record) -> bool:
-  """Keeps the libraries' warnings, drops their INFO chatter."""
-  return (record.levelno >= std_logging.WARNING
-          or not any(library in record.pathname for library in _CHATTY_LIBRARIES))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_drop_library_info)
+  logging.get_absl_handler().addFilter(errors.drop_library_info)
   wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
