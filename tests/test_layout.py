@@ -105,30 +105,47 @@ def test_a_cycle_is_found():
   assert _cycle({'a': {'b'}, 'b': set()}) is None
 
 
+# What the package's modules import from outside it, loaded once before the children fork:
+# each child then imports one wae_jax module first, as a fresh interpreter would (so an
+# import-order cycle still fails), without paying a second each for JAX.
+_THIRD_PARTY = ('absl', 'flax', 'jax', 'matplotlib', 'ml_collections', 'numpy', 'optax',
+                'orbax.checkpoint', 'PIL', 'scipy')
+_FORK_EACH = """
+import importlib, os, sys
+for library in {libraries!r}:
+  importlib.import_module(library)
+assert not any(m.startswith('wae_jax') for m in sys.modules)
+failed = []
+for module in {modules!r}:
+  read, write = os.pipe()
+  pid = os.fork()
+  if pid == 0:
+    os.close(read)
+    try:
+      importlib.import_module(module)
+      assert 'torch' not in sys.modules, 'torch imported'
+      assert 'tensorflow' not in sys.modules, 'tensorflow imported'
+      os._exit(0)
+    except BaseException as e:
+      os.write(write, f'{{type(e).__name__}}: {{e}}'.encode())
+      os._exit(1)
+  os.close(write)
+  with os.fdopen(read) as reason:
+    message = reason.read()
+  if os.waitpid(pid, 0)[1]:
+    failed.append(f'{{module}}: {{message.strip().splitlines()[-1:] or "crashed"}}')
+print('\\n'.join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
 def test_every_module_imports_alone_without_torch_or_tensorflow_outside_the_checkout(tmp_path):
-  """Each module first in a fresh interpreter (so an import-order cycle would fail), run from
-  a folder outside the checkout (so nothing leans on the working directory). None imports
-  TensorFlow: only TFDS data and the TensorBoard writer need it, and they import it when they
-  run, so the benchmark and the AOT compiler start on an accelerator image without it."""
-  script = (
-      'import importlib, subprocess, sys\n'
-      f'modules = {MODULES!r}\n'
-      'code = "import importlib, sys; importlib.import_module(sys.argv[1]); '
-      'assert \'torch\' not in sys.modules, \'torch imported\'; '
-      'assert \'tensorflow\' not in sys.modules, \'tensorflow imported\'"\n'
-      'failed = []\n'
-      'procs = []\n'
-      'for m in modules:\n'
-      '  procs.append((m, subprocess.Popen([sys.executable, "-c", code, m], '
-      'stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))\n'
-      '  if len(procs) >= 4 or m == modules[-1]:\n'
-      '    for name, p in procs:\n'
-      '      out = p.communicate()[0]\n'
-      '      if p.returncode:\n'
-      '        failed.append(name + ": " + out.strip().splitlines()[-1])\n'
-      '    procs = []\n'
-      'print("\\n".join(failed))\n'
-      'sys.exit(1 if failed else 0)\n')
+  """Each module first, in a process that has imported no other module of the package (so
+  an import-order cycle would fail), run from a folder outside the checkout (so nothing leans
+  on the working directory). None imports TensorFlow: only TFDS data and the TensorBoard
+  writer need it, and they import it when they run, so the benchmark and the AOT compiler
+  start on an accelerator image without it."""
+  script = _FORK_EACH.format(libraries=_THIRD_PARTY, modules=MODULES)
   result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900)
   assert result.returncode == 0, result.stdout + result.stderr
