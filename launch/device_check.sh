@@ -4,7 +4,8 @@
 # xla), timed by the benchmark (images/s, MFU against the chip's dense peak). Under 8 minutes on
 # one H100/H200; each run writes its JSON as soon as it ends, so a cut-off run keeps the rest.
 #   bash launch/device_check.sh [OUT]          (default: device_check)
-# Setup on the GPU machine: pip install -e ".[cuda12]"
+# Setup on the GPU machine: pip install -c constraints.txt -e ".[cuda12]" (on an image with JAX:
+# pip install --no-deps -c constraints.txt -e . ml-collections pillow)
 # OBJECTIVES=mmd,gan,vae widens it (about three times as long); MODELS='mnist_w32 mnist_w32_resnet'
 # runs other benchmark models (a quick check of the script itself, e.g. on a CPU).
 set -uo pipefail
