@@ -104,5 +104,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.fixed = _fixed(**{
         'model.width': 1 / 32, 'model.adversary_width': 1 / 32, 'train.batch_size': 8,
         'train.pretrain_steps': 0, 'train.log_every': 10, 'eval.num_samples': 500,
-        'eval.sharpness_images': 100, 'eval.mmd_codes': 100})
+        'eval.sharpness_images': 100, 'eval.mmd_codes': 100, 'eval.gmm_train_images': 500})
   return c
