@@ -34,8 +34,8 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
-# The tests that take longest (several processes, a Ray sweep, runs killed and resumed) start
-# first, one per pytest-xdist worker, so that none of them ends the session alone.
+# The files with the longest tests (several processes, a Ray sweep, runs killed and resumed)
+# start first, one per pytest-xdist worker, so that none of them ends the session alone.
 _LONGEST_FIRST = ('test_sweep.py::test_ray_sweep', 'test_multihost.py', 'test_data_parallel.py',
                   'test_reliability.py::test_sigkill', 'test_evaluate_parallel.py',
                   'test_main.py::test_cli_trains', 'test_benchmark.py::test_main_tiny_model')
