@@ -72,3 +72,14 @@ def test_cli_config_file_missing_is_one_line_at_flag_parsing(tmp_path):
       "error: --config=configs/nope.py:wae_gan: config file 'configs/nope.py' not found; "
       f'config files are found from the current directory, {REPO}: run from the checkout, or '
       "give the file's path")
+
+
+def test_cli_refuses_an_infinite_learning_rate_before_writing_anything(tmp_path):
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small',
+       f'--workdir={workdir}', '--config.train.learning_rate=inf'], cwd=REPO,
+      capture_output=True, text=True, timeout=300)
+  assert _error_line(result) == ('error: config.train.learning_rate=inf is invalid: must be > 0 '
+                                 'and finite')
+  assert not workdir.exists()

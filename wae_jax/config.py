@@ -16,6 +16,7 @@ import fnmatch
 import functools
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import re
@@ -257,10 +258,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed('penalty.gan_update', config.penalty.gan_update, GAN_UPDATES)
   _allowed('eval.sampler', config.eval.sampler, SAMPLERS)
   _allowed('eval.gmm_covariance', config.eval.gmm_covariance, GMM_COVARIANCES)
-  _require(config.penalty.lam > 0, 'penalty.lam', config.penalty.lam, 'must be > 0')
+  # Positive and finite: an infinite learning rate or lambda trains parameters that are not
+  # numbers, a zero or negative one trains nothing or climbs.
+  for field in ('penalty.lam', 'train.learning_rate', 'train.adversary_learning_rate',
+                'train.pretrain_learning_rate', 'model.width', 'model.prior_variance',
+                'penalty.sinkhorn_epsilon'):
+    group, name = field.split('.')
+    value = config[group][name]
+    _require(math.isfinite(value) and value > 0, field, value, 'must be > 0 and finite')
   _require(config.model.latent_dim >= 1, 'model.latent_dim', config.model.latent_dim,
            'must be >= 1')
-  _require(config.model.width > 0, 'model.width', config.model.width, 'must be > 0')
   for field in ('resnet_stage_blocks', 'resnet_widths'):
     value = config.model[field]
     _require(isinstance(value, (tuple, list)) and len(value) >= 1
@@ -270,8 +277,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'model.resnet_widths', config.model.resnet_widths,
            f'must have one width per stage of model.resnet_stage_blocks '
            f'({len(config.model.resnet_stage_blocks)})')
-  _require(config.model.prior_variance > 0, 'model.prior_variance',
-           config.model.prior_variance, 'must be > 0')
   min_batch = 2 if config.penalty.name == 'mmd' else 1
   _require(config.train.batch_size >= min_batch, 'train.batch_size', config.train.batch_size,
            f'must be >= {min_batch} (the MMD U-statistic needs two codes)'
@@ -289,8 +294,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(value, int) and value >= 1, f'penalty.{field}', value, 'must be >= 1')
   _require(config.penalty.swd_p >= 1, 'penalty.swd_p', config.penalty.swd_p,
            'must be >= 1 (SW_p is a distance for p >= 1)')
-  _require(config.penalty.sinkhorn_epsilon > 0, 'penalty.sinkhorn_epsilon',
-           config.penalty.sinkhorn_epsilon, 'must be > 0')
   for field in ('gmm_components', 'gmm_train_images'):
     value = config.eval[field]
     _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
