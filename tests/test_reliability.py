@@ -93,6 +93,20 @@ def test_run_stops_after_too_many_nonfinite_steps(tmp_path, monkeypatch):
   assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.params))
 
 
+def test_a_run_diverging_before_its_first_checkpoint_says_there_is_none(tmp_path, monkeypatch):
+  original = input_pipeline.train_batches
+
+  def poisoned(images, batch_size, seed, start_step=0, rows=slice(None)):
+    for batch in original(images, batch_size, seed, start_step, rows):
+      yield np.full_like(batch, np.nan)
+
+  monkeypatch.setattr(input_pipeline, 'train_batches', poisoned)
+  config = _small_run_config(20, max_nonfinite_steps=3, checkpoint_every=100)
+  with pytest.raises(train.NonFiniteError, match='no checkpoint was written') as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert 'None' not in str(error.value)
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = _small_run_config(4)
   train.train_and_evaluate(config, str(tmp_path))

@@ -409,11 +409,13 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
     return
   count = int(metrics['nonfinite_steps'])
   if count >= limit:
+    latest = ckpts.latest_step()
+    kept = (f'no checkpoint was written in {ckpts.directory} before them' if latest is None
+            else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact')
     raise NonFiniteError(
         f'{count} steps in a row had a non-finite loss or gradient (limit: '
-        f'config.train.max_nonfinite_steps={limit}); none of them was applied. The last '
-        f'checkpoint, step {ckpts.latest_step()} in {ckpts.directory}, is intact. Lower the '
-        'learning rate or lambda, or check the data.')
+        f'config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
+        'Lower the learning rate or lambda, or check the data.')
 
 
 class _EventWriter:
