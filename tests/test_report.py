@@ -2,6 +2,8 @@
 
 import json
 import pathlib
+import subprocess
+import sys
 
 from clu import metric_writers
 import numpy as np
@@ -12,6 +14,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
 
+from tests.helpers import REPO
 from wae_jax.evaluation import report
 
 STEPS = (10, 20, 30)
@@ -205,6 +208,18 @@ def test_write_report(workdirs, tmp_path):
   assert [r['run'] for r in _rows(markdown)] == ['A', 'B', 'C']
   with pytest.raises(ValueError, match='2 names for 3 workdirs'):
     report.write_report([str(w) for w in workdirs], out, ['A', 'B'])
+
+
+def test_a_workdir_given_twice_is_refused_in_one_line_not_counted_as_two_seeds(tmp_path):
+  workdir = _workdir(tmp_path, 'once', 'mmd', 50.0)
+  result = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.evaluation.report', f'--workdirs={workdir},{workdir}/',
+       '--names=X,X', f'--out={tmp_path / "out"}'], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: --workdirs names {workdir}, {workdir}/ more than once: give each run once')
+  assert not (tmp_path / 'out' / 'report.md').exists()
 
 
 def test_missing_results_names_the_workdir_and_the_command(tmp_path):

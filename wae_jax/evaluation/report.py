@@ -740,6 +740,11 @@ def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = 
   """
   if names and len(names) != len(workdirs):
     raise errors.FlagError(f'--names gives {len(names)} names for {len(workdirs)} workdirs')
+  resolved = [pathlib.Path(w).resolve() for w in workdirs]
+  twice = sorted({str(w) for w, r in zip(workdirs, resolved) if resolved.count(r) > 1})
+  if twice:  # one run counted as two seeds would make a standard deviation of nothing
+    raise errors.FlagError(f'--workdirs names {", ".join(twice)} more than once: give each '
+                           'run once')
   runs = [load_run(w, n) for w, n in zip(workdirs, names or [None] * len(workdirs))]
   out = pathlib.Path(out)
   make_figure(runs, out / 'report.png')
