@@ -1,4 +1,5 @@
-"""What tests share: the checkout, the real MNIST files, configs small enough to train fast."""
+"""What tests share: the checkout, the real MNIST files, configs small enough to train fast, a
+command's one error line."""
 
 import os
 import pathlib
@@ -24,3 +25,12 @@ def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):
   config.train.batch_size = 8
   config.train.pretrain_steps = 0
   return config
+
+
+def error_line(result) -> str:
+  """The command's one `error:` line, checking that it failed as a project error does."""
+  assert result.returncode == 2, result.stderr[-4000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-4000:]
+  lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr[-4000:]
+  return lines[0]

@@ -7,6 +7,7 @@ import sys
 from PIL import Image
 
 from tests.helpers import REPO
+from tests.helpers import error_line
 
 
 def _run(*args, env=None):
@@ -42,21 +43,12 @@ def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
     assert image.size == (8 * 29 + 1, 8 * 29 + 1)
 
 
-def _error_line(result):
-  """The command's one `error:` line, checking that it failed as a project error does."""
-  assert result.returncode == 2, result.stderr[-4000:]
-  assert 'Traceback' not in result.stderr, result.stderr[-4000:]
-  lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr[-4000:]
-  return lines[0]
-
-
 def test_cli_sample_without_checkpoint_says_what_is_missing(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small',
        f'--workdir={tmp_path}', '--mode=sample'], cwd=REPO, capture_output=True, text=True,
       timeout=300)
-  assert _error_line(result) == (f'error: no checkpoint in {tmp_path / "checkpoints"}: train '
+  assert error_line(result) == (f'error: no checkpoint in {tmp_path / "checkpoints"}: train '
                                  f'first with --mode=train --workdir={tmp_path}')
 
 
@@ -68,7 +60,7 @@ def test_cli_config_file_missing_is_one_line_at_flag_parsing(tmp_path):
       [sys.executable, '-m', 'wae_jax.main', '--config=configs/nope.py:wae_gan',
        f'--workdir={tmp_path}', '--config.train.num_steps=1'], cwd=REPO, capture_output=True,
       text=True, timeout=300)
-  assert _error_line(result) == (
+  assert error_line(result) == (
       "error: --config=configs/nope.py:wae_gan: config file 'configs/nope.py' not found; "
       f'config files are found from the current directory, {REPO}: run from the checkout, or '
       "give the file's path")
@@ -80,6 +72,6 @@ def test_cli_refuses_an_infinite_learning_rate_before_writing_anything(tmp_path)
       [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small',
        f'--workdir={workdir}', '--config.train.learning_rate=inf'], cwd=REPO,
       capture_output=True, text=True, timeout=300)
-  assert _error_line(result) == ('error: config.train.learning_rate=inf is invalid: must be > 0 '
+  assert error_line(result) == ('error: config.train.learning_rate=inf is invalid: must be > 0 '
                                  'and finite')
   assert not workdir.exists()
