@@ -75,6 +75,22 @@ def test_nonfinite_step_is_not_applied_and_is_counted():
                          state.params['decoder']['Dense_0']['kernel'])
 
 
+def test_a_step_whose_update_is_not_finite_is_skipped_though_its_gradient_is():
+  # An infinite learning rate times a finite gradient: the loss and gradients are finite, the
+  # updated parameters are not. (validate refuses the rate; the step must not trust that.)
+  config = tiny_config('wae_mmd')
+  config.train.learning_rate = float('inf')
+  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+  step = jax.jit(train.make_train_step(config, models.build_autoencoder(config),
+                                       models.build_adversary(config), 10,
+                                       jax.random.PRNGKey(1)))
+  images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
+  after, metrics = step(state, images)
+  assert np.isfinite(float(metrics['loss']))
+  assert float(metrics['skipped']) == 1.0 and int(after.nonfinite_steps) == 1
+  _leaves_equal((after.params, after.opt_state), (state.params, state.opt_state))
+
+
 def test_run_stops_after_too_many_nonfinite_steps(tmp_path, monkeypatch):
   original = input_pipeline.train_batches
 

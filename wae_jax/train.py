@@ -35,7 +35,7 @@ class TrainState:
   opt_state: Any
   adversary_params: Any      # {} unless config.penalty.name == 'gan'
   adversary_opt_state: Any
-  nonfinite_steps: jnp.ndarray  # consecutive steps skipped for a non-finite loss or gradient
+  nonfinite_steps: jnp.ndarray  # consecutive steps skipped: loss, gradient or update not finite
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
@@ -144,8 +144,8 @@ _PENALTY_STREAM = 3
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
   """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
 
-  A step whose loss or gradients are not finite changes nothing but the step counter and
-  `nonfinite_steps` (its metric `skipped` is 1).
+  A step whose loss, gradients or updated state are not finite changes nothing but the step
+  counter and `nonfinite_steps` (its metric `skipped` is 1).
   """
   ae_tx, schedule, adversary_tx = optimizers(config, steps_per_epoch)
   penalty_name, lam = config.penalty.name, config.penalty.lam
@@ -209,22 +209,23 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
                    codes_cov_gap=cov_gap)
     if aux['log_variance'] is not None:
       metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
-    finite = all_finite(loss, grads)
     adversary_step = aux['adversary_step']
     if adversary_step is not None:
-      finite = finite & adversary_step['finite']
       metrics.update(adversary_loss=adversary_step['loss'],
                      adversary_accuracy=adversary_step['accuracy'])
-
-    def apply_updates(state: TrainState) -> TrainState:
-      updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
-      state = state.replace(params=optax.apply_updates(state.params, updates),
+    updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
+    updated = state.replace(params=optax.apply_updates(state.params, updates),
                             batch_stats=aux['batch_stats'], opt_state=opt_state,
                             nonfinite_steps=jnp.zeros_like(state.nonfinite_steps))
-      if adversary_step is not None:
-        state = state.replace(adversary_params=adversary_step['params'],
-                              adversary_opt_state=adversary_step['opt_state'])
-      return state
+    if adversary_step is not None:
+      updated = updated.replace(adversary_params=adversary_step['params'],
+                                adversary_opt_state=adversary_step['opt_state'])
+    # The loss, the gradients and everything the update produced: a finite gradient times an
+    # absurd learning rate must not reach the parameters (or a checkpoint) either.
+    finite = all_finite(loss, grads, updated.params, updated.batch_stats, updated.opt_state,
+                        updated.adversary_params, updated.adversary_opt_state)
+    if adversary_step is not None:
+      finite = finite & adversary_step['finite']
 
     def skip(state: TrainState) -> TrainState:
       return state.replace(nonfinite_steps=state.nonfinite_steps + 1)
@@ -232,7 +233,8 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     # The data and the random numbers move on either way, so that the next step does not meet
     # the same fault. A cond, not a select per leaf: XLA:CPU took 153 s to compile ResNet50's
     # step with the selects, 14 s with the cond (benchmark --models=mnist_w32_resnet).
-    new_state = jax.lax.cond(finite, apply_updates, skip, state).replace(step=state.step + 1)
+    new_state = jax.lax.cond(finite, lambda _: updated, skip, state).replace(
+        step=state.step + 1)
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
     metrics['nonfinite_steps'] = new_state.nonfinite_steps
     return new_state, metrics
@@ -278,7 +280,7 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
 
 
 class NonFiniteError(errors.WaeError, RuntimeError):
-  """Too many steps in a row had a non-finite loss or gradient."""
+  """Too many steps in a row had a non-finite loss, gradient or update."""
 
 
 def _mean_metrics(history):
@@ -413,7 +415,7 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
     kept = (f'no checkpoint was written in {ckpts.directory} before them' if latest is None
             else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact')
     raise NonFiniteError(
-        f'{count} steps in a row had a non-finite loss or gradient (limit: '
+        f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update (limit: '
         f'config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
         'Lower the learning rate or lambda, or check the data.')
 
