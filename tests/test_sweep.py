@@ -2,6 +2,7 @@
 and its --plan (chip-hours from the ahead-of-time roofline)."""
 
 import csv
+import io
 import json
 import math
 import os
@@ -13,8 +14,11 @@ from PIL import Image
 import pytest
 
 from tests.helpers import REPO
+from wae_jax import checkpoints
 from wae_jax import config as wae_config
+from wae_jax import errors
 from wae_jax import sweep
+from wae_jax import train
 
 
 def _sweep(arg='bigwae', **fields):
@@ -146,6 +150,33 @@ def _fake_trial(s, trial, root, fid, status='ok'):
             'best_fid': fid, 'best_step': 20_000 if fid is not None else None}
   (root / trial.trial_id).mkdir(parents=True)
   (root / trial.trial_id / sweep.TRIAL_FILE).write_text(json.dumps(record))
+
+
+def _one_error_line(error):
+  """What a command stopped by `error` prints last (errors.run's line)."""
+  buffer = io.StringIO()
+  assert errors.report(error, file=buffer) == errors.EXIT_STATUS
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize('diverged', [True, False])
+def test_a_trial_whose_training_diverged_is_recorded_as_diverged_not_failed(
+    tmp_path, monkeypatch, diverged):
+  s = _sweep('tiny')
+  trial = sweep.sample_trials(s)[0]
+  with pytest.raises(train.NonFiniteError) as raised:
+    train._check_nonfinite({'nonfinite_steps': 3}, 3, checkpoints.Checkpoints(tmp_path / 'c'))
+  error = raised.value if diverged else errors.ConfigError('config.seed=-1 is not allowed')
+  output = 'INFO a log line\n' + _one_error_line(error)
+  monkeypatch.setattr(sweep, '_run_module', lambda *args: (errors.EXIT_STATUS, output))
+  if not diverged:
+    with pytest.raises(sweep.TrialError, match='exited with status 2'):
+      sweep.run_trial(s, trial, tmp_path)
+    return
+  result = sweep.run_trial(s, trial, tmp_path)  # no checkpoint: nothing to evaluate
+  assert result['status'] == 'diverged' and result['best_fid'] is None
+  written = json.loads((tmp_path / trial.trial_id / sweep.TRIAL_FILE).read_text())
+  assert written['status'] == 'diverged'
 
 
 def test_collect_writes_the_table_and_figures(tmp_path):

@@ -55,6 +55,16 @@ class OutOfSpaceError(WaeError, OSError):
     self.errno = errno.ENOSPC  # for code that asks an OSError why; str() stays the message
 
 
+# The start of the message of a run stopped by its non-finite steps (train.NonFiniteError): how
+# a sweep, which sees only a trial's output, tells a diverged trial from a failed one.
+DIVERGED = 'diverged: '
+
+
+def diverged(output: str) -> bool:
+  """Whether a command's output holds the one error line of a diverged run."""
+  return any(line.startswith(f'error: {DIVERGED}') for line in output.splitlines())
+
+
 # ---------------------------------------------------------------------------------------------
 # Full disks.
 

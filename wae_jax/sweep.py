@@ -334,7 +334,7 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
   code, output = _run_module('wae_jax.main', spec, train_flags, workdir, '--mode=train')
   status = 'ok'
   if code != 0:
-    if 'NonFiniteError' not in output:
+    if not errors.diverged(output):
       raise TrialError(f'{trial.trial_id}: training exited with status {code}; the end of its '
                        f'output ({workdir / LOG_FILE}):\n{output}')
     status = 'diverged'
