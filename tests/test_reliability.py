@@ -123,6 +123,16 @@ def test_a_run_diverging_before_its_first_checkpoint_says_there_is_none(tmp_path
   assert 'None' not in str(error.value)
 
 
+def test_pictures_that_fail_do_not_cost_the_checkpoint_of_their_step(tmp_path, monkeypatch):
+  def broken_pictures(*args):
+    raise RuntimeError('the pictures broke')
+
+  monkeypatch.setattr(visualize, 'write_pictures', broken_pictures)
+  with pytest.raises(RuntimeError, match='the pictures broke'):
+    train.train_and_evaluate(_small_run_config(2, image_every=2), str(tmp_path))
+  assert checkpoints.Checkpoints(tmp_path).latest_step() == 2
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = _small_run_config(4)
   train.train_and_evaluate(config, str(tmp_path))

@@ -1,7 +1,13 @@
 """Picture grids: layout, pixel mapping, and the three grids from encode/decode functions."""
 
+import pathlib
+
+import jax
 import numpy as np
 
+from tests.helpers import tiny_config
+from wae_jax import models
+from wae_jax import train
 from wae_jax import visualize
 
 
@@ -42,6 +48,7 @@ def test_save_png_round_trip(tmp_path):
   with Image.open(path) as image:
     np.testing.assert_array_equal(np.asarray(image), grid)
 
+
 def test_make_pictures_with_few_test_images():
   # Three test images make one interpolation pair, not a crash on pairs of unequal length.
   images = np.random.default_rng(0).uniform(size=(3, 4, 4, 1)).astype(np.float32)
@@ -49,3 +56,26 @@ def test_make_pictures_with_few_test_images():
                                   lambda z: z.reshape(len(z), 4, 4, 1), images,
                                   np.zeros((4, 16), np.float32), (0.0, 1.0), num_steps=3)
   assert grids['interpolations'].shape == (1 * 5 + 1, 3 * 5 + 1, 1)
+
+
+class _Writer:
+  def __init__(self):
+    self.images = {}
+
+  def write_images(self, step, images):
+    self.images[step] = images
+
+
+def test_pictures_of_a_real_model_from_one_test_image_or_none(tmp_path):
+  # A CelebA folder of 10 images has one test image: no interpolation pair. The model must not
+  # be asked to encode an empty batch (its im2col chunking divided by zero).
+  config = tiny_config('wae_mmd')
+  config.eval.grid_samples = 4
+  model = models.build_autoencoder(config)
+  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+  for n, expected in ((1, {'samples', 'reconstructions'}), (0, {'samples'})):
+    writer = _Writer()
+    paths = visualize.write_pictures(config, model, state,
+                                     np.zeros((n, 28, 28, 1), np.float32), writer, tmp_path, n)
+    assert set(paths) == set(writer.images[n]) == expected
+    assert all(pathlib.Path(p).exists() for p in paths.values())

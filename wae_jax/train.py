@@ -395,13 +395,14 @@ def _loop(config, state, train_step, batches, start_step, total_steps, stop, rep
     if step % t.log_every == 0 or last:
       writer.write_scalars(step, _mean_metrics(history))
       history = []
-    if is_main and (step % t.image_every == 0 or last):
-      with report.timed('pictures'):
-        pictures(state, step)
+    # The checkpoint before the pictures: a picture that fails must not cost a checkpoint.
     if step % t.checkpoint_every == 0 or last:
       _check_nonfinite(metrics, t.max_nonfinite_steps, ckpts)
       with report.timed('checkpoint'):
         ckpts.save(step, state)
+    if is_main and (step % t.image_every == 0 or last):
+      with report.timed('pictures'):
+        pictures(state, step)
   _check_nonfinite(previous, t.max_nonfinite_steps, ckpts)
   return state
 

@@ -54,28 +54,32 @@ def save_png(path, grid: np.ndarray) -> pathlib.Path:
 def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
                   prior_noise: np.ndarray, pixel_range: Sequence[float],
                   num_pairs: int = 8, num_steps: int = 10) -> Dict[str, np.ndarray]:
-  """The three grids, from `encode` (images -> mean codes) and `decode` (codes -> images).
+  """The grids, from `encode` (images -> mean codes) and `decode` (codes -> images).
 
-  Reconstructions: originals and their reconstructions in alternating columns.
-  Interpolations: one row per test pair, linear in latent space, endpoints included.
+  Samples: the prior noise decoded. Reconstructions: originals and their reconstructions in
+  alternating columns. Interpolations: one row per test pair, linear in latent space,
+  endpoints included. A grid with nothing to show (no test image, or no pair of them) is left
+  out, so that a tiny data set still gets the others.
   """
-  samples = decode(prior_noise)
+  grids = {}
+  if len(prior_noise):
+    ncols = int(np.ceil(np.sqrt(len(prior_noise))))
+    grids['samples'] = image_grid(decode(prior_noise), pixel_range, ncols)
   originals = test_images[:32]
-  reconstructions = decode(encode(originals))
-  side_by_side = np.stack([originals, np.asarray(reconstructions)], axis=1)
-  side_by_side = side_by_side.reshape((-1,) + originals.shape[1:])
+  if len(originals):
+    reconstructions = decode(encode(originals))
+    side_by_side = np.stack([originals, np.asarray(reconstructions)], axis=1)
+    grids['reconstructions'] = image_grid(
+        side_by_side.reshape((-1,) + originals.shape[1:]), pixel_range, 8)
   num_pairs = min(num_pairs, len(test_images) // 2)  # a small test set has fewer pairs
-  pairs = encode(test_images[:2 * num_pairs])
-  start, end = pairs[0::2], pairs[1::2]
-  t = np.linspace(0.0, 1.0, num_steps)[None, :, None]
-  path = (1 - t) * np.asarray(start)[:, None] + t * np.asarray(end)[:, None]
-  interpolations = decode(path.reshape((-1,) + path.shape[2:]))
-  ncols = int(np.ceil(np.sqrt(len(prior_noise))))
-  return {
-      'samples': image_grid(samples, pixel_range, ncols),
-      'reconstructions': image_grid(side_by_side, pixel_range, 8),
-      'interpolations': image_grid(interpolations, pixel_range, num_steps),
-  }
+  if num_pairs:
+    pairs = encode(test_images[:2 * num_pairs])
+    start, end = pairs[0::2], pairs[1::2]
+    t = np.linspace(0.0, 1.0, num_steps)[None, :, None]
+    path = (1 - t) * np.asarray(start)[:, None] + t * np.asarray(end)[:, None]
+    interpolations = decode(path.reshape((-1,) + path.shape[2:]))
+    grids['interpolations'] = image_grid(interpolations, pixel_range, num_steps)
+  return grids
 
 
 def coders(model, pixel_range):
@@ -120,5 +124,6 @@ def write_pictures(config, model, state, test_images, writer, workdir, step) -> 
                         config.data.pixel_range)
   paths = {name: str(save_png(pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
            for name, grid in grids.items()}
-  writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
+  if grids:
+    writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
   return paths

@@ -164,8 +164,8 @@ def _rows_t_dot(a: jax.Array, b: jax.Array, swap: bool) -> jax.Array:
 
 def _chunking(n: int, rows_per_item: int,
               bytes_per_item: int) -> tuple[int, int]:
-  """(number of chunks, chunk size) for a batch of ``n``."""
-  if jax.default_backend() != 'cpu':
+  """(number of chunks, chunk size) for a batch of ``n`` (an empty batch: one, empty)."""
+  if jax.default_backend() != 'cpu' or n == 0:
     return 1, n
   per = max(1, _CHUNK_BYTES // max(1, bytes_per_item),
             -(-_CHUNK_ROWS // max(1, rows_per_item)))
