@@ -25,12 +25,9 @@ exceed the chip's HBM is an error (exit status 2) that says by how much and what
 """
 
 import dataclasses
-import json
 import math
 import os
-import pathlib
 import re
-import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -40,6 +37,7 @@ import numpy as np
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
+from wae_jax import files
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax import train
@@ -69,45 +67,71 @@ class Target:
     return len({d.process_index for d in self.devices})
 
 
+_ALLOWED_TOPOLOGIES = (
+    f'TPUs {", ".join(hardware.TPU_NAMES)} with libtpu\'s shapes of two or three chip counts '
+    f'(e.g. v5e:2x2, v5p:2x2x2, v5e:16x16), or GPUs {", ".join(hardware.gpu_names())} as '
+    '<gpus> or <hosts>x<gpus per host> (e.g. h100:8, h100:2x8), every count a whole number >= 1')
+
+
+def _topology_error(topology: str, why: str) -> TopologyError:
+  return TopologyError(f'--topology={topology!r}: {why}; allowed: {_ALLOWED_TOPOLOGIES}')
+
+
+def _first_line(error: Exception) -> str:
+  """A compiler's error without the source-location trace that may follow it."""
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _shape_counts(shape: str) -> Optional[List[int]]:
+  """The counts of a shape ('2x8' -> [2, 8]), or None unless each is a whole number >= 1
+  (libtpu dies of a zero, the CUDA plugin blames a missing client)."""
+  counts = shape.split('x')
+  if not all(re.fullmatch(r'\d+', count) and int(count) > 0 for count in counts):
+    return None
+  return [int(count) for count in counts]
+
+
 def target(topology: str) -> Target:
   """Compile-only devices for `topology` ('<chip>:<shape>'); no such hardware is needed."""
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   name, _, shape = topology.partition(':')
   chip = hardware.chip_named(name)
-  allowed = (f'TPUs {", ".join(hardware.TPU_NAMES)} with libtpu\'s shapes (e.g. v5e:2x2, '
-             f'v5p:2x2x2, v5e:16x16), or GPUs {", ".join(hardware.gpu_names())} as '
-             '<gpus> or <hosts>x<gpus per host> (e.g. h100:8, h100:2x8)')
-  if chip is None or not shape:
-    raise TopologyError(f'--topology={topology!r} is not supported; allowed: {allowed}')
+  if chip is None:
+    raise _topology_error(topology, f'{name!r} is not a chip wae_jax compiles for')
+  if not shape:
+    raise _topology_error(topology, f'no shape: give one as {name}:<shape>')
+  counts = _shape_counts(shape)
   if chip.platform == 'tpu':
+    if counts is None or len(counts) not in (2, 3):
+      raise _topology_error(topology, f'{shape!r} is not a TPU shape')
     # Only compiling: let this process load libtpu beside another that holds it (a training
     # run on a TPU VM, a second compile).
     os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
     try:
-      desc = topologies.get_topology_desc(topology_name=topology, platform='tpu')
+      desc = topologies.get_topology_desc(topology_name=f'{chip.name}:{shape}', platform='tpu')
     except ModuleNotFoundError as e:
       raise TopologyError(f'--topology={topology}: compiling for TPUs needs libtpu: '
                           'pip install -e ".[tpu]"') from e
     except Exception as e:  # libtpu's own words for a shape it does not know
-      raise TopologyError(f'--topology={topology}: libtpu refused it '
-                          f'({str(e).strip().splitlines()[0]}); allowed: {allowed}') from e
+      raise _topology_error(topology, f'libtpu refused it ({_first_line(e)})') from e
     return Target(chip, tuple(desc.devices))
   if chip.gpu_spec is None:
-    raise TopologyError(f'--topology={topology}: no GPU spec for {name!r} ships with wae_jax; '
-                        f'allowed: {allowed}')
-  if not re.fullmatch(r'\d+(x\d+)?', shape):
-    raise TopologyError(f'--topology={topology!r}: a GPU shape is <gpus> or '
-                        f'<hosts>x<gpus per host>; allowed: {allowed}')
-  hosts, _, per_host = shape.rpartition('x') if 'x' in shape else ('1', '', shape)
+    raise _topology_error(topology, f'no GPU spec for {name!r} ships with wae_jax')
+  if counts is None or len(counts) > 2:
+    raise _topology_error(topology, f'{shape!r} is not a GPU shape')
+  hosts, per_host = ([1] + counts)[-2:]
   # Without a GPU the CUDA plugin would give up at cuInit(); it only compiles here.
   os.environ.setdefault('JAX_SKIP_CUDA_CONSTRAINTS_CHECK', '1')
   try:
     desc = topologies.get_topology_desc(
         platform='cuda', topology_name=chip.name, topology=f'1x{hosts}x{per_host}',
         target_config=chip.gpu_spec.read_text())
-  except Exception as e:  # the plugin missing, or a shape it refuses
-    raise TopologyError(f'--topology={topology}: {str(e).strip().splitlines()[0]}; compiling '
-                        'for GPUs needs JAX\'s CUDA plugin: pip install -e ".[cuda12]"') from e
+  except NotImplementedError as e:  # no topology factory for 'cuda': the plugin is missing
+    raise TopologyError(f'--topology={topology}: compiling for GPUs needs JAX\'s CUDA plugin: '
+                        'pip install -e ".[cuda12]"') from e
+  except Exception as e:  # the plugin's own words for a shape it refuses
+    raise _topology_error(topology,
+                          f'JAX\'s CUDA plugin refused it ({_first_line(e)})') from e
   return Target(chip, tuple(desc.devices))
 
 
@@ -210,8 +234,7 @@ class Report:
     """Why the step does not fit in the chip's HBM and what to change, or None."""
     if not self.hbm_bytes or self.total_bytes <= self.hbm_bytes:
       return None
-    return _too_big('the compiled step needs', self.total_bytes, self.hbm_bytes, self.chip,
-                    self.batch_size, self.num_chips)
+    return _step_too_big(self)
 
   def to_json(self) -> dict:
     return dict(dataclasses.asdict(self), collectives=self.collectives,
@@ -219,11 +242,37 @@ class Report:
                 traffic_bytes=self.traffic_bytes[0], roofline=self.roofline())
 
 
-def _too_big(what: str, need: int, have: int, chip: str, batch_size: int, num_chips: int) -> str:
+def _over_hbm(what: str, need: int, have: int, chip: str) -> str:
   return (f'{what} {_gib(need)} per chip, more than the {_gib(have)} of HBM of a {chip} '
-          f'(over by {_gib(need - have)}); lower config.train.batch_size ({batch_size}, '
-          f'{batch_size // num_chips} per chip) or config.model.width, use '
-          'config.model.dtype=bfloat16, or a chip with more HBM')
+          f'(over by {_gib(need - have)})')
+
+
+def _state_too_big(need: int, have: int, chip: str, width: float) -> str:
+  """The state alone exceeds HBM: only a narrower model or a larger chip helps, since every
+  chip holds all of it (data parallel: the state is replicated, only the batch is split)."""
+  larger = ', '.join(f'{name}: {_gib(hbm)}' for name, hbm in hardware.chips_with_hbm(need))
+  return (f'{_over_hbm("the parameters and optimizer state need", need, have, chip)} before any '
+          'activation; every chip holds all of them (the state is replicated, only the batch is '
+          'split), so a smaller batch, bfloat16 (activations only) or more chips do not shrink '
+          f'them: lower config.model.width ({width:g}; the state grows about with its square), '
+          f'or use a chip with more HBM ({larger or "none that wae_jax knows has enough"})')
+
+
+def _step_too_big(r: 'Report') -> str:
+  """The state fits, the step does not: what grows with the batch per chip is the rest."""
+  state = r.params_bytes + r.optimizer_bytes
+  per_chip = r.batch_size // r.num_chips
+  remedies = []
+  if per_chip > 1:
+    remedies.append(f'lower config.train.batch_size ({r.batch_size}, {per_chip} per chip) or '
+                    'spread it over more chips')
+  if r.dtype != 'bfloat16':
+    remedies.append('use config.model.dtype=bfloat16')
+  remedies += ['lower config.model.width', 'use a chip with more HBM']
+  return (f'{_over_hbm("the compiled step needs", r.total_bytes, r.hbm_bytes, r.chip)}; the '
+          f'parameters and optimizer state are {_gib(state)} of it, the rest '
+          f'({_gib(r.total_bytes - state)}: the batch, its activations, gradients and scratch) '
+          f'shrinks with the batch per chip: {", ".join(remedies[:-1])}, or {remedies[-1]}')
 
 
 def _gib(n: float) -> str:
@@ -254,9 +303,8 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
                batch_size=batch_size)
   hbm = tgt.chip.hbm_bytes
   if hbm and params_bytes + optimizer_bytes > hbm:
-    raise DoesNotFitError(_too_big('the parameters and optimizer state need',
-                                   params_bytes + optimizer_bytes, hbm, tgt.chip.name,
-                                   batch_size, len(tgt.devices)))
+    raise DoesNotFitError(_state_too_big(params_bytes + optimizer_bytes, hbm, tgt.chip.name,
+                                         config.model.width))
 
   def spec(x, sharding):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
@@ -341,24 +389,17 @@ def format_report(r: Report) -> str:
   return '\n'.join(lines)
 
 
-def run(config, topology: str, donate: bool = True, json_path: Optional[str] = None) -> int:
-  """The command: prints the report; exit status 2, with one line saying why, for a config
-  that does not compile for or fit on the target."""
-  try:
-    report = analyse(config, topology, donate=donate)
-  except (TopologyError, DoesNotFitError, ValueError) as e:
-    print(f'wae_jax.accelerators.aot: {e}', file=sys.stderr)
-    return 2
-  print(format_report(report))
+def run(config, topology: str, donate: bool = True, json_path: Optional[str] = None) -> None:
+  """The command: prints the report (and writes its JSON); a config that does not compile for
+  or fit on the target raises a WaeError, which errors.run prints in one line (exit status 2)
+  after the report, if there is one."""
+  report = analyse(config, topology, donate=donate)
+  print(format_report(report), flush=True)
   if json_path:
-    path = pathlib.Path(json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=2))
+    files.write_json(json_path, report.to_json())
   error = report.fit_error()
   if error:
-    print(f'wae_jax.accelerators.aot: {error}', file=sys.stderr)
-    return 2
-  return 0
+    raise DoesNotFitError(error)
 
 
 def _main():
@@ -381,7 +422,7 @@ def _main():
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     # Compile on the host's CPU: a TPU VM's chips or a GPU host's GPUs may be busy training.
     jax.config.update('jax_platforms', 'cpu')
-    sys.exit(run(config.value, topology.value, donate.value, json_path.value))
+    run(config.value, topology.value, donate.value, json_path.value)
 
   errors.run(main)
 

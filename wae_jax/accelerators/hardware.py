@@ -18,7 +18,7 @@ v5e 197 TF, 16 GiB at 819 GB/s; v5p 459 TF, 95 GiB at 2,765 GB/s; v6e 918 TF, 32
 
 import dataclasses
 import pathlib
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 GiB = 2**30
 GPU_SPECS_DIR = pathlib.Path(__file__).parent / 'gpu_specs'
@@ -89,3 +89,12 @@ def gpu_names():
 
 
 TPU_NAMES = ('v4', 'v5e', 'v5p', 'v6e')
+
+
+def chips_with_hbm(at_least: int) -> List[Tuple[str, int]]:
+  """(name, HBM bytes) of the chips --topology can name with at least `at_least` bytes of
+  HBM, smallest first: where a state too large for the target chip would fit."""
+  names = set(TPU_NAMES) | set(gpu_names())
+  found = {chip.name: chip.hbm_bytes for chip in CHIPS
+           if chip.name in names and chip.hbm_bytes and chip.hbm_bytes >= at_least}
+  return sorted(found.items(), key=lambda item: item[1])
