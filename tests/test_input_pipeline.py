@@ -284,9 +284,23 @@ def test_tfds_source_with_mock_data(tmp_path, monkeypatch):
     assert labels.min() >= 0 and labels.max() <= 9
 
 
-def test_tfds_not_prepared_is_detected(tmp_path):
-  pytest.importorskip('tensorflow_datasets')
-  assert not ip._tfds_prepared(str(tmp_path))
+def test_tfds_not_prepared_is_detected_without_probing_missing_folders(tmp_path, monkeypatch,
+                                                                      caplog):
+  """The offline path (IDX files as data.dir) does not ask TFDS about a folder that does not
+  exist: its builder warned 'Variant folder .../mnist/3.0.1 has no dataset_info.json' in every
+  MNIST run. Where an mnist folder exists, TFDS decides."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  folder = write_fake_mnist(tmp_path / 'idx')
+  with caplog.at_level(logging.INFO):
+    assert ip.load_dataset(data_config(dir=str(folder))).source == f'IDX files in {folder}'
+  assert not [r for r in caplog.records if 'Variant folder' in r.getMessage()]
+  assert caplog.records  # the capture works: the source's INFO line is among them
+  asked = []
+  monkeypatch.setattr(tfds, 'builder', lambda name, data_dir: asked.append(data_dir) or (
+      type('Builder', (), {'is_prepared': lambda self: False})()))
+  assert not ip._tfds_prepared(str(tmp_path)) and asked == []
+  (tmp_path / 'mnist').mkdir()
+  assert not ip._tfds_prepared(str(tmp_path)) and asked == [str(tmp_path)]
 
 
 # ------------------------------------------------------------------ batching

@@ -206,12 +206,21 @@ def _tfds_description(name: str, data_dir: Optional[str]) -> str:
 
 
 def _tfds_prepared(data_dir: Optional[str], name: str = 'mnist') -> bool:
-  """Whether TFDS `name` is already on disk under data_dir (no network use)."""
+  """Whether TFDS `name` is already on disk under data_dir (no network use).
+
+  TFDS is asked only where a `name` folder exists in a data_dir it reads (data_dir, else its
+  defaults): its builder warns of every missing variant folder it probes ('Variant folder
+  .../mnist/3.0.1 has no dataset_info.json'), which every offline run would log.
+  """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from etils import epath  # pylint: disable=g-import-not-at-top
   except ImportError:  # Not installed: nothing prepared.
     return False
   try:  # Only reads metadata; does not import TensorFlow itself.
+    if not any(epath.Path(d, name).is_dir()
+               for d in tfds.core.utils.file_utils.list_data_dirs(data_dir)):
+      return False
     return tfds.builder(name, data_dir=data_dir).is_prepared()
   except Exception:  # pylint: disable=broad-except
     return False
