@@ -222,6 +222,60 @@ def test_a_workdir_given_twice_is_refused_in_one_line_not_counted_as_two_seeds(t
   assert not (tmp_path / 'out' / 'report.md').exists()
 
 
+def _report_command(*args):
+  return subprocess.run([sys.executable, '-m', 'wae_jax.evaluation.report', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_empty_workdirs_and_an_out_that_is_a_file_are_refused_in_one_line(tmp_path):
+  workdir = _workdir(tmp_path, 'run', 'mmd', 50.0)
+  assert error_line(_report_command('--workdirs=', f'--out={tmp_path / "out"}')) == (
+      'error: --workdirs is empty: give the evaluated workdirs to compare, comma-separated '
+      '(e.g. --workdirs=DIR1,DIR2)')
+  a_file = tmp_path / 'report.md'
+  a_file.write_text('keep me')
+  line = error_line(_report_command(f'--workdirs={workdir}', f'--out={a_file}'))
+  assert line == (f'error: --out={a_file}: {a_file} is a file, not a directory; give a '
+                  'directory for report.md, report.png and report.json (it is created if missing)')
+  assert a_file.read_text() == 'keep me'
+  with pytest.raises(ValueError, match=f'--out={a_file}/sub: {a_file} is a file'):
+    report.write_report([str(workdir)], a_file / 'sub')
+  with pytest.raises(ValueError, match='--out is empty'):
+    report.write_report([str(workdir)], '')
+
+
+def test_a_truncated_results_json_is_refused_in_one_line_with_the_command_that_rewrites_it(
+    tmp_path):
+  workdir = _workdir(tmp_path, 'cut', 'mmd', 50.0)
+  results = workdir / 'eval' / 'results.json'
+  results.write_text(results.read_text()[:50])
+  line = error_line(_report_command(f'--workdirs={workdir}', f'--out={tmp_path / "out"}'))
+  assert line.startswith(f'error: {results} is not valid JSON (Unterminated string')
+  assert line.endswith('it was cut short or overwritten; evaluate the run again to rewrite it '
+                       '(with the config and overrides it was trained with): python -m '
+                       f'wae_jax.main --config=configs/mnist.py:wae_mmd,small --workdir={workdir} '
+                       '--mode=evaluate')
+  assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('file, text, why', [
+    ('eval/results.json', '[1, 2]', 'holds a JSON list, not an object; evaluate the run again'),
+    ('eval/results.json', '{"step": "30"}', "'step' is '30', not a whole number; evaluate"),
+    ('eval/results.json', '{"penalty": ["mmd"]}', "'penalty' is .'mmd'., not a string"),
+    ('eval/results.json', '{"configs": 3}', "'configs' is 3, not a list"),
+    ('eval/results.json', '{"step": 30}', 'holds none of the numbers the report shows'),
+    ('eval/results.json', '\xff', 'is not valid JSON'),
+    ('config.json', '{"seed": 0', 'is not valid JSON .*: it was cut short or overwritten; copy '
+     'the latest config_<step>.json of the workdir over it'),
+    ('config.json', '{"penalty": "mmd"}', "'penalty' is 'mmd', not an object")])
+def test_results_or_config_not_as_written_is_a_results_error_naming_the_file(
+    tmp_path, file, text, why):
+  workdir = _workdir(tmp_path, 'edited', 'mmd', 50.0)
+  (workdir / file).write_bytes(text.encode('latin-1'))
+  with pytest.raises(report.ResultsError, match=f'^{workdir / file}:? .*{why}'):
+    report.load_run(workdir)
+
+
 def test_missing_results_names_the_workdir_and_the_command(tmp_path):
   workdir = _workdir(tmp_path, 'not_evaluated', 'gan', 1.0, results=False)
   with pytest.raises(FileNotFoundError) as error:

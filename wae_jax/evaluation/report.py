@@ -109,24 +109,64 @@ def evaluate_command(workdir, config: Optional[Dict] = None) -> str:
           f'--workdir={workdir} --mode=evaluate')
 
 
+class ResultsError(errors.WaeError, ValueError):
+  """A workdir's eval/results.json or config.json that is not what evaluation and training
+  write: cut short, overwritten, or edited by hand."""
+
+
+# The results' and the config's entries the report formats, by the JSON type it needs.
+_RESULTS_TYPES = {'step': (int, 'a whole number'), 'penalty': (str, 'a string'),
+                  'configs': (list, 'a list')}
+_CONFIG_TYPES = {section: (dict, 'an object') for section in ('data', 'model', 'penalty')}
+
+
+def _read_json_object(path: pathlib.Path, types: Dict[str, Tuple[type, str]], fix: str) -> Dict:
+  """The JSON object in `path`, with `types`' entries (where present) of their type; a
+  ResultsError naming the path and `fix` for anything else."""
+  try:
+    data = json.loads(path.read_text())
+  except OSError as e:  # a folder, no permission
+    raise ResultsError(f'{path} cannot be read ({errors.one_line(e)}); {fix}') from e
+  except ValueError as e:  # not JSON (JSONDecodeError), not text (UnicodeDecodeError)
+    raise ResultsError(f'{path} is not valid JSON ({errors.one_line(e)}): it was cut short '
+                       f'or overwritten; {fix}') from e
+  if not isinstance(data, dict):
+    raise ResultsError(f'{path} holds a JSON {type(data).__name__}, not an object; {fix}')
+  for key, (kind, kind_name) in types.items():
+    if data.get(key) is not None and not isinstance(data[key], kind):
+      raise ResultsError(f'{path}: {key!r} is {data[key]!r}, not {kind_name}; {fix}')
+  return data
+
+
 def load_run(workdir, name: Optional[str] = None) -> Run:
   """Everything the report needs from one workdir; a clear error if it was not evaluated."""
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
     raise errors.NotFoundError(f'{workdir}: no such workdir')
   config_path = workdir / 'config.json'
-  config = json.loads(config_path.read_text()) if config_path.exists() else {}
+  config = _read_json_object(
+      config_path, _CONFIG_TYPES,
+      'copy the latest config_<step>.json of the workdir over it (the same config, up to the '
+      'fields free to change), or remove it (the report then shows no seed, and the penalty '
+      'from eval/results.json)') if config_path.exists() else {}
   results_path = workdir / 'eval' / 'results.json'
+  evaluate = evaluate_command(workdir, config)
   if not results_path.exists():
     raise errors.NotFoundError(
         f'{workdir}: no eval/results.json; evaluate the run first (with the config and '
-        f'overrides it was trained with):\n  {evaluate_command(workdir, config)}')
-  results = json.loads(results_path.read_text())
+        f'overrides it was trained with):\n  {evaluate}')
+  again = (f'evaluate the run again to rewrite it (with the config and overrides it was '
+           f'trained with): {evaluate}')
+  results = _read_json_object(results_path, _RESULTS_TYPES, again)
   segments = [read_event_file(path) for path in event_files(workdir)]
-  return Run(name=name or default_name(workdir), workdir=workdir, results=results,
-             config=config, curves=merge_segments(segments),
-             training_time=training_time(segments),
-             samples_png=samples_png(workdir, results.get('step')))
+  run = Run(name=name or default_name(workdir), workdir=workdir, results=results,
+            config=config, curves=merge_segments(segments),
+            training_time=training_time(segments),
+            samples_png=samples_png(workdir, results.get('step')))
+  if all(metric.value(run) is None for metric in metrics([run])):  # a row of dashes
+    raise ResultsError(f'{results_path} holds none of the numbers the report shows (FID, '
+                       f'sharpness, reconstruction, MMD); {again}')
+  return run
 
 
 def default_name(workdir) -> str:
@@ -692,8 +732,8 @@ def make_figure(runs: Sequence[Run], path) -> pathlib.Path:
       top.text(0.5, 0.5, 'no samples PNG', ha='center', va='center', transform=top.transAxes)
     _plot_curves(row, bottom)
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(path, dpi=FIGURE_DPI)
+  with files.atomic_path(path) as tmp:
+    figure.savefig(tmp, dpi=FIGURE_DPI)
   return path
 
 
@@ -733,11 +773,28 @@ def _plot_curves(row: Row, ax) -> None:
 # Command line.
 
 
+def _check_out(out) -> pathlib.Path:
+  """--out as a directory that can be made, checked before any run is read."""
+  if not str(out).strip():
+    raise errors.FlagError('--out is empty: give the directory to write report.md, report.png '
+                           'and report.json into (it is created if missing)')
+  out = pathlib.Path(out)
+  existing = next(path for path in (out, *out.parents) if path.exists())
+  if not existing.is_dir():
+    raise errors.FlagError(f'--out={out}: {existing} is a file, not a directory; give a '
+                           'directory for report.md, report.png and report.json (it is created '
+                           'if missing)')
+  return out
+
+
 def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = None) -> str:
   """Loads the runs, writes out/report.{md,png,json}; returns the markdown.
 
   Workdirs with the same name are seeds of one row.
   """
+  if not workdirs:
+    raise errors.FlagError('--workdirs is empty: give the evaluated workdirs to compare, '
+                           'comma-separated (e.g. --workdirs=DIR1,DIR2)')
   if names and len(names) != len(workdirs):
     raise errors.FlagError(f'--names gives {len(names)} names for {len(workdirs)} workdirs')
   resolved = [pathlib.Path(w).resolve() for w in workdirs]
@@ -745,11 +802,11 @@ def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = 
   if twice:  # one run counted as two seeds would make a standard deviation of nothing
     raise errors.FlagError(f'--workdirs names {", ".join(twice)} more than once: give each '
                            'run once')
+  out = _check_out(out)
   runs = [load_run(w, n) for w, n in zip(workdirs, names or [None] * len(workdirs))]
-  out = pathlib.Path(out)
   make_figure(runs, out / 'report.png')
   markdown = markdown_report(runs, figure='report.png')
-  (out / 'report.md').write_text(markdown)
+  files.write_bytes(out / 'report.md', markdown.encode())
   files.write_json(out / 'report.json', report_data(runs))
   return markdown
 
