@@ -133,22 +133,38 @@ def test_pictures_that_fail_do_not_cost_the_checkpoint_of_their_step(tmp_path, m
   assert checkpoints.Checkpoints(tmp_path).latest_step() == 2
 
 
+def _truncate(checkpoint):
+  """Cuts each array file of a checkpoint in half, as a kill during a copy would."""
+  for path in checkpoint.rglob('*'):
+    if path.is_file() and path.parent.name == 'd' and path.stat().st_size > 0:
+      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = _small_run_config(4)
   train.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / 'checkpoints' / '4'
-  for path in latest.rglob('*'):
-    if path.is_file() and path.stat().st_size > 0:
-      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  _truncate(latest)
   with caplog.at_level(logging.WARNING):
     _, state = inference.restore(config, str(tmp_path))
   assert int(state.step) == 2
   warning = '\n'.join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
   assert str(tmp_path / 'checkpoints' / '2') in warning
   assert str(latest) in warning
-  # Training on from there redoes steps 3 and 4.
-  config.train.num_steps = 5
-  assert int(train.train_and_evaluate(config, str(tmp_path)).step) == 5
+  # Training on from there redoes steps 3 and 4, and writes step 4 afresh: the unreadable
+  # one is kept aside, not left to break an evaluation of step 4 later.
+  assert int(train.train_and_evaluate(config, str(tmp_path)).step) == 4
+  assert (tmp_path / checkpoints.UNREADABLE / '4' / 'default').is_dir()
+  assert int(inference.restore(config, str(tmp_path), step=4)[1].step) == 4
+  # Every checkpoint broken: the error says so (not "another config"), in one line.
+  for step in ('2', '4'):
+    _truncate(tmp_path / 'checkpoints' / step)
+  with pytest.raises(checkpoints.CheckpointError) as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  status, line = _one_line_status(error.value)
+  assert status == 2 and line.count('\n') == 1, line
+  assert 'cut short or corrupt' in line and 'config' not in line, line
+  assert 'TensorStore' not in line
 
 
 def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
@@ -161,7 +177,7 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
   assert str(tmp_path / 'checkpoints') in message
   assert ("['params']['encoder']['Dense_0']['kernel']: checkpoint has (128, 8), this config "
           "expects (128, 4)") in message
-  assert 'different model config' in message
+  assert 'different model config' in message and '\n' not in message
 
 
 def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeypatch):

@@ -37,13 +37,21 @@ def state_bytes(state) -> int:
              for x in jax.tree_util.tree_leaves(state) if hasattr(x, 'dtype'))
 
 
+# Where training keeps checkpoints it could not read (next to checkpoints/).
+UNREADABLE = 'unreadable_checkpoints'
+
+
 class CheckpointError(errors.WaeError, RuntimeError):
   """No checkpoint of the workdir can be restored into the requested state."""
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: Exception, limit: int = 200) -> str:
+  """The error's kind and first line, cut at `limit` characters (tensorstore's errors hold
+  whole JSON specs)."""
   text = str(error).strip().splitlines()
-  return f'{type(error).__name__}: {text[0] if text else ""}'
+  text = text[0].split(' See full TensorStore details')[0] if text else ''
+  line = f'{type(error).__name__}: {text}'
+  return line if len(line) <= limit else line[:limit] + ' ...'
 
 
 def _tree_differences(found, expected, limit: int = 6):
@@ -135,12 +143,15 @@ class Checkpoints:
   def all_steps(self):
     return sorted(self._manager.all_steps())
 
-  def restore(self, target: State, step: Optional[int] = None) -> Optional[State]:
+  def restore(self, target: State, step: Optional[int] = None,
+              set_aside_unreadable: bool = False) -> Optional[State]:
     """The state at `step` (default: the latest readable one), shaped like `target`.
 
     None if there is no checkpoint. Without `step`, a checkpoint that cannot be read (cut
-    short, corrupt) is skipped with a warning naming it and the one used instead. If none
-    can be restored, CheckpointError says what was found and what this config expects.
+    short, corrupt) is skipped with a warning naming it and the one used instead; with
+    `set_aside_unreadable` (training) the skipped ones are then moved into
+    `<workdir>/unreadable_checkpoints/`, kept, so that their steps are written afresh. If none
+    can be restored, CheckpointError says whether they are from another config or broken.
     """
     steps = [step] if step is not None else self.all_steps()[::-1]
     if not steps:
@@ -160,25 +171,51 @@ class Checkpoints:
         logging.warning('Restored checkpoint %s instead of the later %s, which cannot be read',
                         self.directory / str(s),
                         ', '.join(str(self.directory / str(f)) for f, _ in failed))
+        if set_aside_unreadable:
+          self._set_aside([f for f, _ in failed])
       else:
         logging.info('Restored checkpoint %s', self.directory / str(s))
       return flax.serialization.from_state_dict(target, restored)
     raise CheckpointError(self._explain(failed, template))
 
+  def _set_aside(self, steps) -> None:
+    """Moves unreadable checkpoints out of orbax's sight, kept under a name that says so."""
+    aside = self.directory.parent / UNREADABLE
+    if jax.process_index() == 0:
+      aside.mkdir(exist_ok=True)
+      for step in steps:
+        target = aside / str(step)
+        copies = 1
+        while target.exists():  # the same step broken before
+          copies += 1
+          target = aside / f'{step}.{copies}'
+        (self.directory / str(step)).rename(target)
+        logging.warning('Moved the unreadable checkpoint of step %d to %s; that step will be '
+                        'written again', step, target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices('wae_jax.checkpoints.set_aside')
+    self._manager.reload()
+
   def _explain(self, failed, template) -> str:
-    step, error = failed[0]
-    lines = [f'no checkpoint in {self.directory} can be restored (tried steps '
-             f'{", ".join(str(s) for s, _ in failed)}); step {step}: {_first_line(error)}']
+    """One line: the arrays that differ from this config's, or else that the files are
+    broken (the remedy differs: another config, or a copy / a fresh start)."""
+    tried = ', '.join(f'step {s} ({_first_line(e)})' for s, e in failed)
     try:
-      found = self._manager.item_metadata(step)
+      found = self._manager.item_metadata(failed[0][0])
       found = dict(found) if found is not None else {}
     except Exception:  # pylint: disable=broad-except
-      found = None
-    if found:
-      lines += _tree_differences(found, template)
-    lines.append('Was it written with a different model config (widths, latent_dim, penalty)? '
-                 'Use that config, or a new --workdir.')
-    return '\n'.join(lines)
+      found = {}
+    differences = _tree_differences(found, template) if found else []
+    if differences:
+      return (f'no checkpoint in {self.directory} fits this config (tried {tried}); '
+              f'{"; ".join(line.strip() for line in differences)}. Was it written with a '
+              'different model config (widths, latent_dim, penalty)? Use that config, or a new '
+              '--workdir.')
+    return (f'no checkpoint in {self.directory} can be read (tried {tried}): its files are cut '
+            'short or corrupt (a kill during a copy, a full or failing disk). Put back intact '
+            f'copies, or move the folder aside (mv {self.directory} '
+            f'{self.directory.parent / UNREADABLE}) to train again from step 0.')
 
   def wait(self) -> None:
     """Blocks until the last save is complete; OutOfSpaceError if the disk filled up during

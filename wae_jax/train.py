@@ -328,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model = models.build_autoencoder(config)
   adversary = models.build_adversary(config)
   state = create_train_state(config, init_rng, steps_per_epoch)
-  restored = ckpts.restore(state)
+  restored = ckpts.restore(state, set_aside_unreadable=True)
   if restored is not None:
     state = restored
     logging.info('Resuming from step %d', int(state.step))
