@@ -42,6 +42,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Dict, Optional
 
 from absl import app
 from absl import flags
@@ -62,14 +63,15 @@ _ROOT = flags.DEFINE_string('root', None, 'Directory of the trials, the table an
 _ADDRESS = flags.DEFINE_string('address', None, 'Ray cluster to join (auto, ray://host:10001); '
                                'none: start a local Ray instance.')
 _MAX_CONCURRENT = flags.DEFINE_integer('max_concurrent', 0, 'Trials running at once at most; '
-                                       '0: as many as the resources allow.')
-_CPUS = flags.DEFINE_float('cpus_per_trial', 1, 'CPUs Ray reserves per trial.')
-_GPUS = flags.DEFINE_float('gpus_per_trial', 0, 'GPUs Ray reserves per trial.')
+                                       '0: as many as the resources allow.', lower_bound=0)
+_CPUS = flags.DEFINE_float('cpus_per_trial', 1, 'CPUs Ray reserves per trial.', lower_bound=0)
+_GPUS = flags.DEFINE_float('gpus_per_trial', 0, 'GPUs Ray reserves per trial.', lower_bound=0)
 _RESOURCES = flags.DEFINE_string('resources', '', 'Other resources per trial, as JSON, e.g. '
                                  '\'{"TPU": 4}\'.')
-_MAX_RETRIES = flags.DEFINE_integer('max_retries', 2, 'Retries of a failed trial.')
+# Ray reads -1 retries as "retry forever".
+_MAX_RETRIES = flags.DEFINE_integer('max_retries', 2, 'Retries of a failed trial.', lower_bound=0)
 _NUM_CPUS = flags.DEFINE_integer('num_cpus', None, 'CPUs of the local Ray instance '
-                                 '(default: all).')
+                                 '(default: all).', lower_bound=1)
 _PROGRESS_SECS = flags.DEFINE_float('progress_secs', 60, 'Seconds between progress lines '
                                     'when no trial ends.')
 _PLAN = flags.DEFINE_bool('plan', False, 'Print what the sweep would cost on --topology '
@@ -80,6 +82,8 @@ _TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2', 'With --plan: the TPU or 
 flags.mark_flags_as_required(['sweep'])
 flags.register_multi_flags_validator(['plan', 'root'], lambda f: f['plan'] or f['root'],
                                      message='--root is required (except with --plan)')
+flags.register_validator('progress_secs', lambda seconds: seconds > 0,
+                         message='--progress_secs must be > 0')
 
 
 def _run_trial(sweep, trial, root):
@@ -93,11 +97,28 @@ def _duration(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
+def _resources(text: str) -> Optional[Dict[str, float]]:
+  """--resources as Ray takes them, refused in one line before Ray starts."""
+  if not text:
+    return None
+  try:
+    resources = json.loads(text)
+  except ValueError:
+    resources = None
+  if not (isinstance(resources, dict) and all(
+      isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount >= 0
+      for amount in resources.values())):
+    raise errors.FlagError(f'--resources={text}: not a JSON object of resource names and '
+                           'amounts >= 0; e.g. --resources=\'{"TPU": 4}\'')
+  return resources
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _PLAN.value:
     sys.exit(_plan(_SWEEP.value))
+  resources = _resources(_RESOURCES.value)
   sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
   trials = sweep_lib.sample_trials(sweep)
   pending = [t for t in trials if not (root / t.trial_id / sweep_lib.TRIAL_FILE).exists()]
@@ -109,7 +130,7 @@ def main(argv):
   except errors.ConfigError as e:
     raise errors.ConfigError(f'{trial.trial_id}: {e}') from e
 
-  failures = _run_on_ray(sweep, pending, root) if pending else []
+  failures = _run_on_ray(sweep, pending, root, resources) if pending else []
   sweep_lib.write_failures(root, failures)  # This run's failures only: retried ones are gone.
   paths = sweep_lib.collect(root)
   print(f'Results table: {paths["markdown"]} and {paths["csv"]}')
@@ -133,7 +154,7 @@ def _plan(sweep) -> int:
   return 0
 
 
-def _run_on_ray(sweep, pending, root):
+def _run_on_ray(sweep, pending, root, resources):
   """Runs the trials as Ray tasks, at most --max_concurrent at once; returns the failures."""
   import ray  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
@@ -144,7 +165,7 @@ def _run_on_ray(sweep, pending, root):
              include_dashboard=False, logging_level='WARNING')
   task = ray.remote(_run_trial).options(
       num_cpus=_CPUS.value, num_gpus=_GPUS.value,
-      resources=json.loads(_RESOURCES.value) if _RESOURCES.value else None,
+      resources=resources,
       max_retries=_MAX_RETRIES.value, retry_exceptions=True)
   sweep_ref = ray.put(sweep)
   queue, running, failures = collections.deque(pending), {}, []

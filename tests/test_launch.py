@@ -1,7 +1,9 @@
-"""launch/mnist_table.sh and launch/mnist_baselines.sh: which runs they start, with which configs.
+"""launch/mnist_table.sh and launch/mnist_baselines.sh: which runs they start, with which configs;
+launch/ray_sweep.py's flag errors, before Ray starts.
 
 The scripts run against a stand-in `python` that records its arguments, so no training
 happens; each recorded training's flags are then parsed by the real config flag and checked.
+The sweep itself on Ray is test_sweep.py's.
 """
 
 import os
@@ -14,6 +16,7 @@ from ml_collections import config_flags
 import pytest
 
 from tests.helpers import REPO
+from tests.helpers import error_line
 from wae_jax import config as wae_config
 
 _SEPARATOR = '\x1f'
@@ -148,3 +151,23 @@ def test_launch_script_stops_at_the_first_failure(tmp_path, script):
                           env=fake_python_env(tmp_path, failing), capture_output=True)
   assert result.returncode != 0
   assert len((tmp_path / 'calls').read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize('arg, line', [
+    ('--sweep.fixed.train.num_stepz=1', "error: --sweep.fixed.train.num_stepz=1: the config has "
+     "no field 'fixed.train.num_stepz'"),
+    ('--resources=notjson', "error: --resources=notjson: not a JSON object of resource names "
+     "and amounts >= 0; e.g. --resources='{\"TPU\": 4}'"),
+    ('--max_retries=-1', 'error: flag --max_retries=-1: -1 is not a non-negative integer'),
+    ('--max_concurrent=-1', 'error: flag --max_concurrent=-1: -1 is not a non-negative integer')])
+def test_ray_sweep_refuses_a_bad_flag_in_one_line_before_ray_starts(tmp_path, arg, line):
+  # A `ray` that cannot be imported: the refusal must come before the sweep needs Ray.
+  (tmp_path / 'no_ray' / 'ray').mkdir(parents=True)
+  (tmp_path / 'no_ray' / 'ray' / '__init__.py').write_text(
+      'raise ImportError("ray_sweep imported Ray before refusing its flags")\n')
+  result = subprocess.run(
+      [sys.executable, 'launch/ray_sweep.py', '--sweep=configs/sweep.py:tiny',
+       f'--root={tmp_path / "root"}', arg], cwd=REPO, capture_output=True, text=True,
+      timeout=120, env=dict(os.environ, PYTHONPATH=str(tmp_path / 'no_ray')))
+  assert error_line(result).startswith(line)
+  assert not (tmp_path / 'root').exists()
