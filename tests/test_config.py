@@ -80,6 +80,8 @@ def test_bad_config_argument():
     ('train.checkpoint_every', 0, 'must be >= 1'),
     ('eval.batch_size', 0, 'must be >= 1'),
     ('eval.grid_samples', 0, 'must be >= 1'),
+    ('eval.num_samples', 1, 'must be >= 2 .the MMD of the test codes needs two'),
+    ('eval.mmd_codes', 1, 'must be >= 2'),
     ('model.conv_impl', 'cudnn', "allowed: 'auto', 'phase', 'xla'"),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
@@ -342,3 +344,48 @@ def test_free_fields_are_fields_and_docs_reliability_lists_them():
   for pattern in wae_config.FREE_FIELDS:
     assert any(fnmatch.fnmatchcase(field, pattern) for field in fields), pattern
     assert f'`{pattern}`' in text, pattern
+
+
+def test_a_checkpoint_is_evaluated_under_the_record_it_was_trained_under(tmp_path):
+  """Config s trained steps s+1 on: the checkpoint at step s is labelled by the one before.
+  Every field but the free ones and the seed comes from that record; each disagreement is
+  reported with (recorded, given)."""
+  assert wae_config.record_in_force(tmp_path, 5) is None  # no records: the given config
+  mmd, swd = load_config('mnist', 'wae_mmd,small'), load_config('mnist', 'wae_swd,small')
+  swd.seed, swd.eval.num_samples, swd.data.dir = 7, 500, '/elsewhere'
+  wae_config.record_config(mmd, tmp_path, 0)
+  changed = mmd.copy_and_resolve_references()
+  changed.penalty.lam = 5.0
+  wae_config.record_config(changed, tmp_path, 10)
+  assert [wae_config.record_in_force(tmp_path, step)[0] for step in (0, 10, 11)] == [0, 0, 10]
+  _, recorded = wae_config.record_in_force(tmp_path, 10)
+  config, disagreements = wae_config.with_recorded(swd, recorded)
+  assert config.penalty.name == 'mmd' and config.penalty.lam == mmd.penalty.lam
+  assert wae_config.changed_fields(mmd, config) == {'seed': (0, 7)}
+  assert (config.seed, config.eval.num_samples, config.data.dir) == (7, 500, '/elsewhere')
+  assert config.train.lr_decay == mmd.train.lr_decay  # tuples again, as read from JSON lists
+  assert disagreements['penalty.name'] == ('mmd', 'swd') and 'seed' not in disagreements
+  assert swd.penalty.name == 'swd'  # the given config is left as it was
+
+
+@pytest.mark.parametrize('files,broken,fix', [
+    # The latest record: config.json holds the same config.
+    (('config_0000000.json',), 'config_0000000.json', 'cp {w}/config.json {w}/config_0000000.json'),
+    # An earlier one: nothing else holds it.
+    (('config_0000000.json', 'config_0000010.json'), 'config_0000000.json',
+     'restore it from a backup; no other file holds it'),
+    # An old workdir's only record.
+    ((), 'config.json', 'or remove it to go on under the config you pass'),
+])
+def test_an_unreadable_record_names_the_file_and_the_fix(tmp_path, files, broken, fix):
+  record = json.dumps(wae_config.as_dict(wae_config.base_config()))
+  for name in files + ('config.json',):
+    (tmp_path / name).write_text(record)
+  for garbage in ('{not json', '[1, 2]', '\xff\xfe'):
+    (tmp_path / broken).write_bytes(garbage.encode('latin-1'))
+    with pytest.raises(wae_config.RecordedConfigError) as error:
+      wae_config.recorded_configs(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f'{tmp_path / broken} ') and fix.format(w=tmp_path) in message
+    assert 'not a config' in message if garbage == '[1, 2]' else 'not valid JSON' in message
+    assert '\n' not in message

@@ -10,6 +10,8 @@ A workdir keeps the configs it was trained under (`record_config`): `config.json
 latest, `config_<step>.json` each one with the step it was started or resumed at (it trained
 the steps after that one). A resume under a config that changes what training computes is
 refused (`check_resume`) unless the change is meant; `FREE_FIELDS` may differ freely.
+Evaluating a checkpoint takes every other field from the record it was trained under
+(`record_in_force`, `with_recorded`), so that its results are labelled by what was trained.
 """
 
 import fnmatch
@@ -49,8 +51,9 @@ PATH_FIELDS = ('data.dir', 'data.cache_dir', 'eval.cache_dir', 'eval.inception_w
 # Fields (fnmatch patterns) a resumed run may change freely: they leave every step's result as
 # it was. The step budget (so that a run can be continued longer), how often it logs, draws
 # pictures and checkpoints, how many checkpoints it keeps, when it gives up on non-finite steps,
-# where the data and its cache are, and evaluation's settings (evaluation reads its own
-# command's config; training uses eval.* only for the pictures' sample grids).
+# where the data and its cache are, and evaluation's settings (evaluation takes these from its
+# own command's config, the rest from the checkpoint's record: `with_recorded`; training uses
+# eval.* only for the pictures' sample grids).
 FREE_FIELDS = ('train.num_epochs', 'train.num_steps', 'train.log_every', 'train.image_every',
                'train.checkpoint_every', 'train.keep_checkpoints', 'train.max_nonfinite_steps',
                'data.dir', 'data.cache_dir', 'eval.*')
@@ -285,10 +288,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 'max_nonfinite_steps'):
     value = config.train[field]
     _require(value >= 1, f'train.{field}', value, 'must be >= 1')
-  for field in ('grid_samples', 'num_samples', 'sharpness_images', 'mmd_codes', 'batch_size',
-                'mnist_classifier_batch_size', 'inception_batch_size'):
+  for field in ('grid_samples', 'sharpness_images', 'batch_size', 'mnist_classifier_batch_size',
+                'inception_batch_size'):
     value = config.eval[field]
     _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
+  # The MMD's U-statistic averages over pairs of codes; evaluation asks more of num_samples
+  # for its FIDs (evaluators.min_num_samples), which depends on the features configured.
+  for field in ('num_samples', 'mmd_codes'):
+    value = config.eval[field]
+    _require(isinstance(value, int) and value >= 2, f'eval.{field}', value,
+             'must be >= 2 (the MMD of the test codes needs two of them)')
   for field in ('num_projections', 'sinkhorn_max_iterations'):
     value = config.penalty[field]
     _require(isinstance(value, int) and value >= 1, f'penalty.{field}', value, 'must be >= 1')
@@ -363,6 +372,13 @@ def history_file(workdir, step: int) -> pathlib.Path:
   return pathlib.Path(workdir) / f'config_{step:07d}.json'
 
 
+def record_file(workdir, step: int) -> pathlib.Path:
+  """The file recorded_configs read the config of `step` from: config_<step>.json, or in a
+  workdir from before those files, config.json."""
+  path = history_file(workdir, step)
+  return path if path.exists() else pathlib.Path(workdir) / LATEST_FILE
+
+
 def is_free(field: str) -> bool:
   return any(fnmatch.fnmatchcase(field, pattern) for pattern in FREE_FIELDS)
 
@@ -395,23 +411,79 @@ def describe_changes(changes: Mapping[str, Tuple[Any, Any]]) -> str:
   return '; '.join(f'{field}: {old!r} -> {new!r}' for field, (old, new) in changes.items())
 
 
+class RecordedConfigError(errors.ConfigError):
+  """A config a workdir recorded (config.json, config_<step>.json) that cannot be read."""
+
+
+def _read_record(path: pathlib.Path) -> Dict[str, Any]:
+  """A recorded config; RecordedConfigError (without the fix, which depends on the other
+  records) if it is not a JSON object."""
+  try:
+    record = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise
+  except OSError as error:  # a folder, no permission
+    raise RecordedConfigError(f'{path} cannot be read ({errors.one_line(error)})') from None
+  except ValueError as error:  # not JSON (JSONDecodeError), not text (UnicodeDecodeError)
+    raise RecordedConfigError(f'{path} is not valid JSON ({errors.one_line(error)})') from None
+  if not isinstance(record, dict):
+    raise RecordedConfigError(f'{path} holds a JSON {type(record).__name__}, not a config')
+  return record
+
+
+def _unreadable_record(error: RecordedConfigError, workdir: pathlib.Path, step: Optional[int],
+                       latest: bool) -> RecordedConfigError:
+  """`error` with what the file is for and the fix that is safe for it.
+
+  config.json is rewritten at every start and config_<s>.json whenever the config changes,
+  so config.json holds the config of the latest record (`latest`), and of no other.
+  """
+  what = (f'the config {workdir} was trained under from step {step}' if step is not None else
+          f'the only record of the config {workdir} was trained under')
+  latest_copy = workdir / LATEST_FILE
+  if step is not None and latest:
+    try:
+      _read_record(latest_copy)
+      fix = (f'copy {latest_copy} over it, which holds the same config (the latest start\'s, '
+             f'differing at most in fields free to change): cp {latest_copy} '
+             f'{history_file(workdir, step)}; or restore the file from a backup')
+    except (OSError, RecordedConfigError):
+      fix = f'restore it from a backup ({latest_copy}, its copy, cannot be read either)'
+  elif step is not None:
+    fix = 'restore it from a backup; no other file holds it'
+  else:
+    fix = ('restore it from a backup, or remove it to go on under the config you pass '
+           '(nothing then checks that the checkpoints were trained under it)')
+  return RecordedConfigError(f'{error}: it is {what}, which resuming and evaluation read. '
+                             f'To fix it, {fix}.')
+
+
 def recorded_configs(workdir) -> Dict[int, Dict[str, Any]]:
   """{step: config} of each config_<step>.json: it trained the steps after `step`.
 
-  A workdir from before these files has only config.json: its config, from step 0.
+  A workdir from before these files has only config.json: its config, from step 0. A record
+  that is not a JSON object raises RecordedConfigError naming it and the fix.
   """
   workdir = pathlib.Path(workdir)
-  found = {}
+  paths = {}
   for path in workdir.glob('config_*.json'):
     match = _HISTORY_FILE.fullmatch(path.name)
     if match:
-      try:
-        found[int(match.group(1))] = json.loads(path.read_text())
-      except FileNotFoundError:  # another process dropped it meanwhile
-        continue
+      paths[int(match.group(1))] = path
+  found = {}
+  for step, path in sorted(paths.items()):
+    try:
+      found[step] = _read_record(path)
+    except FileNotFoundError:  # another process dropped it meanwhile
+      continue
+    except RecordedConfigError as error:
+      raise _unreadable_record(error, workdir, step, latest=step == max(paths)) from None
   if not found and (workdir / LATEST_FILE).exists():
-    found[0] = json.loads((workdir / LATEST_FILE).read_text())
-  return dict(sorted(found.items()))
+    try:
+      found[0] = _read_record(workdir / LATEST_FILE)
+    except RecordedConfigError as error:
+      raise _unreadable_record(error, workdir, None, latest=True) from None
+  return found
 
 
 def check_resume(config, workdir, resume_step: int,
@@ -427,10 +499,8 @@ def check_resume(config, workdir, resume_step: int,
   step, last = max(recorded.items())
   changes = changed_fields(last, config)
   if changes and not allow_change:
-    source = history_file(workdir, step) if history_file(workdir, step).exists() else (
-        pathlib.Path(workdir) / LATEST_FILE)
     raise ConfigChangedError(
-        f'{workdir} was trained under another config ({source}); changed: '
+        f'{workdir} was trained under another config ({record_file(workdir, step)}); changed: '
         f'{describe_changes(changes)}. Resume with the config it was trained under, start a new '
         f'--workdir, or pass --allow_config_change to go on under this one from step '
         f'{resume_step} (kept as {history_file(workdir, resume_step).name}). Free to change: '
@@ -458,6 +528,51 @@ def record_config(config, workdir, start_step: int) -> Optional[pathlib.Path]:
     written = files.write_json(history_file(workdir, start_step), new)
   files.write_json(workdir / LATEST_FILE, new)
   return written
+
+
+def record_in_force(workdir, step: int) -> Optional[Tuple[int, Dict[str, Any]]]:
+  """(s, config) of the record that trained the checkpoint at `step`: the latest
+  config_<s>.json with s < step (config s trained steps s+1 on), s = 0 for step 0, the
+  earliest where none is older (as config_changes lists them). None for a workdir without
+  records (a run older than them).
+  """
+  recorded = recorded_configs(workdir)
+  if not recorded:
+    return None
+  older = [s for s in recorded if s < step]
+  s = max(older) if older else min(recorded)
+  return s, recorded[s]
+
+
+def _tuples(value):
+  """A JSON value with its lists as tuples, as config fields hold them."""
+  return tuple(map(_tuples, value)) if isinstance(value, list) else value
+
+
+def is_given(field: str) -> bool:
+  """Whether a checkpoint's evaluation or samples take `field` from their command's config,
+  not from the one the checkpoint was trained under: the fields free to change (where the
+  data is, evaluation's own settings) and the seed that evaluation's noise draws from."""
+  return field == 'seed' or is_free(field)
+
+
+def with_recorded(given, recorded: Mapping[str, Any]):
+  """(config, disagreements): a copy of `given` holding `recorded`'s value in every field but
+  those `is_given` keeps, and {field: (recorded value, given value)} where they differed.
+
+  A field `recorded` lacks (written before the field existed) takes its default, the value
+  the older code used (as in changed_fields).
+  """
+  config = given.copy_and_resolve_references()
+  values = flatten(as_dict(recorded))
+  defaults = flatten(as_dict(base_config()))
+  for field, value in flatten(given).items():
+    if not is_given(field):
+      *groups, name = field.split('.')
+      parent = functools.reduce(lambda tree, key: tree[key], groups, config)
+      parent[name] = _tuples(values.get(field, defaults.get(field, value)))
+  return config, {field: change for field, change in changed_fields(recorded, given).items()
+                  if not is_given(field)}
 
 
 def config_changes(workdir, step: Optional[int] = None) -> list:
