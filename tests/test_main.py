@@ -75,3 +75,16 @@ def test_cli_refuses_an_infinite_learning_rate_before_writing_anything(tmp_path)
   assert error_line(result) == ('error: config.train.learning_rate=inf is invalid: must be > 0 '
                                  'and finite')
   assert not workdir.exists()
+
+
+def test_cli_refuses_a_workdir_that_is_a_file_in_every_mode(tmp_path):
+  workdir = tmp_path / 'notes.txt'
+  workdir.write_text('not a workdir')
+  for mode in ('train', 'sample'):
+    result = subprocess.run(
+        [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small',
+         f'--workdir={workdir}', f'--mode={mode}'], cwd=REPO, capture_output=True, text=True,
+        timeout=300)
+    assert error_line(result) == (f'error: --workdir={workdir} is a file, not a directory: '
+                                  'pass a directory (it is created if missing)')
+  assert workdir.read_text() == 'not a workdir'

@@ -24,6 +24,7 @@ from tests.helpers import tiny_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
+from wae_jax import files
 from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import models
@@ -131,6 +132,27 @@ def test_pictures_that_fail_do_not_cost_the_checkpoint_of_their_step(tmp_path, m
   with pytest.raises(RuntimeError, match='the pictures broke'):
     train.train_and_evaluate(_small_run_config(2, image_every=2), str(tmp_path))
   assert checkpoints.Checkpoints(tmp_path).latest_step() == 2
+  # Asked for fewer steps than the workdir has: refused, not "Training for 1 step from step 2".
+  with pytest.raises(errors.ConfigError, match='already at step 2, beyond the 1 steps'):
+    train.train_and_evaluate(_small_run_config(1), str(tmp_path))
+
+
+def test_a_workdir_is_trained_in_by_one_run_at_a_time(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; from wae_jax import files\n'
+       'with files.workdir_lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(600)',
+       str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    with pytest.raises(files.WorkdirError, match=f'another run is training in {tmp_path} '
+                       f'\\(pid {holder.pid} on '):
+      train.train_and_evaluate(_small_run_config(2), str(tmp_path))
+  finally:
+    holder.kill()  # SIGKILL: the kernel releases the lock
+    holder.wait()
+  with files.workdir_lock(tmp_path):
+    pass
+  assert not any(tmp_path.glob('checkpoints/*'))
 
 
 def _truncate(checkpoint):

@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from wae_jax import errors
+from wae_jax import files
 
 State = TypeVar('State')
 
@@ -76,7 +77,7 @@ class Checkpoints:
   """The checkpoints of one run: `<workdir>/checkpoints/<step>/`."""
 
   def __init__(self, workdir, keep: int = 3):
-    self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+    self.directory = files.check_workdir(workdir).absolute() / 'checkpoints'
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
     self._writing = None  # (step, bytes needed) of the save last started

@@ -6,6 +6,7 @@ exactly as if it had never stopped. It is jitted over the global batch on a devi
 (`wae_jax.parallel`), so one device and many compute the same estimator.
 """
 
+import contextlib
 import pathlib
 from typing import Any, Callable, Dict, Tuple
 
@@ -20,6 +21,7 @@ import optax
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
+from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import parallel
@@ -313,7 +315,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   wae_config.validate(config)
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  workdir = pathlib.Path(workdir)
+  # One run at a time in a workdir (the lock is taken where the workdir is written from).
+  with (files.workdir_lock(workdir) if jax.process_index() == 0 else
+        contextlib.nullcontext(pathlib.Path(workdir))) as workdir:
+    return _train(config, workdir, mesh, allow_config_change)
+
+
+def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> TrainState:
+  """train_and_evaluate in a workdir this process holds."""
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   changes, latest = {}, ckpts.latest_step()
@@ -336,6 +345,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng, mesh)
   state = parallel.replicate(state, mesh)
   start_step = int(state.step)
+  if start_step > total_steps:
+    raise errors.ConfigError(
+        f'{workdir} is already at step {start_step}, beyond the {total_steps} steps this config '
+        f'trains for (config.train.num_steps={config.train.num_steps}, num_epochs='
+        f'{config.train.num_epochs}): set train.num_steps above {start_step} to train on, use '
+        '--mode=evaluate or --mode=sample to use it, or pass a new --workdir')
 
   is_main = jax.process_index() == 0
   metric_writers, periodic_actions = _import_clu()
