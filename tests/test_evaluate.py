@@ -3,6 +3,10 @@ for the prior's samples and those of the Gaussian mixture fitted to training cod
 
 import dataclasses
 import json
+import logging
+import shutil
+import subprocess
+import sys
 import types
 
 import ml_collections
@@ -11,7 +15,11 @@ from PIL import Image
 import pytest
 from sklearn import mixture
 
+from tests.helpers import error_line
+from tests.helpers import MNIST_DIR
+from tests.helpers import REPO
 from tests.helpers import tiny_config
+from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import inference
 from wae_jax import input_pipeline
@@ -58,9 +66,21 @@ def untrained_classifier(monkeypatch):
   return calls
 
 
-def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier):
+def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier, caplog):
+  """Labelled by what was trained: given another penalty, lambda and code size, evaluation
+  takes them from the checkpoint's record, says so in one warning, and writes the record's."""
   config, workdir = trained_vae
-  results = evaluate.evaluate(config, str(workdir))
+  given = config.copy_and_resolve_references()
+  given.penalty.name, given.penalty.lam, given.model.latent_dim = 'mmd', 3.0, 16
+  with caplog.at_level(logging.WARNING):
+    results = evaluate.evaluate(given, str(workdir))
+  warnings = [r.getMessage() for r in caplog.records if 'recorded values are used' in
+              r.getMessage()]
+  assert len(warnings) == 1 and str(workdir / 'config_0000000.json') in warnings[0]
+  for change in ("model.latent_dim: 8 -> 16", "penalty.lam: 1.0 -> 3.0",
+                 "penalty.name: 'vae' -> 'mmd'"):
+    assert change in warnings[0]
+  assert results['penalty'] == 'vae' and results['config'] == wae_config.as_dict(config)
   assert untrained_classifier == [1]  # one classifier for both samplers
   on_disk = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert on_disk == json.loads(json.dumps(results))
@@ -194,13 +214,87 @@ def test_fid_uses_the_shipped_classifier_and_other_seeds_train_their_own(
       for split in ('test', 'train') for weights in (short, other_short))
 
 
+# ----------------------------------------------------------------------------- refusals
+
+
+def _evaluate_command(workdir, *overrides):
+  return subprocess.run([sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:vae',
+                         f'--config.data.dir={MNIST_DIR}', f'--workdir={workdir}',
+                         '--mode=evaluate', *overrides],
+                        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def workdir_copy(trained_vae, tmp_path):
+  """A copy of the trained workdir without its evaluation, to damage."""
+  return shutil.copytree(trained_vae[1], tmp_path / 'run', ignore=shutil.ignore_patterns('eval'))
+
+
+def _no_data(*args):
+  raise AssertionError('loaded the data before refusing')
+
+
+def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
+    trained_vae, workdir_copy, monkeypatch):
+  """A corrupt config_0000000.json: resuming and evaluating stop at once with one line naming
+  the file and how to restore it, not a JSONDecodeError after a minute's evaluation."""
+  config, workdir = trained_vae[0], workdir_copy
+  record = workdir / 'config_0000000.json'
+  record.write_text('{not json')
+  line = error_line(_evaluate_command(workdir))
+  assert line.startswith(f'error: {record} is not valid JSON (') and 'from step 0' in line
+  assert f'cp {workdir / "config.json"} {record}' in line
+  assert not (workdir / 'eval' / 'results.json').exists()
+  monkeypatch.setattr(input_pipeline, 'load_dataset', _no_data)
+  for run in (lambda: train.train_and_evaluate(config, str(workdir)),
+              lambda: evaluate.evaluate(config, str(workdir))):
+    with pytest.raises(wae_config.RecordedConfigError, match='is not valid JSON'):
+      run()
+  assert record.read_text() == '{not json'  # left for the user to restore
+
+
+def test_more_samples_than_test_images_are_refused_in_one_line(workdir_copy):
+  line = error_line(_evaluate_command(workdir_copy, '--config.eval.num_samples=20000'))
+  assert line == ('error: config.eval.num_samples=20000 is more than the 10000 mnist test '
+                  'images that the samples are compared with; allowed: at most 10000')
+  assert not (workdir_copy / 'eval' / 'results.json').exists()
+
+
+def test_too_few_samples_for_an_fid_are_refused_before_any_work(trained_vae, monkeypatch):
+  """An FID needs more images than its features have dimensions (2 samples scored an FID of
+  1,890 under a "floor" of 2,034): 129 on the MNIST classifier's 128-d features, 2049 where
+  InceptionV3's 2048-d ones are configured."""
+  config, workdir = trained_vae
+  monkeypatch.setattr(input_pipeline, 'load_dataset', _no_data)
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  given = config.copy_and_resolve_references()
+
+  def refusal(count):
+    given.eval.num_samples = count
+    with pytest.raises(errors.ConfigError) as error:
+      evaluate.evaluate(given, str(workdir))
+    return str(error.value)
+
+  assert refusal(128).startswith(
+      'config.eval.num_samples=128 is too few: the FID on mnist_classifier features (128-d) '
+      'needs more images than dimensions')
+  assert 'allowed: at least 129 (and at most the test images)' in refusal(128)
+  given.eval.num_samples = 129  # enough for it: evaluation goes on to the data
+  with pytest.raises(AssertionError, match='loaded the data'):
+    evaluate.evaluate(given, str(workdir))
+  monkeypatch.setenv(inception.WEIGHTS_ENV, '/weights.pth')
+  assert 'FID on inception features (2048-d)' in refusal(129)
+  assert 'allowed: at least 2049' in refusal(2048)
+
+
 # ----------------------------------------------------------------------------- samplers
 
 
 def _sampler_config(**eval_fields):
   config = ml_collections.ConfigDict({
       'seed': 5, 'model': {'latent_dim': 2, 'prior_variance': 1.0},
-      'eval': {'sampler': 'both', 'num_samples': 200, 'samples_seed_offset': 1,
+      'data': {'name': 'mnist'},
+      'eval': {'sampler': 'both', 'num_samples': 150, 'samples_seed_offset': 1,
                'gmm_components': 2, 'gmm_covariance': 'full', 'gmm_train_images': 300,
                'gmm_seed_offset': 3}})
   config.eval.update(eval_fields)
@@ -247,6 +341,13 @@ def test_gmm_sampler_fits_training_codes(covariance):
   np.testing.assert_array_equal(samplers.gmm(config, encode, data).codes, draws.codes)
   config.eval.gmm_seed_offset = 4
   assert not np.array_equal(samplers.gmm(config, encode, data).codes, draws.codes)
+
+
+def test_samplers_refuse_more_samples_than_test_images():
+  config, data = _sampler_config(num_samples=151), _two_clusters()
+  for sampler in samplers.SAMPLERS.values():
+    with pytest.raises(errors.ConfigError, match='num_samples=151 is more than the 150 mnist '):
+      sampler(config, _identity_encoder()[0], data)
 
 
 def test_gmm_sampler_with_fewer_codes_than_components_is_a_clear_error():

@@ -3,7 +3,10 @@
 `python -m wae_jax.main --config=... --workdir=DIR --mode=evaluate` writes
 `DIR/eval/results.json`: every number with the checkpoint step, the number of images and,
 for FID, the feature extractor it was computed on; `configs` lists the configs the
-checkpoint was trained under, each with its step and the fields it changed. Beside it,
+checkpoint was trained under, each with its step and the fields it changed. The checkpoint
+is evaluated under the training settings (model, data, penalty, cost, train) of the record it
+was trained under (`trained_config`), with the given config's eval.*, seed and paths: what
+results.json labels (`penalty`, `config`) is what was trained. Beside it,
 `samples_<sampler>.png` shows each sampler's first eval.grid_samples samples. This module is
 the driver: it restores the checkpoint, decodes each sampler's samples (the prior's and/or
 those of a Gaussian mixture fitted to training codes, eval.sampler; see samplers.py) and
@@ -22,6 +25,7 @@ from typing import Dict, Optional
 from absl import logging
 import jax
 
+from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import files
 from wae_jax import inference
@@ -44,16 +48,18 @@ def _make_coders(model, state, pixel_range):
           functools.partial(jax.jit(decode), variables))
 
 
-def make_context(config, model, state,
-                 directory: Optional[pathlib.Path] = None) -> evaluators.Context:
-  """Everything the evaluators read, from the restored (model, state) and config's data.
+def make_context(config, model, state, directory: Optional[pathlib.Path] = None,
+                 data=None) -> evaluators.Context:
+  """Everything the evaluators read, from the restored (model, state) and config's data
+  (loaded unless given).
 
   Each sampler of eval.sampler draws codes (the GMM's fit encodes training images first),
   decoded into its samples; the test images are encoded and reconstructed once. directory:
   where evaluators write pictures (None: none).
   """
   e = config.eval
-  data = input_pipeline.load_dataset(config.data)
+  data = input_pipeline.load_dataset(config.data) if data is None else data
+  test = data.test_images[:samplers.num_samples(config, data)]  # refuses before any work
   encode, decode = _make_coders(model, state, config.data.pixel_range)
   mean_codes = lambda images, limit=None: batching.batched(encode, images, e.batch_size,
                                                            limit=limit)[0]
@@ -62,7 +68,6 @@ def make_context(config, model, state,
     draws = samplers.SAMPLERS[name](config, mean_codes, data)
     samples[name] = batching.batched(decode, draws.codes, e.batch_size)
     fits.update(draws.entries)
-  test = data.test_images[:samplers.num_samples(config, data)]
   codes, log_variance = batching.batched(encode, test, e.batch_size)
   reconstructions = batching.batched(decode, codes, e.batch_size)
   return evaluators.Context(config=config, data=data, test_images=test, samples=samples,
@@ -71,12 +76,48 @@ def make_context(config, model, state,
                             directory=directory)
 
 
+def trained_config(config, workdir, step: int):
+  """config with the training settings of the record the checkpoint at `step` was trained
+  under (wae_config.with_recorded: all but eval.*, the seed and the paths), and one warning
+  line naming each field where config disagrees. config itself for a workdir without records
+  (runs older than them).
+  """
+  in_force = wae_config.record_in_force(workdir, step)
+  if in_force is None:
+    return config
+  record, recorded = in_force
+  trained, disagreements = wae_config.with_recorded(config, recorded)
+  if disagreements:
+    logging.warning('The checkpoint at step %d of %s was trained under %s, and the given config '
+                    'differs from it in training settings, whose recorded values are used '
+                    '(recorded -> given): %s', step, workdir,
+                    wae_config.record_file(workdir, record),
+                    wae_config.describe_changes(disagreements))
+  return trained
+
+
 def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
-  """Evaluates the latest (or given) checkpoint in workdir; returns and writes the results."""
-  model, state = inference.restore(config, workdir, step)
-  context = make_context(config, model, state, pathlib.Path(workdir) / 'eval')
-  results = {'step': int(state.step), 'workdir': str(workdir), 'penalty': config.penalty.name}
-  for evaluator in evaluators.from_config(config):
+  """Evaluates the latest (or given) checkpoint in workdir under the training settings it was
+  trained under (`trained_config`); returns and writes the results.
+
+  What can be refused (an unreadable record, too many or too few samples) is refused before
+  the model is built and before anything is encoded or decoded.
+  """
+  latest = step if step is not None else checkpoints.Checkpoints(workdir).latest_step()
+  if latest is None:
+    inference.restore(config, workdir)  # raises: no checkpoint, train first
+  trained = trained_config(config, workdir, latest)
+  evaluators.check_num_samples(trained)
+  data = input_pipeline.load_dataset(trained.data)
+  samplers.num_samples(trained, data)
+  model, state = inference.restore(trained, workdir, step)
+  if int(state.step) != latest:  # the latest could not be read, an earlier one was restored
+    trained = trained_config(config, workdir, int(state.step))
+    model, state = inference.restore(trained, workdir, int(state.step))
+  context = make_context(trained, model, state, pathlib.Path(workdir) / 'eval', data)
+  results = {'step': int(state.step), 'workdir': str(workdir), 'penalty': trained.penalty.name,
+             'config': wae_config.as_dict(trained)}
+  for evaluator in evaluators.from_config(trained):
     results.update(evaluator.run(context))
   results['configs'] = wae_config.config_changes(workdir, results['step'])
   out = files.write_json(pathlib.Path(workdir) / 'eval' / 'results.json', results)

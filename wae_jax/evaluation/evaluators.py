@@ -10,12 +10,13 @@ has for the prior plus the sampler's suffix ('_gmm').
 
 import dataclasses
 import pathlib
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from absl import logging
 import ml_collections
 import numpy as np
 
+from wae_jax import errors
 from wae_jax import penalties
 from wae_jax import visualize
 from wae_jax.evaluation import fid
@@ -196,3 +197,27 @@ def from_config(config) -> List[Evaluator]:
   evaluators.append(FID(fid.INCEPTION))  # Skipped, with a log line, without its weights.
   evaluators += [SamplerFit(), SampleGrids()]
   return evaluators
+
+
+def min_num_samples(config) -> Tuple[int, str]:
+  """(n, why): the fewest samples (eval.num_samples, also the test images encoded) that
+  config's evaluators estimate from. The MMD of the test codes averages over pairs; an FID
+  needs more images than its features have dimensions (fid.min_images), or their covariance
+  is singular and the FID, below its own real-data floor, means nothing."""
+  needs = [(2, 'the MMD of the test codes averages over pairs of them')]
+  for evaluator in from_config(config):
+    if isinstance(evaluator, FID) and fid.configured(evaluator.extractor, config):
+      needs.append((fid.min_images(evaluator.extractor),
+                    f'the FID on {evaluator.extractor} features '
+                    f'({fid.FEATURE_DIMS[evaluator.extractor]}-d) needs more images than '
+                    'dimensions, or their covariance is singular and the FID meaningless'))
+  return max(needs)
+
+
+def check_num_samples(config) -> None:
+  """ConfigError unless eval.num_samples is at least min_num_samples: before any work."""
+  needed, why = min_num_samples(config)
+  count = config.eval.num_samples
+  if count < needed:
+    raise errors.ConfigError(f'config.eval.num_samples={count} is too few: {why}; allowed: at '
+                             f'least {needed} (and at most the test images)')

@@ -47,8 +47,14 @@ def key_suffix(sampler: str) -> str:
 
 
 def num_samples(config, data) -> int:
-  """Samples per sampler: as many as the test images FID compares them with."""
-  return min(config.eval.num_samples, len(data.test_images))
+  """Samples per sampler: eval.num_samples, compared with as many test images. ConfigError
+  if the test set has fewer: a smaller FID than asked for is not quietly computed."""
+  count, available = config.eval.num_samples, len(data.test_images)
+  if count > available:
+    raise errors.ConfigError(
+        f'config.eval.num_samples={count} is more than the {available} {config.data.name} test '
+        f'images that the samples are compared with; allowed: at most {available}')
+  return count
 
 
 def prior_noise(config, seed_offset: int, count: int) -> np.ndarray:
