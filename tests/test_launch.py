@@ -156,6 +156,10 @@ def test_launch_script_stops_at_the_first_failure(tmp_path, script):
 @pytest.mark.parametrize('arg, line', [
     ('--sweep.fixed.train.num_stepz=1', "error: --sweep.fixed.train.num_stepz=1: the config has "
      "no field 'fixed.train.num_stepz'"),
+    # A close match: ml_collections wraps its KeyError in an AttributeError.
+    ('--sweep.num_configz=1', "error: --sweep.num_configz=1: the config has no field "
+     "'num_configz'; Did you mean \"num_configs\" instead of \"num_configz\"? (the config "
+     "file lists every field)"),
     ('--resources=notjson', "error: --resources=notjson: not a JSON object of resource names "
      "and amounts >= 0; e.g. --resources='{\"TPU\": 4}'"),
     ('--max_retries=-1', 'error: flag --max_retries=-1: -1 is not a non-negative integer'),

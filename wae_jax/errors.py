@@ -253,17 +253,27 @@ def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
     override = _unknown_override(argv, flag_values, e)
     if override is None:
       raise
-    hint = ' '.join(str(e.args[0]).splitlines()[1:])  # ml_collections' "Did you mean ...?"
+    hint = ' '.join(_missing_key(e).splitlines()[1:])  # ml_collections' "Did you mean ...?"
+    listed = ('docs/config.md lists every field' if override.startswith('--config.') else
+              'the config file lists every field')
     raise ConfigError(f'{override}: the config has no field '
                       f'{override.split("=", 1)[0].split(".", 1)[1]!r}{"; " if hint else ""}'
-                      f'{hint} (docs/config.md lists every field)') from e
+                      f'{hint} ({listed})') from e
   _check_loaded_configs(argv, flag_values)
   return args
 
 
+def _missing_key(error: Exception) -> str:
+  """The text of the KeyError ml_collections raised, also when it wrapped it in an
+  AttributeError (it does when the misspelt key has a close match)."""
+  while error.args and isinstance(error.args[0], BaseException):
+    error = error.args[0]
+  return str(error.args[0]) if error.args else ''
+
+
 def _unknown_override(argv: Sequence[str], flag_values, error: Exception) -> Optional[str]:
   """The argument `--<config flag>.a.b=V` whose path holds the key `error` names, if any."""
-  key = str(error.args[0]).split('\n')[0].strip('\'"') if error.args else ''
+  key = _missing_key(error).split('\n')[0].strip('\'"')
   for name in _config_flags(flag_values):
     for arg in argv[1:]:
       path = arg.lstrip('-').split('=', 1)[0]

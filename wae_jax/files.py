@@ -37,9 +37,22 @@ def atomic_path(path) -> Iterator[pathlib.Path]:
   tmp = pathlib.Path(tmp)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
     os.replace(tmp, path)
   finally:
     tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+  """The process's umask, read without setting it (os.umask would, for every thread)."""
+  try:
+    with open('/proc/self/status') as status:
+      for line in status:
+        if line.startswith('Umask:'):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  return 0o022
 
 
 def write_bytes(path, data: bytes) -> pathlib.Path:
