@@ -6,6 +6,7 @@ import sys
 
 from PIL import Image
 
+from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
 from tests.helpers import error_line
 
@@ -88,3 +89,22 @@ def test_cli_refuses_a_workdir_that_is_a_file_in_every_mode(tmp_path):
     assert error_line(result) == (f'error: --workdir={workdir} is a file, not a directory: '
                                   'pass a directory (it is created if missing)')
   assert workdir.read_text() == 'not a workdir'
+
+
+def test_cli_sample_of_a_checkpoint_of_another_shape_is_one_line_and_no_tracebacks(tmp_path):
+  """orbax's failed reads of arrays of another shape printed hundreds of 'Event loop is
+  closed' tracebacks around the error; the shapes are now compared before reading."""
+  workdir = tmp_path / 'run'
+  flags = ['--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}',
+           '--config.model.width=0.03125', '--config.train.num_steps=1',
+           '--config.train.pretrain_steps=0', '--config.train.batch_size=8']
+  _run(*flags, f'--config.data.dir={MNIST_DIR}')
+  for record in workdir.glob('config*.json'):  # as an older run's: the given config is used
+    record.unlink()
+  result = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.main', *flags, '--mode=sample',
+       '--config.model.latent_dim=16'], cwd=REPO, capture_output=True, text=True, timeout=300)
+  line = error_line(result)
+  assert line.startswith(f'error: no checkpoint in {workdir / "checkpoints"} fits this config')
+  assert "checkpoint has (8, 1568), this config expects (16, 1568)" in line
+  assert len(result.stderr.splitlines()) < 200 and 'Event loop' not in result.stderr

@@ -79,7 +79,8 @@ class Checkpoints:
   def __init__(self, workdir, keep: int = 3):
     self.directory = files.check_workdir(workdir).absolute() / 'checkpoints'
     self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler())  # so metadata reads before a restore
     self._writing = None  # (step, bytes needed) of the save last started
     self._failure: Optional[errors.OutOfSpaceError] = None
 
@@ -162,6 +163,11 @@ class Checkpoints:
     failed = []
     for s in steps:
       try:
+        # Arrays of another shape are found from the metadata, before orbax reads them: its
+        # failed reads leave coroutines that print hundreds of tracebacks at exit.
+        differences = self._shape_differences(s, template)
+        if differences:
+          raise ValueError(f'arrays of another shape: {differences[0].strip()}')
         restored = self._manager.restore(s, args=ocp.args.StandardRestore(template))
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('Checkpoint %s cannot be restored: %s', self.directory / str(s),
@@ -198,18 +204,24 @@ class Checkpoints:
       multihost_utils.sync_global_devices('wae_jax.checkpoints.set_aside')
     self._manager.reload()
 
+  def _shape_differences(self, step: int, template):
+    """Lines naming the arrays whose shapes differ between the checkpoint's metadata and
+    `template`; none if they agree or the metadata cannot be read."""
+    try:
+      found = self._manager.item_metadata(step)
+      found = dict(found) if found is not None else {}
+    except Exception:  # pylint: disable=broad-except
+      found = {}
+    return _tree_differences(found, template) if found else []
+
   def _explain(self, failed, template) -> str:
     """One line: the arrays that differ from this config's, or else that the files are
     broken (the remedy differs: another config, or a copy / a fresh start)."""
     tried = ', '.join(f'step {s} ({_first_line(e)})' for s, e in failed)
-    try:
-      found = self._manager.item_metadata(failed[0][0])
-      found = dict(found) if found is not None else {}
-    except Exception:  # pylint: disable=broad-except
-      found = {}
-    differences = _tree_differences(found, template) if found else []
+    differences = self._shape_differences(failed[0][0], template)
     if differences:
-      return (f'no checkpoint in {self.directory} fits this config (tried {tried}); '
+      return (f'no checkpoint in {self.directory} fits this config (tried steps '
+              f'{", ".join(str(s) for s, _ in failed)}); step {failed[0][0]}: '
               f'{"; ".join(line.strip() for line in differences)}. Was it written with a '
               'different model config (widths, latent_dim, penalty)? Use that config, or a new '
               '--workdir.')
