@@ -243,7 +243,14 @@ def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeyp
 
   # Evaluation records the configs its checkpoint was trained under; the report says so.
   monkeypatch.setattr(evaluate, 'make_context', lambda *args: None)
-  monkeypatch.setattr(evaluators, 'from_config', lambda config: [])
+
+  class OneNumber:  # a number for the report's row; the metrics are tested elsewhere
+    name = 'one_number'
+
+    def run(self, context):
+      return {'test_mse_per_pixel': {'value': 0.5, 'num_images': 1}}
+
+  monkeypatch.setattr(evaluators, 'from_config', lambda config: [OneNumber()])
   first = {'step': 0, 'file': 'config_0000000.json', 'changed': {}}
   assert wae_config.config_changes(workdir, step=1) == [first]  # step 1 came before the change
   results = evaluate.evaluate(changed, str(workdir))
