@@ -250,6 +250,9 @@ def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
               lambda: evaluate.evaluate(config, str(workdir))):
     with pytest.raises(wae_config.RecordedConfigError, match='is not valid JSON'):
       run()
+  shutil.rmtree(workdir / 'checkpoints')  # nothing to resume: refused before the data too
+  with pytest.raises(wae_config.RecordedConfigError, match='is not valid JSON'):
+    train.train_and_evaluate(config, str(workdir))
   assert record.read_text() == '{not json'  # left for the user to restore
 
 

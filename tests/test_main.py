@@ -38,8 +38,10 @@ def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
       image.load()
       assert min(image.size) > 28
 
-  _run('--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}', '--mode=sample',
-       '--config.model.width=0.0625')
+  # The model is built from the config the run recorded, whatever --config says.
+  result = _run('--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}',
+                '--mode=sample', '--config.model.latent_dim=16')
+  assert 'model.latent_dim: 8 -> 16; model.width: 0.0625 -> 0.125' in result.stderr
   with Image.open(workdir / 'samples_step6.png') as image:
     assert image.size == (8 * 29 + 1, 8 * 29 + 1)
 

@@ -11,7 +11,6 @@ never restored.
 """
 
 import math
-import pathlib
 from typing import Optional, TypeVar
 
 from absl import logging

@@ -32,9 +32,33 @@ def restore(config, workdir: str, step: Optional[int] = None):
   return model, state
 
 
+def trained_config(config, workdir, step: int):
+  """config with the training settings of the record the checkpoint at `step` was trained
+  under (wae_config.with_recorded: all but eval.*, the seed and the paths), and one warning
+  line naming each field where config disagrees. config itself for a workdir without records
+  (runs older than them).
+  """
+  in_force = wae_config.record_in_force(workdir, step)
+  if in_force is None:
+    return config
+  record, recorded = in_force
+  trained, disagreements = wae_config.with_recorded(config, recorded)
+  if disagreements:
+    logging.warning('The checkpoint at step %d of %s was trained under %s, and the given config '
+                    'differs from it in training settings, whose recorded values are used '
+                    '(recorded -> given): %s', step, workdir,
+                    wae_config.record_file(workdir, record),
+                    wae_config.describe_changes(disagreements))
+  return trained
+
+
 def sample(config: ml_collections.ConfigDict, workdir: str,
            step: Optional[int] = None) -> pathlib.Path:
-  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid."""
+  """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid,
+  under the model settings it was trained with (`trained_config`)."""
+  latest = step if step is not None else checkpoints.Checkpoints(workdir).latest_step()
+  if latest is not None:
+    config = trained_config(config, workdir, latest)
   model, state = restore(config, workdir, step)
   _, decode = visualize.make_eval_fns(model, state, config.data.pixel_range)
   ncols = int(np.ceil(np.sqrt(config.eval.grid_samples)))

@@ -326,8 +326,11 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   changes, latest = {}, ckpts.latest_step()
-  if latest is not None:  # before the data and compilation: a refusal is quick
+  # Before the data and compilation, so that a refusal is quick: a resume under another
+  # config, and records that cannot be read (record_config reads them at the start).
+  if latest is not None:
     changes = wae_config.check_resume(config, workdir, latest, allow_config_change)
+  wae_config.recorded_configs(workdir)
   data = input_pipeline.load_dataset(config.data)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images),
                                                    config.train.batch_size)
@@ -431,8 +434,8 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
     kept = (f'no checkpoint was written in {ckpts.directory} before them' if latest is None
             else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact')
     raise NonFiniteError(
-        f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update (limit: '
-        f'config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
+        f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update '
+        f'(limit: config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
         'Lower the learning rate or lambda, or check the data.')
 
 

@@ -5,8 +5,8 @@
 for FID, the feature extractor it was computed on; `configs` lists the configs the
 checkpoint was trained under, each with its step and the fields it changed. The checkpoint
 is evaluated under the training settings (model, data, penalty, cost, train) of the record it
-was trained under (`trained_config`), with the given config's eval.*, seed and paths: what
-results.json labels (`penalty`, `config`) is what was trained. Beside it,
+was trained under (`inference.trained_config`), with the given config's eval.*, seed and
+paths: what results.json labels (`penalty`, `config`) is what was trained. Beside it,
 `samples_<sampler>.png` shows each sampler's first eval.grid_samples samples. This module is
 the driver: it restores the checkpoint, decodes each sampler's samples (the prior's and/or
 those of a Gaussian mixture fitted to training codes, eval.sampler; see samplers.py) and
@@ -76,29 +76,9 @@ def make_context(config, model, state, directory: Optional[pathlib.Path] = None,
                             directory=directory)
 
 
-def trained_config(config, workdir, step: int):
-  """config with the training settings of the record the checkpoint at `step` was trained
-  under (wae_config.with_recorded: all but eval.*, the seed and the paths), and one warning
-  line naming each field where config disagrees. config itself for a workdir without records
-  (runs older than them).
-  """
-  in_force = wae_config.record_in_force(workdir, step)
-  if in_force is None:
-    return config
-  record, recorded = in_force
-  trained, disagreements = wae_config.with_recorded(config, recorded)
-  if disagreements:
-    logging.warning('The checkpoint at step %d of %s was trained under %s, and the given config '
-                    'differs from it in training settings, whose recorded values are used '
-                    '(recorded -> given): %s', step, workdir,
-                    wae_config.record_file(workdir, record),
-                    wae_config.describe_changes(disagreements))
-  return trained
-
-
 def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   """Evaluates the latest (or given) checkpoint in workdir under the training settings it was
-  trained under (`trained_config`); returns and writes the results.
+  trained under (`inference.trained_config`); returns and writes the results.
 
   What can be refused (an unreadable record, too many or too few samples) is refused before
   the model is built and before anything is encoded or decoded.
@@ -106,13 +86,13 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   latest = step if step is not None else checkpoints.Checkpoints(workdir).latest_step()
   if latest is None:
     inference.restore(config, workdir)  # raises: no checkpoint, train first
-  trained = trained_config(config, workdir, latest)
+  trained = inference.trained_config(config, workdir, latest)
   evaluators.check_num_samples(trained)
   data = input_pipeline.load_dataset(trained.data)
   samplers.num_samples(trained, data)
   model, state = inference.restore(trained, workdir, step)
   if int(state.step) != latest:  # the latest could not be read, an earlier one was restored
-    trained = trained_config(config, workdir, int(state.step))
+    trained = inference.trained_config(config, workdir, int(state.step))
     model, state = inference.restore(trained, workdir, int(state.step))
   context = make_context(trained, model, state, pathlib.Path(workdir) / 'eval', data)
   results = {'step': int(state.step), 'workdir': str(workdir), 'penalty': trained.penalty.name,
