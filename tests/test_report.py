@@ -73,6 +73,14 @@ def workdirs(tmp_path):
           _workdir(tmp_path, 'vae_run', 'vae', 4.56789, lam=1.0)]
 
 
+def test_the_penalty_is_labelled_as_the_evaluated_checkpoint_was_trained(tmp_path):
+  # Evaluated at λ=3; config.json was then rewritten by a resume under λ=10.
+  trained = {'penalty': {'name': 'mmd', 'lam': 3.0}, 'seed': 0}
+  workdir = _workdir(tmp_path, 'run', 'mmd', 12.0, lam=10.0, config=trained)
+  run = report.load_run(workdir, 'run')
+  assert _rows(report.markdown_table([run]))[0]['penalty'] == 'MMD, λ=3'
+
+
 def _rows(markdown: str):
   lines = [l for l in markdown.splitlines() if l.startswith('|')]
   header = [c.strip() for c in lines[0].strip('|').split('|')]

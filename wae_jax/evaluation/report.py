@@ -26,7 +26,7 @@ import json
 import math
 import pathlib
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -87,6 +87,13 @@ class Run:
   @property
   def penalty(self) -> Optional[str]:
     return self.results.get('penalty') or self.config.get('penalty', {}).get('name')
+
+  @property
+  def trained_config(self) -> Dict[str, Any]:
+    """The config the evaluated checkpoint was trained under (results.json's, written by
+    evaluation since it records it), else the run's latest (config.json)."""
+    config = self.results.get('config')
+    return config if isinstance(config, dict) else self.config
 
   def value(self, key: str) -> Optional[float]:
     """results[key]['value'] if it is a number, else None."""
@@ -414,7 +421,7 @@ def penalty_label(run: Run) -> str:
   name = run.penalty
   if name is None:
     return MISSING
-  lam = run.config.get('penalty', {}).get('lam')
+  lam = run.trained_config.get('penalty', {}).get('lam')
   kind = PENALTY_KINDS.get(name, name)
   return kind if lam is None else f'{kind}, λ={lam:g}'
 
@@ -637,7 +644,8 @@ def _config_notes(runs: Sequence[Run]) -> List[str]:
                f" from step {c['step']:,} ({c['file']})" for c in changes]
       label = run.name if names.count(run.name) == 1 else f'{run.name} (`{run.workdir}`)'
       out.append(f'{label}: its config changed during training: {", then ".join(parts)}. '
-                 'The penalty column shows the latest config (config.json).')
+                 'The penalty column shows the config its evaluated checkpoint was trained '
+                 'under.')
   return out
 
 
