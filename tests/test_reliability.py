@@ -28,6 +28,7 @@ from wae_jax import files
 from wae_jax import inference
 from wae_jax import input_pipeline
 from wae_jax import models
+from wae_jax import parallel
 from wae_jax import train
 from wae_jax import visualize
 from wae_jax.evaluation import evaluate
@@ -160,6 +161,25 @@ def _truncate(checkpoint):
   for path in checkpoint.rglob('*'):
     if path.is_file() and path.parent.name == 'd' and path.stat().st_size > 0:
       path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def test_a_config_too_big_for_memory_is_refused_before_it_is_allocated_or_run(
+    tmp_path, monkeypatch):
+  assert parallel.free_memory_bytes(parallel.make_mesh()) > 2**20  # this machine's, read
+  free = iter([1])  # the state's check: 1 byte free
+  monkeypatch.setattr(parallel, 'free_memory_bytes', lambda mesh: next(free, 2**50))
+  with pytest.raises(train.OutOfMemoryError) as error:
+    train.train_and_evaluate(_small_run_config(2), str(tmp_path / 'state'))
+  status, line = _one_line_status(error.value)
+  assert status == 2 and 'GiB per device (the parameters and optimizer state, ' in line
+  assert 'config.model.width (0.03125;' in line and 'batch_size' not in line, line
+  monkeypatch.undo()
+  free = iter([2**50, 1])  # the state fits; the compiled step's temporaries do not
+  monkeypatch.setattr(parallel, 'free_memory_bytes', lambda mesh: next(free, 2**50))
+  with pytest.raises(train.OutOfMemoryError, match="the step's temporaries and outputs .* "
+                     r'config.train.batch_size \(8;'):
+    train.train_and_evaluate(_small_run_config(2), str(tmp_path / 'step'))
+  assert not any((tmp_path / 'step').glob('checkpoints/*'))
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):

@@ -100,9 +100,37 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
         f'{devices * max(1, round(batch_size / devices))}')
 
 
-def replicate(tree, mesh: Mesh):
-  """Places a pytree (the same values on every process) on every device of the mesh."""
+def free_memory_bytes(mesh: Mesh) -> Optional[int]:
+  """The bytes each device of this process can still allocate: its allocator's limit less
+  what it holds (GPU, TPU), or the host's available memory shared by this process's CPU
+  devices; None where unknown."""
+  local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+  if not local:
+    return None
+  if local[0].platform == 'cpu':
+    try:
+      with open('/proc/meminfo') as meminfo:
+        for line in meminfo:
+          if line.startswith('MemAvailable:'):
+            return int(line.split()[1]) * 1024 // len(local)
+    except OSError:
+      return None
+    return None
+  stats = local[0].memory_stats() or {}
+  if 'bytes_limit' not in stats:
+    return None
+  return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
+
+
+def replicate(tree, mesh: Mesh, donate: bool = False):
+  """Places a pytree (the same values on every process) on every device of the mesh.
+
+  `donate`: the tree's arrays may be used up, so that a large state is not held twice (on
+  one device they stay where they are).
+  """
   sharding = replicated(mesh)
+  if donate and jax.process_count() == 1:
+    return jax.device_put(tree, sharding, donate=True)
 
   def put(x):
     x = np.asarray(jax.device_get(x))

@@ -7,6 +7,7 @@ exactly as if it had never stopped. It is jitted over the global batch on a devi
 """
 
 import contextlib
+import itertools
 import pathlib
 from typing import Any, Callable, Dict, Tuple
 
@@ -83,6 +84,32 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
       adversary_params=adversary_params,
       adversary_opt_state=adversary_tx.init(adversary_params),
       nonfinite_steps=jnp.zeros((), jnp.int32))
+
+
+class OutOfMemoryError(errors.WaeError, MemoryError):
+  """A config whose training cannot fit in the memory of this machine's devices."""
+
+
+def check_memory(config, need: int, what: str, mesh, activations: bool) -> None:
+  """OutOfMemoryError if `need` bytes per device (`what` says of what; `activations`: they
+  count) exceed what each device of the mesh can still allocate: refused in one line, before
+  the allocation fails deep in XLA. Nothing is checked where the free memory is unknown."""
+  free = parallel.free_memory_bytes(mesh)
+  if free is None or need <= free:
+    return
+  gib = 2**30
+  device = mesh.devices.flat[0]
+  where = (f"this machine's memory shared by {mesh.local_mesh.size} CPU devices"
+           if device.platform == 'cpu' and mesh.local_mesh.size > 1 else
+           "this machine's memory" if device.platform == 'cpu' else
+           f'each {device.device_kind}')
+  raise OutOfMemoryError(
+      f'this config needs at least {need / gib:.2f} GiB per device ({what}), more than the '
+      f'{free / gib:.2f} GiB free in {where}: lower config.model.width '
+      f'({config.model.width:g}; the state grows about with its square)' +
+      (f' or config.train.batch_size ({config.train.batch_size}; the activations grow with it)'
+       if activations else '') + ', or train where there is more memory (python -m '
+      "wae_jax.accelerators.aot gives a step's memory on a TPU or GPU without one)")
 
 
 def prior_moment_gaps(codes, prior_variance: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -339,6 +366,14 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
 
   model = models.build_autoencoder(config)
   adversary = models.build_adversary(config)
+  # A checkpoint is written from a copy of the state (the step overwrites the original), and
+  # the step holds its gradients and updates beside it: a state that cannot fit twice is
+  # refused before it is allocated (only its shapes are traced).
+  state_bytes = checkpoints.state_bytes(
+      jax.eval_shape(lambda: create_train_state(config, init_rng, steps_per_epoch)))
+  check_memory(config, 2 * state_bytes, f'the parameters and optimizer state, '
+               f'{state_bytes / 2**30:.2f} GiB, twice: beside a checkpoint\'s copy, or the '
+               'gradients and updates', mesh, activations=False)
   state = create_train_state(config, init_rng, steps_per_epoch)
   restored = ckpts.restore(state, set_aside_unreadable=True)
   if restored is not None:
@@ -346,7 +381,7 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
     logging.info('Resuming from step %d', int(state.step))
   elif config.train.pretrain_steps > 0 and config.penalty.name != 'vae':
     state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng, mesh)
-  state = parallel.replicate(state, mesh)
+  state = parallel.replicate(state, mesh, donate=True)
   start_step = int(state.step)
   if start_step > total_steps:
     raise errors.ConfigError(
@@ -377,6 +412,8 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
                                            every_steps=config.train.log_every, every_secs=None)
   batches = parallel.mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
                          start_step)
+  if start_step < total_steps:
+    batches = _check_step_memory(config, train_step, state, batches, mesh)
   stop = parallel.StopSignal()
   failed = True
   try:
@@ -388,6 +425,19 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
     stop.restore()
     _finish(ckpts, writer, failed)
   return state
+
+
+def _check_step_memory(config, train_step, state, batches, mesh):
+  """Compiles the step (the loop's first call reuses it) and refuses it if what it allocates
+  beyond its arguments (its temporaries and outputs) cannot fit next to the state. Returns
+  the batches, the first put back."""
+  first = next(batches)
+  memory = train_step.lower(state, first).compile().memory_analysis()
+  if memory is not None:
+    need = memory.temp_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
+    check_memory(config, need, f'the step\'s temporaries and outputs {need / 2**30:.2f} GiB '
+                 'besides the state it updates', mesh, activations=True)
+  return itertools.chain([first], batches)
 
 
 def _loop(config, state, train_step, batches, start_step, total_steps, stop, report, writer,
