@@ -69,6 +69,14 @@ def test_bad_config_argument():
     ('train.adversary_learning_rate', float('nan'), 'must be > 0 and finite'),
     ('train.pretrain_learning_rate', float('inf'), 'must be > 0 and finite'),
     ('model.prior_variance', float('inf'), 'must be > 0 and finite'),
+    ('train.lr_decay', ('abc',), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
+    ('train.lr_decay', ((30, 0.5), (50,)), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
+    ('train.lr_decay', ((30, -0.5),), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
+    ('train.lr_decay', ((float('nan'), 0.5),), r'must be a tuple of \(epoch >= 0, factor > 0\)'),
+    ('penalty.kernel_scale', float('inf'), 'must be > 0 and finite, or None'),
+    ('train.input_noise', -0.1, 'must be >= 0 and finite'),
+    ('train.adam_b1', 1.0, r'must be in \[0, 1\)'),
+    ('cost.scale', float('nan'), 'must be > 0 and finite'),
     ('model.latent_dim', 0, 'must be >= 1'),
     ('train.batch_size', 1, 'needs two codes'),
     ('model.arch', 'vgg', "allowed: 'dcgan'"),
@@ -257,7 +265,7 @@ def test_unset_fields_are_typed_placeholders_the_command_line_can_set(tmp_path):
 
 @pytest.mark.parametrize('field,value,message', [
     ('train.num_steps', 0, 'must be >= 1 or None (use num_epochs)'),
-    ('penalty.kernel_scale', 0.0, "must be > 0 or None (the paper's C"),
+    ('penalty.kernel_scale', 0.0, "must be > 0 and finite, or None (the paper's C"),
     ('data.dir', '', 'must be a path, or None'),
     ('data.cache_dir', ' ', 'must be a path, or None'),
     ('eval.inception_weights', '', 'must be a path, or None'),

@@ -249,6 +249,12 @@ def _require(ok: bool, field: str, value, expected: str) -> None:
     raise errors.ConfigError(f'config.{field}={value!r} is invalid: {expected}')
 
 
+def _number(value) -> bool:
+  """A finite int or float (not a bool, a string or None)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (a ValueError) naming the field, its value and what is allowed."""
   _allowed('data.name', config.data.name, DATASETS)
@@ -268,7 +274,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 'penalty.sinkhorn_epsilon'):
     group, name = field.split('.')
     value = config[group][name]
-    _require(math.isfinite(value) and value > 0, field, value, 'must be > 0 and finite')
+    _require(_number(value) and value > 0, field, value, 'must be > 0 and finite')
   _require(config.model.latent_dim >= 1, 'model.latent_dim', config.model.latent_dim,
            'must be >= 1')
   for field in ('resnet_stage_blocks', 'resnet_widths'):
@@ -312,8 +318,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(num_steps is not None or config.train.num_epochs > 0, 'train.num_epochs',
            config.train.num_epochs, 'must be > 0 when train.num_steps is None')
   kernel_scale = config.penalty.kernel_scale
-  _require(kernel_scale is None or kernel_scale > 0, 'penalty.kernel_scale', kernel_scale,
-           "must be > 0 or None (the paper's C = 2 * latent_dim * prior_variance)")
+  _require(kernel_scale is None or (_number(kernel_scale) and kernel_scale > 0),
+           'penalty.kernel_scale', kernel_scale,
+           "must be > 0 and finite, or None (the paper's C = 2 * latent_dim * prior_variance)")
+  lr_decay = config.train.lr_decay
+  _require(isinstance(lr_decay, (tuple, list)) and all(
+      isinstance(pair, (tuple, list)) and len(pair) == 2 and _number(pair[0]) and pair[0] >= 0
+      and _number(pair[1]) and pair[1] > 0 for pair in lr_decay), 'train.lr_decay', lr_decay,
+           'must be a tuple of (epoch >= 0, factor > 0) pairs, e.g. ((30, 0.5), (50, 0.2)), or '
+           '() for a constant rate')
+  _require(_number(config.train.input_noise) and config.train.input_noise >= 0,
+           'train.input_noise', config.train.input_noise, 'must be >= 0 and finite')
+  _require(_number(config.train.adam_b1) and 0 <= config.train.adam_b1 < 1, 'train.adam_b1',
+           config.train.adam_b1, 'must be in [0, 1)')
+  _require(_number(config.cost.scale) and config.cost.scale > 0, 'cost.scale',
+           config.cost.scale, 'must be > 0 and finite')
   if config.penalty.name == 'vae':
     _require(config.model.gaussian_encoder, 'model.gaussian_encoder',
              config.model.gaussian_encoder, 'must be True with penalty.name=vae')
