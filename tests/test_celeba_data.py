@@ -11,7 +11,10 @@ import pytest
 
 from tests.helpers import load_config
 from wae_jax import config as wae_config
+from wae_jax import data
 from wae_jax import input_pipeline as ip
+from wae_jax.data import celeba
+from wae_jax.data import tfds_source
 
 NUM = 30
 WIDTH, HEIGHT = 178, 218
@@ -103,7 +106,7 @@ def test_centre_crop_then_lanczos(tmp_path):
   rng = np.random.default_rng(0)
   noise = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
   Image.fromarray(noise).save(folder / 'b.png')
-  out = ip.load_celeba_folder(folder, tmp_path / 'cache')[0]
+  out = celeba.load_celeba_folder(folder, tmp_path / 'cache')[0]
   red = out['train'][0]
   assert out['train'].shape == (1, 64, 64, 3) and out['train'].dtype == np.uint8
   assert np.all(red == (255, 0, 0)), np.unique(red.reshape(-1, 3), axis=0)
@@ -112,7 +115,7 @@ def test_centre_crop_then_lanczos(tmp_path):
 
 
 def test_partition_file_beside_the_folder(faces, tmp_path):
-  write_partition(faces.parent / ip.CELEBA_PARTITION, [0] * 20 + [1] * 4 + [2] * 6)
+  write_partition(faces.parent / celeba.CELEBA_PARTITION, [0] * 20 + [1] * 4 + [2] * 6)
   for directory in (faces.parent, faces):  # data.dir: the parent or the folder itself
     data = ip.load_dataset(data_config(directory, tmp_path))
     assert len(data.train_images) == 20 and len(data.test_images) == 6
@@ -128,10 +131,10 @@ def test_partition_file_beside_the_folder(faces, tmp_path):
 def test_bad_partition_file(faces, tmp_path, line, message):
   lines = [f'{name(i)} 0' for i in range(1, NUM + 1)]
   lines[2] = line
-  (faces / ip.CELEBA_PARTITION).write_text('\n'.join(lines) + '\n')
+  (faces / celeba.CELEBA_PARTITION).write_text('\n'.join(lines) + '\n')
   with pytest.raises(ip.DataError, match=message) as err:
     ip.load_dataset(data_config(faces, tmp_path))
-  assert str(faces / ip.CELEBA_PARTITION) in str(err.value)
+  assert str(faces / celeba.CELEBA_PARTITION) in str(err.value)
 
 
 # ---------------------------------------------------------------------- cache
@@ -146,7 +149,7 @@ def test_cache_is_reused_and_keyed_on_the_files(faces, tmp_path, monkeypatch):
   def no_decoding(path):
     raise AssertionError(f'decoded {path} although it is cached')
 
-  monkeypatch.setattr(ip, '_decode_face', no_decoding)
+  monkeypatch.setattr(celeba, '_decode_face', no_decoding)
   second = ip.load_dataset(data_config(faces, tmp_path))
   assert isinstance(second.train_images.pixels, np.memmap)
   np.testing.assert_array_equal(second.train_images[:], first.train_images[:])
@@ -174,7 +177,7 @@ def test_cache_write_is_atomic(faces, tmp_path, monkeypatch):
 
 def test_undecodable_files_are_skipped_with_one_warning(faces, tmp_path, monkeypatch,
                                                          caplog):
-  monkeypatch.setattr(ip, 'MAX_SKIPPED_FRACTION', 0.1)
+  monkeypatch.setattr(celeba, 'MAX_SKIPPED_FRACTION', 0.1)
   (faces / name(2)).write_bytes(np.random.default_rng(0).bytes(5000))
   jpeg = (faces / name(4)).read_bytes()
   (faces / name(4)).write_bytes(jpeg[:len(jpeg) // 2])
@@ -189,7 +192,7 @@ def test_undecodable_files_are_skipped_with_one_warning(faces, tmp_path, monkeyp
 
 
 def test_wrong_sizes_are_skipped_with_a_warning(faces, tmp_path, monkeypatch, caplog):
-  monkeypatch.setattr(ip, 'MAX_SKIPPED_FRACTION', 0.1)
+  monkeypatch.setattr(celeba, 'MAX_SKIPPED_FRACTION', 0.1)
   Image.new('RGB', (200, 200), colour(3)).save(faces / name(3))
   Image.new('RGB', (100, 120), colour(7)).save(faces / name(7))
   with caplog.at_level(logging.WARNING):
@@ -213,7 +216,7 @@ def test_too_many_bad_images_is_an_error(faces, tmp_path):
 
 
 def test_all_bad_or_no_images_is_an_error(tmp_path, monkeypatch):
-  monkeypatch.setattr(ip, 'MAX_SKIPPED_FRACTION', 1.0)
+  monkeypatch.setattr(celeba, 'MAX_SKIPPED_FRACTION', 1.0)
   folder = tmp_path / 'bad'
   folder.mkdir()
   (folder / 'x.jpg').write_bytes(b'junk')
@@ -236,22 +239,22 @@ def test_auto_uses_the_folder_or_explains_both(faces, tmp_path):
   empty.mkdir()
   with pytest.raises(ip.DataError) as err:
     ip.load_dataset(data_config(empty, tmp_path, source='auto'))
-  for needle in ('TFDS celeb_a', ip.CELEBA_FOLDER, 'config.data.dir', str(empty)):
+  for needle in ('TFDS celeb_a', celeba.CELEBA_FOLDER, 'config.data.dir', str(empty)):
     assert needle in str(err.value)
 
 
 def test_tfds_mock_data_goes_through_the_same_preprocessing(tmp_path, monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')
-  shapes, original = [], ip.preprocess_face
+  shapes, original = [], celeba.preprocess_face
 
   def recording(image):
     shapes.append(image.size)
     return original(image)
 
-  monkeypatch.setattr(ip, 'preprocess_face', recording)
+  monkeypatch.setattr(celeba, 'preprocess_face', recording)
   with tfds.testing.mock_data(num_examples=5):
     data = ip.load_dataset(data_config(tmp_path, tmp_path, source='tfds'))
-    monkeypatch.setattr(ip, '_tfds_prepared', lambda data_dir, name='mnist': True)
+    monkeypatch.setattr(tfds_source, 'prepared', lambda data_dir, name: True)
     auto = ip.load_dataset(data_config(tmp_path, tmp_path, source='auto'))
   assert data.source == f'tfds celeb_a (data_dir={tmp_path})' == auto.source
   assert shapes == [(WIDTH, HEIGHT)] * 20
@@ -275,7 +278,7 @@ def test_source_must_fit_the_dataset(dataset, source, allowed, tmp_path):
     assert f'config.data.source={source!r}' in message
     assert f'config.data.name={dataset!r}' in message
     assert f'allowed: {allowed}' in message
-  assert wae_config.DATASETS is ip.DATASETS == ('mnist', 'celeba')
+  assert data.names()[:2] == ('mnist', 'celeba')  # the registry's; later ones are registered
 
 
 def test_images_index_like_a_float_array():
@@ -299,7 +302,7 @@ def test_images_index_like_a_float_array():
 @pytest.mark.parametrize('source', ['folder', 'tfds'])
 def test_train_and_evaluate_on_a_folder_or_tfds(source, faces, tmp_path):
   from wae_jax import train  # pylint: disable=g-import-not-at-top
-  write_partition(faces.parent / ip.CELEBA_PARTITION, [0] * 24 + [2] * 6)
+  write_partition(faces.parent / celeba.CELEBA_PARTITION, [0] * 24 + [2] * 6)
   config = load_config('celeba', 'wae_mmd')
   config.data.source = source
   config.data.dir = str(faces.parent)

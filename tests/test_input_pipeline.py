@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from wae_jax import input_pipeline as ip
+from wae_jax.data import mnist
+from wae_jax.data import tfds_source
 
 REAL_MNIST_DIR = Path(
-    os.environ.get(ip.MNIST_DIR_ENV)
+    os.environ.get(mnist.MNIST_DIR_ENV)
     or Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist')
 
 
@@ -35,7 +37,7 @@ def write_fake_mnist(folder, num_train=20, num_test=10, gz=True):
   folder.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(0)
   for split, n in (('train', num_train), ('test', num_test)):
-    images_name, labels_name = ip.MNIST_FILES[split]
+    images_name, labels_name = mnist.MNIST_FILES[split]
     for name, array in ((images_name, rng.integers(0, 256, (n, 28, 28))),
                         (labels_name, rng.integers(0, 10, n))):
       data = idx_bytes(array)
@@ -48,12 +50,12 @@ def write_fake_mnist(folder, num_train=20, num_test=10, gz=True):
 
 @pytest.fixture(autouse=True)
 def _no_env_dir(monkeypatch):
-  monkeypatch.delenv(ip.MNIST_DIR_ENV, raising=False)
+  monkeypatch.delenv(mnist.MNIST_DIR_ENV, raising=False)
 
 
 @pytest.fixture(scope='module')
 def real_mnist():
-  return ip.load_mnist_idx(REAL_MNIST_DIR)
+  return mnist.load_mnist_idx(REAL_MNIST_DIR)
 
 
 @pytest.fixture(scope='module')
@@ -109,12 +111,12 @@ def test_read_idx_gz_and_raw(tmp_path):
   # gzip detected by its magic bytes even without the .gz suffix.
   (tmp_path / 'b.idx').write_bytes(gzip.compress(idx_bytes(array)))
   for name in ('a.idx', 'a.idx.gz', 'b.idx'):
-    out = ip.read_idx(tmp_path / name)
+    out = mnist.read_idx(tmp_path / name)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, array)
   labels = np.array([3, 1, 4], np.uint8)
   (tmp_path / 'l.idx').write_bytes(idx_bytes(labels))
-  np.testing.assert_array_equal(ip.read_idx(tmp_path / 'l.idx'), labels)
+  np.testing.assert_array_equal(mnist.read_idx(tmp_path / 'l.idx'), labels)
 
 
 @pytest.mark.parametrize('mutate,message', [
@@ -128,7 +130,7 @@ def test_read_idx_errors(tmp_path, mutate, message):
   path = tmp_path / 'bad-idx3-ubyte'
   path.write_bytes(mutate(idx_bytes(np.zeros((2, 28, 28)))))
   with pytest.raises(ip.DataError, match=message) as err:
-    ip.read_idx(path)
+    mnist.read_idx(path)
   assert str(path) in str(err.value)
 
 
@@ -136,14 +138,14 @@ def test_read_idx_truncated_reports_sizes(tmp_path):
   path = tmp_path / 'short.gz'
   path.write_bytes(gzip.compress(idx_bytes(np.zeros((2, 28, 28)))[:-10]))
   with pytest.raises(ip.DataError, match='expects 1568 data bytes, found 1558'):
-    ip.read_idx(path)
+    mnist.read_idx(path)
 
 
 def test_read_idx_bad_gzip(tmp_path):
   path = tmp_path / 'x.gz'
   path.write_bytes(b'not gzip at all')
   with pytest.raises(ip.DataError, match='gzip') as err:
-    ip.read_idx(path)
+    mnist.read_idx(path)
   assert str(path) in str(err.value)
 
 
@@ -151,39 +153,39 @@ def test_read_idx_bad_gzip(tmp_path):
 
 
 def test_load_mnist_idx_raw_names(tmp_path):
-  out = ip.load_mnist_idx(write_fake_mnist(tmp_path, gz=False))
+  out = mnist.load_mnist_idx(write_fake_mnist(tmp_path, gz=False))
   assert out['train'][0].shape == (20, 28, 28, 1)
   assert out['test'][1].shape == (10,) and out['test'][1].dtype == np.int32
 
 
 def test_load_mnist_idx_missing_file(tmp_path):
   folder = write_fake_mnist(tmp_path)
-  missing = folder / ip.MNIST_FILES['test'][1]
+  missing = folder / mnist.MNIST_FILES['test'][1]
   missing.unlink()
   with pytest.raises(ip.DataError) as err:
-    ip.load_mnist_idx(folder)
+    mnist.load_mnist_idx(folder)
   message = str(err.value)
   assert str(missing) in message
-  for names in ip.MNIST_FILES.values():
+  for names in mnist.MNIST_FILES.values():
     for name in names:
       assert name in message
 
 
 def test_load_mnist_idx_wrong_image_size(tmp_path):
   folder = write_fake_mnist(tmp_path)
-  path = folder / ip.MNIST_FILES['train'][0]
+  path = folder / mnist.MNIST_FILES['train'][0]
   path.write_bytes(gzip.compress(idx_bytes(np.zeros((20, 27, 27)))))
   with pytest.raises(ip.DataError, match=r'expected images of shape \[N, 28, 28\]') as err:
-    ip.load_mnist_idx(folder)
+    mnist.load_mnist_idx(folder)
   assert str(path) in str(err.value)
 
 
 def test_load_mnist_idx_count_mismatch(tmp_path):
   folder = write_fake_mnist(tmp_path)
-  path = folder / ip.MNIST_FILES['test'][1]
+  path = folder / mnist.MNIST_FILES['test'][1]
   path.write_bytes(gzip.compress(idx_bytes(np.zeros(9))))
   with pytest.raises(ip.DataError, match='9 labels') as err:
-    ip.load_mnist_idx(folder)
+    mnist.load_mnist_idx(folder)
   assert str(path) in str(err.value)
 
 
@@ -204,7 +206,7 @@ def test_idx_source_from_config_dir(tmp_path, caplog):
 
 def test_idx_source_from_env(tmp_path, monkeypatch):
   folder = write_fake_mnist(tmp_path / 'mnist')
-  monkeypatch.setenv(ip.MNIST_DIR_ENV, str(folder))
+  monkeypatch.setenv(mnist.MNIST_DIR_ENV, str(folder))
   data = ip.load_dataset(data_config(source='idx', dir=None))
   assert data.source == f'IDX files in {folder}'
   assert data.test_labels.shape == (10,)
@@ -213,14 +215,14 @@ def test_idx_source_from_env(tmp_path, monkeypatch):
 def test_idx_source_without_folder():
   with pytest.raises(ip.DataError, match='config.data.dir') as err:
     ip.load_dataset(data_config(source='idx'))
-  assert ip.MNIST_DIR_ENV in str(err.value)
+  assert mnist.MNIST_DIR_ENV in str(err.value)
 
 
 def test_auto_falls_back_to_idx(tmp_path, monkeypatch):
   empty_tfds_dir = tmp_path / 'tfds'
   empty_tfds_dir.mkdir()
   folder = write_fake_mnist(tmp_path / 'mnist')
-  monkeypatch.setenv(ip.MNIST_DIR_ENV, str(folder))
+  monkeypatch.setenv(mnist.MNIST_DIR_ENV, str(folder))
   data = ip.load_dataset(data_config(source='auto', dir=str(empty_tfds_dir)))
   assert data.source == f'IDX files in {folder}'
 
@@ -235,7 +237,7 @@ def test_auto_without_any_source_explains_both(tmp_path):
   with pytest.raises(ip.DataError) as err:
     ip.load_dataset(data_config(source='auto', dir=str(tmp_path)))
   message = str(err.value)
-  for needle in ('config.data.dir', ip.MNIST_DIR_ENV, 'TFDS',
+  for needle in ('config.data.dir', mnist.MNIST_DIR_ENV, 'TFDS',
                  'train-images-idx3-ubyte.gz', 'does not download'):
     assert needle in message
 
@@ -271,8 +273,8 @@ def test_tfds_source_with_mock_data(tmp_path, monkeypatch):
     data = ip.load_dataset(data_config(source='tfds', dir=str(tmp_path),
                                        pixel_range=(-1.0, 1.0)))
     # 'auto' prefers an already prepared TFDS data set over IDX files.
-    monkeypatch.setattr(ip, '_tfds_prepared', lambda data_dir: True)
-    monkeypatch.setenv(ip.MNIST_DIR_ENV, str(write_fake_mnist(tmp_path / 'idx')))
+    monkeypatch.setattr(tfds_source, 'prepared', lambda data_dir, name: True)
+    monkeypatch.setenv(mnist.MNIST_DIR_ENV, str(write_fake_mnist(tmp_path / 'idx')))
     auto = ip.load_dataset(data_config(source='auto', dir=str(tmp_path)))
   assert data.source == f'tfds mnist (data_dir={tmp_path})'
   assert auto.source == data.source
@@ -298,9 +300,9 @@ def test_tfds_not_prepared_is_detected_without_probing_missing_folders(tmp_path,
   asked = []
   monkeypatch.setattr(tfds, 'builder', lambda name, data_dir: asked.append(data_dir) or (
       type('Builder', (), {'is_prepared': lambda self: False})()))
-  assert not ip._tfds_prepared(str(tmp_path)) and asked == []
+  assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == []
   (tmp_path / 'mnist').mkdir()
-  assert not ip._tfds_prepared(str(tmp_path)) and asked == [str(tmp_path)]
+  assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == [str(tmp_path)]
 
 
 # ------------------------------------------------------------------ batching
