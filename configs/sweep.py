@@ -10,7 +10,7 @@ field the ml_collections way, e.g. `--sweep.num_configs=10 --sweep.fixed.data.di
   ('choice', (a, b, ...)), ('uniform', low, high) or ('log_uniform', low, high).
   `penalty.kernel_scale_factor` is not a config field: it sets the IMQ base scale
   `penalty.kernel_scale` as a multiple of the paper's C = 2 * d_z * sigma_z^2 (so that it
-  follows the sampled d_z); wae_jax/sweep.py's DERIVED is the one place such values are made.
+  follows the sampled d_z); wae_jax/sweep/trials.py's DERIVED is the one place such values are made.
 - `fixed`: fields set in every trial (data folder, eval settings, logging); a field left None
   keeps the base config's value. Paths must be absolute: a trial's processes run in its folder.
 - every configuration trains `seeds_per_config` times (config.seed = 0, 1, ...) for
@@ -32,7 +32,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from wae_jax import config as wae_config
-from wae_jax import sweep
+from wae_jax.sweep import trials
 
 # Shared by every method: fields as in wae_jax/config.py's base_config.
 _COMMON = {
@@ -71,7 +71,7 @@ def _fixed(**overrides) -> ml_collections.ConfigDict:
   command line can set them (`--sweep.fixed.data.dir=...`)."""
   flat = {path: config_dict.placeholder(str) for path in wae_config.PATH_FIELDS}
   flat.update(overrides)
-  return sweep.nested(flat)
+  return trials.nested(flat)
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -79,11 +79,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = name
   c.sweep_seed = 0
-  c.inject_failure = ''  # Test only: comma-separated trial ids whose training is made to fail.
   if name == 'bigwae':
     c.methods = ('wae_mmd', 'wae_gan', 'vae')  # the paper's; wae_swd and wae_sinkhorn also exist
     c.base = {m: f'configs/celeba.py:{m}' for m in _BIGWAE_SPACE}
-    c.space = {m: sweep.nested(s) for m, s in _BIGWAE_SPACE.items()}
+    c.space = {m: trials.nested(s) for m, s in _BIGWAE_SPACE.items()}
     c.num_configs = 333
     c.seeds_per_config = 3
     c.num_steps = 100_000
@@ -93,7 +92,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   elif name == 'tiny':
     c.methods = ('wae_mmd',)
     c.base = {'wae_mmd': 'configs/mnist.py:wae_mmd,small'}
-    c.space = {'wae_mmd': sweep.nested({
+    c.space = {'wae_mmd': trials.nested({
         'model.latent_dim': ('choice', (4, 8)),
         'train.learning_rate': ('log_uniform', 3e-4, 3e-3),
         'penalty.lam': ('log_uniform', 1.0, 100.0)})}

@@ -6,7 +6,7 @@
   python launch/ray_sweep.py --plan --sweep=configs/sweep.py:bigwae [--topology=v5e:2x2]
       [--root=DIR]
 
-Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.run_trial)
+Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.trials.run_trial)
 trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished. A
 failed trial is retried --max_retries times, then reported (logged, DIR/failures.json, a
 'failed' row) while the others go on; the exit status is 1 if any failed (2, with one line,
@@ -17,11 +17,12 @@ The sweep's config files are found relative to the current directory, here, befo
 is sent to Ray; paths in the trials' configs (--sweep.fixed.data.dir=..., the caches, the
 Inception weights) must be absolute, since each trial's processes run in DIR/<trial_id>/.
 
---plan prints the sweep's cost on --topology and exits, before anything runs, without Ray: each
-compiled shape's train step is compiled ahead of time for it (wae_jax.accelerators.aot, on this CPU, 10-60 s
-each; trials differing only in e.g. learning rate, lambda or seed share one). Total chip-hours =
-sum over trials of steps x roofline step time x chips: a lower bound, not a measurement, without
-evaluation. --root keeps the figures in DIR/plan_cache.json for reruns; exit 2: unknown topology.
+--plan prints the sweep's cost on --topology and exits, before anything runs, without Ray
+(wae_jax.accelerators.sweep_plan): each compiled shape's train step is compiled ahead of time for
+it (wae_jax.accelerators.aot, on this CPU, 10-60 s each; trials differing only in e.g. learning
+rate, lambda or seed share one). Total chip-hours = sum over trials of steps x roofline step
+time x chips: a lower bound, not a measurement, without evaluation. --root keeps the figures in
+DIR/plan_cache.json for reruns; exit 2: unknown topology.
 
 GPU cluster: install this package (`pip install -e .[sweep]`) at the same path on every
 node, put DIR on a filesystem all nodes share, `ray start --head` on one node and
@@ -55,7 +56,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wae_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
-from wae_jax import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from wae_jax.accelerators import sweep_plan  # pylint: disable=g-import-not-at-top,wrong-import-position
+from wae_jax.sweep import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from wae_jax.sweep import trials  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SWEEP = config_flags.DEFINE_config_file('sweep', None, 'Sweep config, e.g. '
                                          'configs/sweep.py:bigwae.', lock_config=True)
@@ -78,7 +81,8 @@ _PLAN = flags.DEFINE_bool('plan', False, 'Print what the sweep would cost on --t
                           '(chip-hours from each compiled shape\'s roofline) and exit; runs '
                           'nothing, starts no Ray.')
 _TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2', 'With --plan: the TPU or GPU topology, '
-                                'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, h100:8, ...).')
+                                'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, '
+                                'h100:8, ...).')
 flags.mark_flags_as_required(['sweep'])
 flags.register_multi_flags_validator(['plan', 'root'], lambda f: f['plan'] or f['root'],
                                      message='--root is required (except with --plan)')
@@ -88,7 +92,7 @@ flags.register_validator('progress_secs', lambda seconds: seconds > 0,
 
 def _run_trial(sweep, trial, root):
   """The Ray task: one trial (its subprocesses do the work)."""
-  from wae_jax import sweep as lib  # pylint: disable=g-import-not-at-top,reimported
+  from wae_jax.sweep import trials as lib  # pylint: disable=g-import-not-at-top,reimported
   return lib.run_trial(sweep, trial, root)
 
 
@@ -120,23 +124,23 @@ def main(argv):
     sys.exit(_plan(_SWEEP.value))
   resources = _resources(_RESOURCES.value)
   sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
-  trials = sweep_lib.sample_trials(sweep)
-  pending = [t for t in trials if not (root / t.trial_id / sweep_lib.TRIAL_FILE).exists()]
+  sampled = trials.sample_trials(sweep)
+  pending = [t for t in sampled if not (root / t.trial_id / trials.TRIAL_FILE).exists()]
   logging.info('Sweep %s: %d trials; skipping %d finished (trial.json present), %d to run',
-               sweep.name, len(trials), len(trials) - len(pending), len(pending))
+               sweep.name, len(sampled), len(sampled) - len(pending), len(pending))
   try:  # A wrong field or a missing FID fails here, not in every task.
     for trial in pending:
-      sweep_lib.fid_metric(sweep_lib.trial_config(sweep, trial))
+      trials.fid_metric(trials.trial_config(sweep, trial))
   except errors.ConfigError as e:
     raise errors.ConfigError(f'{trial.trial_id}: {e}') from e
 
   failures = _run_on_ray(sweep, pending, root, resources) if pending else []
-  sweep_lib.write_failures(root, failures)  # This run's failures only: retried ones are gone.
-  paths = sweep_lib.collect(root)
+  results.write_failures(root, failures)  # This run's failures only: retried ones are gone.
+  paths = results.collect(root)
   print(f'Results table: {paths["markdown"]} and {paths["csv"]}')
   print('Figures: ' + ', '.join(str(p) for p in paths.values() if p.suffix == '.png'))
   if failures:
-    print(f'{len(failures)} trials failed: see {root / sweep_lib.FAILURES_FILE}')
+    print(f'{len(failures)} trials failed: see {root / results.FAILURES_FILE}')
     sys.exit(1)
 
 
@@ -148,9 +152,9 @@ def _plan(sweep) -> int:
   # As python -m wae_jax.accelerators.aot: compile on the CPU, whatever accelerators this host has.
   jax.config.update('jax_platforms', 'cpu')
   root = pathlib.Path(_ROOT.value).absolute() if _ROOT.value else None
-  cache = root / sweep_lib.PLAN_CACHE_FILE if root else None
-  rows = sweep_lib.plan(sweep, _TOPOLOGY.value, cache_path=cache)
-  print(sweep_lib.format_plan(rows, _TOPOLOGY.value), end='')
+  cache = root / sweep_plan.PLAN_CACHE_FILE if root else None
+  rows = sweep_plan.plan(sweep, _TOPOLOGY.value, cache_path=cache)
+  print(sweep_plan.format_plan(rows, _TOPOLOGY.value), end='')
   return 0
 
 
@@ -187,9 +191,9 @@ def _run_on_ray(sweep, pending, root, resources):
         lines = error.splitlines() or ['']
         logging.error('%s failed after %d attempts: %s ... %s', trial.trial_id,
                       _MAX_RETRIES.value + 1, lines[0], lines[-1])
-        failures.append({**sweep_lib.trial_record(sweep, trial), 'error': error[-2000:],
+        failures.append({**trials.trial_record(sweep, trial), 'error': error[-2000:],
                          'attempts': _MAX_RETRIES.value + 1})
-        sweep_lib.write_failures(root, failures)
+        results.write_failures(root, failures)
       finished += 1
     elapsed = time.time() - start
     left = len(pending) - finished

@@ -2,6 +2,7 @@
 and its --plan (chip-hours from the ahead-of-time roofline)."""
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -17,7 +18,9 @@ from tests.helpers import REPO
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
-from wae_jax import sweep
+from wae_jax.accelerators import sweep_plan
+from wae_jax.sweep import results
+from wae_jax.sweep import trials
 from wae_jax import train
 
 
@@ -27,17 +30,17 @@ def _sweep(arg='bigwae', **fields):
   return s
 
 
-def _configs(trials):
+def _configs(sampled):
   """One trial per configuration (the seeds share its values)."""
-  return [t for t in trials if t.seed == 0]
+  return [t for t in sampled if t.seed == 0]
 
 
 def test_bigwae_samples_lie_in_their_ranges_and_spread_over_them():
   s = _sweep(num_configs=200)
-  trials = sweep.sample_trials(s)
-  assert len(trials) == 200 * 3 * len(s.methods)
+  sampled = trials.sample_trials(s)
+  assert len(sampled) == 200 * 3 * len(s.methods)
   for method in s.methods:
-    configs = [t for t in _configs(trials) if t.method == method]
+    configs = [t for t in _configs(sampled) if t.method == method]
     assert len(configs) == 200
     for path, spec in wae_config.flatten(s.space[method]).items():
       values = [t.params[path] for t in configs]
@@ -51,29 +54,29 @@ def test_bigwae_samples_lie_in_their_ranges_and_spread_over_them():
         u = (np.log(values) - np.log(low)) / (np.log(high) - np.log(low))
         assert 0.35 < np.mean(u < 0.5) < 0.65, (method, path)
         assert u.min() < 0.1 and u.max() > 0.9, (method, path)
-  vae = [t for t in trials if t.method == 'vae']
+  vae = [t for t in sampled if t.method == 'vae']
   assert all('model.gaussian_encoder' not in t.params for t in vae)
 
 
 def test_sampling_is_reproducible_and_extending_keeps_earlier_configs():
-  first = sweep.sample_trials(_sweep(num_configs=4))
-  assert first == sweep.sample_trials(_sweep(num_configs=4))
+  first = trials.sample_trials(_sweep(num_configs=4))
+  assert first == trials.sample_trials(_sweep(num_configs=4))
   assert first[0].trial_id == 'wae_mmd-0000-s0' and first[1].trial_id == 'wae_mmd-0000-s1'
   assert first[3].trial_id == 'wae_gan-0000-s0'
   assert first[0].params == first[1].params == first[2].params
-  other = sweep.sample_trials(_sweep(num_configs=4, sweep_seed=1))
+  other = trials.sample_trials(_sweep(num_configs=4, sweep_seed=1))
   assert [t.params for t in other] != [t.params for t in first]
-  more = sweep.sample_trials(_sweep(num_configs=9))
+  more = trials.sample_trials(_sweep(num_configs=9))
   assert more[:len(first)] == first
   # A sweep of one method draws that method's configurations unchanged.
-  only_vae = sweep.sample_trials(_sweep(num_configs=4, methods=('vae',)))
+  only_vae = trials.sample_trials(_sweep(num_configs=4, methods=('vae',)))
   assert only_vae == [t for t in first if t.method == 'vae']
 
 
 def test_trial_config_validates_and_carries_the_values():
   s = _sweep('tiny')
-  trial = sweep.sample_trials(s)[3]
-  config = sweep.trial_config(s, trial)
+  trial = trials.sample_trials(s)[3]
+  config = trials.trial_config(s, trial)
   assert trial.trial_id == 'wae_mmd-0001-s1' and config.seed == 1
   for path, value in trial.params.items():
     assert wae_config.flatten(config)[path] == value
@@ -82,11 +85,11 @@ def test_trial_config_validates_and_carries_the_values():
   assert config.model.width == 1 / 32 and config.eval.num_samples == 500
 
   big = _sweep(num_configs=20)
-  trials = [t for t in _configs(sweep.sample_trials(big))
+  sampled = [t for t in _configs(trials.sample_trials(big))
             if t.params['model.arch'] in wae_config.ARCHITECTURES]
-  assert {t.method for t in trials} == set(big.methods)
-  for t in trials:
-    config = sweep.trial_config(big, t)
+  assert {t.method for t in sampled} == set(big.methods)
+  for t in sampled:
+    config = trials.trial_config(big, t)
     assert config.data.name == 'celeba' and config.train.num_steps == 100_000
     assert (config.train.checkpoint_every, config.train.keep_checkpoints) == (20_000, 5)
     assert config.penalty.lam == t.params['penalty.lam']
@@ -101,55 +104,55 @@ def test_trial_config_validates_and_carries_the_values():
 def test_trials_carry_their_config_file_absolute_and_need_absolute_paths(tmp_path,
                                                                          monkeypatch):
   s = _sweep('tiny')
-  trials = sweep.sample_trials(s)
-  assert trials[0].config_file == f'{REPO / "configs" / "mnist.py"}:wae_mmd,small'
-  config = sweep.trial_config(s, trials[0])
+  sampled = trials.sample_trials(s)
+  assert sampled[0].config_file == f'{REPO / "configs" / "mnist.py"}:wae_mmd,small'
+  config = trials.trial_config(s, sampled[0])
   assert config.data.dir is None and config.penalty.kernel_scale is None  # fixed's None: unset
   monkeypatch.chdir(tmp_path)  # A Ray worker may start anywhere: the trial still builds.
-  assert sweep.trial_config(s, trials[0]).to_dict() == config.to_dict()
-  flags = sweep.override_flags(trials[0], config)
+  assert trials.trial_config(s, sampled[0]).to_dict() == config.to_dict()
+  flags = trials.override_flags(sampled[0], config)
   assert flags['--config.train.num_steps'] == '20' and '--config.data.dir' not in flags
-  assert flags['--config.penalty.lam'] == repr(trials[0].params['penalty.lam'])
+  assert flags['--config.penalty.lam'] == repr(sampled[0].params['penalty.lam'])
   with pytest.raises(ValueError, match='not found; the current directory is'):
-    sweep.sample_trials(s)  # configs/mnist.py is not in tmp_path
+    trials.sample_trials(s)  # configs/mnist.py is not in tmp_path
   s.fixed.data.dir = 'mnist'
   (tmp_path / 'mnist').mkdir()
   with pytest.raises(ValueError, match=r"config.data.dir='mnist' is relative; a sweep needs "
                                        'absolute paths'):
-    sweep.trial_config(s, trials[0])
+    trials.trial_config(s, sampled[0])
   s.fixed.data.dir = str(tmp_path / 'mnist')
-  assert sweep.trial_config(s, trials[0]).data.dir == str(tmp_path / 'mnist')
+  assert trials.trial_config(s, sampled[0]).data.dir == str(tmp_path / 'mnist')
 
 
 def test_wrong_specs_and_fields_are_named(monkeypatch):
   s = _sweep('tiny')
   s.space.wae_mmd.penalty.lam = ('log_uniform', 0.0, 10.0)
   with pytest.raises(ValueError, match=r'sweep.space.wae_mmd.penalty.lam=.*0 < low < high'):
-    sweep.sample_trials(s)
+    trials.sample_trials(s)
   s = _sweep('tiny')
   s.space.wae_mmd.penalty.lam = ('normal', 0.0, 1.0)
   with pytest.raises(ValueError, match='choice, uniform, log_uniform'):
-    sweep.sample_trials(s)
+    trials.sample_trials(s)
   s = _sweep('tiny')
   s.space.wae_mmd.model.depth = ('choice', (1, 2))
   with pytest.raises(ValueError, match=r"sweep.space.wae_mmd.model.depth: the config has no "
                                        r"field 'model.depth'"):
-    sweep.trial_config(s, sweep.sample_trials(s)[0])
+    trials.trial_config(s, trials.sample_trials(s)[0])
   monkeypatch.delenv('WAE_JAX_INCEPTION_WEIGHTS', raising=False)
   with pytest.raises(ValueError, match='Inception FID'):
-    sweep.fid_metric(wae_config.load_config_file('configs/celeba.py:wae_mmd'))
+    trials.fid_metric(wae_config.load_config_file('configs/celeba.py:wae_mmd'))
 
 
 def test_select_best_ignores_non_finite_fids():
-  assert sweep.select_best({3: 12.0, 6: float('nan'), 9: 10.5, 12: 11.0}) == (9, 10.5)
-  assert sweep.select_best({3: float('inf')}) == (None, None)
+  assert trials.select_best({3: 12.0, 6: float('nan'), 9: 10.5, 12: 11.0}) == (9, 10.5)
+  assert trials.select_best({3: float('inf')}) == (None, None)
 
 
 def _fake_trial(s, trial, root, fid, status='ok'):
-  record = {**sweep.trial_record(s, trial), 'status': status, 'fid_metric': 'fid_inception',
+  record = {**trials.trial_record(s, trial), 'status': status, 'fid_metric': 'fid_inception',
             'best_fid': fid, 'best_step': 20_000 if fid is not None else None}
   (root / trial.trial_id).mkdir(parents=True)
-  (root / trial.trial_id / sweep.TRIAL_FILE).write_text(json.dumps(record))
+  (root / trial.trial_id / trials.TRIAL_FILE).write_text(json.dumps(record))
 
 
 def _one_error_line(error):
@@ -163,43 +166,62 @@ def _one_error_line(error):
 def test_a_trial_whose_training_diverged_is_recorded_as_diverged_not_failed(
     tmp_path, monkeypatch, diverged):
   s = _sweep('tiny')
-  trial = sweep.sample_trials(s)[0]
+  trial = trials.sample_trials(s)[0]
   with pytest.raises(train.NonFiniteError) as raised:
     train._check_nonfinite({'nonfinite_steps': 3}, 3, checkpoints.Checkpoints(tmp_path / 'c'))
   error = raised.value if diverged else errors.ConfigError('config.seed=-1 is not allowed')
   output = 'INFO a log line\n' + _one_error_line(error)
-  monkeypatch.setattr(sweep, '_run_module', lambda *args: (errors.EXIT_STATUS, output))
+  monkeypatch.setattr(trials, '_run_module', lambda *args: (errors.EXIT_STATUS, output))
   if not diverged:
-    with pytest.raises(sweep.TrialError, match='exited with status 2'):
-      sweep.run_trial(s, trial, tmp_path)
+    with pytest.raises(trials.TrialError, match='exited with status 2'):
+      trials.run_trial(s, trial, tmp_path)
     return
-  result = sweep.run_trial(s, trial, tmp_path)  # no checkpoint: nothing to evaluate
+  result = trials.run_trial(s, trial, tmp_path)  # no checkpoint: nothing to evaluate
   assert result['status'] == 'diverged' and result['best_fid'] is None
-  written = json.loads((tmp_path / trial.trial_id / sweep.TRIAL_FILE).read_text())
+  written = json.loads((tmp_path / trial.trial_id / trials.TRIAL_FILE).read_text())
   assert written['status'] == 'diverged'
 
 
+
+def test_a_trial_that_really_diverges_is_recorded_as_diverged_not_failed(tmp_path, mnist_dir):
+  # The tiny sweep's trial with an absurd learning rate (valid, but the first update makes the
+  # loss non-finite), really trained: 2 non-finite steps in a row stop it before its only
+  # checkpoint (step 6), so there is nothing to evaluate.
+  s = _sweep('tiny', num_steps=6, num_checkpoints=1)
+  s.fixed.data.dir = str(mnist_dir)
+  s.fixed.train.max_nonfinite_steps = 2
+  trial = trials.sample_trials(s)[0]
+  trial = dataclasses.replace(trial, params={**trial.params, 'train.learning_rate': 1e30})
+  result = trials.run_trial(s, trial, tmp_path)  # returns: Ray does not retry it
+  assert result['status'] == 'diverged' and result['best_fid'] is None and result['fids'] == {}
+  workdir = tmp_path / trial.trial_id
+  assert json.loads((workdir / trials.TRIAL_FILE).read_text())['status'] == 'diverged'
+  log = (workdir / trials.LOG_FILE).read_text()
+  assert _attempts(workdir) == 1 and '--config.train.learning_rate=1e+30' in log
+  assert log.strip().splitlines()[-1].startswith('error: diverged: 2 steps in a row had a '
+                                                 'non-finite loss')
+
 def test_collect_writes_the_table_and_figures(tmp_path):
   s = _sweep(num_configs=2)
-  trials = _configs(sweep.sample_trials(s))  # 2 configs x 3 methods
-  for trial, fid in zip(trials[:4], (60.0, 45.0, 70.0, 52.0)):
+  sampled = _configs(trials.sample_trials(s))  # 2 configs x 3 methods
+  for trial, fid in zip(sampled[:4], (60.0, 45.0, 70.0, 52.0)):
     _fake_trial(s, trial, tmp_path, fid)
-  _fake_trial(s, trials[4], tmp_path, None, status='diverged')
-  failure = {**sweep.trial_record(s, trials[5]), 'error': 'Traceback\nValueError: boom\n'}
-  sweep.write_failures(tmp_path, [failure])
+  _fake_trial(s, sampled[4], tmp_path, None, status='diverged')
+  failure = {**trials.trial_record(s, sampled[5]), 'error': 'Traceback\nValueError: boom\n'}
+  results.write_failures(tmp_path, [failure])
 
-  paths = sweep.collect(tmp_path)
+  paths = results.collect(tmp_path)
   with open(paths['csv']) as f:
     rows = list(csv.DictReader(f))
   # By method, then best FID, the trials without one last.
-  assert [r['trial_id'] for r in rows] == [trials[i].trial_id for i in (2, 5, 1, 4, 3, 0)]
+  assert [r['trial_id'] for r in rows] == [sampled[i].trial_id for i in (2, 5, 1, 4, 3, 0)]
   by_id = {r['trial_id']: r for r in rows}
-  assert by_id[trials[1].trial_id]['best_fid'] == '45.0'
-  assert by_id[trials[1].trial_id]['status'] == 'ok'
-  assert by_id[trials[4].trial_id]['status'] == 'diverged'
-  assert by_id[trials[5].trial_id]['status'] == 'failed'
-  assert by_id[trials[5].trial_id]['error'] == 'ValueError: boom'
-  assert float(by_id[trials[0].trial_id]['penalty.lam']) == trials[0].params['penalty.lam']
+  assert by_id[sampled[1].trial_id]['best_fid'] == '45.0'
+  assert by_id[sampled[1].trial_id]['status'] == 'ok'
+  assert by_id[sampled[4].trial_id]['status'] == 'diverged'
+  assert by_id[sampled[5].trial_id]['status'] == 'failed'
+  assert by_id[sampled[5].trial_id]['error'] == 'ValueError: boom'
+  assert float(by_id[sampled[0].trial_id]['penalty.lam']) == sampled[0].params['penalty.lam']
   markdown = paths['markdown'].read_text()
   assert '| wae_gan | 2 | 1 | 1 | 0 | 45.0 | wae_gan-0000-s0 | 20000 |' in markdown
   assert '| vae | 2 | 1 | 0 | 1 | 70.0 | vae-0000-s0 | 20000 |' in markdown
@@ -221,12 +243,12 @@ def _launch(root, cache, mnist_dir, max_retries):
              '--sweep.seeds_per_config=1', '--sweep.num_steps=6',
              '--sweep.fixed.eval.num_samples=200', '--sweep.fixed.eval.sharpness_images=50',
              '--sweep.fixed.eval.mmd_codes=50', f'--sweep.fixed.eval.cache_dir={cache}',
-             f'--sweep.fixed.data.dir={mnist_dir}', '--sweep.inject_failure=wae_mmd-0001-s0']
+             f'--sweep.fixed.data.dir={mnist_dir}']
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def _attempts(trial_dir):
-  return (trial_dir / sweep.LOG_FILE).read_text().count('\n=== ')
+  return (trial_dir / trials.LOG_FILE).read_text().count('\n=== ')
 
 
 def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, mnist_dir):
@@ -234,21 +256,24 @@ def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, 
   cache = tmp_path / 'cache'
   root = tmp_path / 'sweep'
   ok, bad = root / 'wae_mmd-0000-s0', root / 'wae_mmd-0001-s0'
+  # A damaged record of the config in its workdir: the trial's training refuses to start.
+  bad.mkdir(parents=True)
+  (bad / wae_config.LATEST_FILE).write_text('{not json')
 
   first = _launch(root, cache, mnist_dir, max_retries=1)
   assert first.returncode == 1, first.stderr[-4000:]
   assert '1 trials failed' in first.stdout
   assert 'skipping 0 finished' in first.stderr and 'Progress: 2/2 done, 1 failed' in first.stderr
-  result = json.loads((ok / sweep.TRIAL_FILE).read_text())
+  result = json.loads((ok / trials.TRIAL_FILE).read_text())
   assert result['status'] == 'ok' and result['fid_metric'] == 'fid_mnist_classifier'
   assert set(result['fids']) == {'3', '6'} and result['best_step'] in (3, 6)
   for step in (3, 6):
-    evaluated = json.loads(sweep.eval_file(ok, step).read_text())
+    evaluated = json.loads(trials.eval_file(ok, step).read_text())
     assert evaluated['step'] == step
     assert evaluated['fid_mnist_classifier']['value'] == result['fids'][str(step)]
   assert result['best_fid'] == min(result['fids'].values()) and math.isfinite(result['best_fid'])
   # The trained config is the trial's, through the command-line overrides.
-  trial = sweep.sample_trials(_sweep('tiny', seeds_per_config=1))[0]
+  trial = trials.sample_trials(_sweep('tiny', seeds_per_config=1))[0]
   assert result['params'] == trial.params
   trained = json.loads((ok / 'config.json').read_text())
   assert trained['penalty']['lam'] == trial.params['penalty.lam']
@@ -256,17 +281,18 @@ def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, 
   assert trained['model']['latent_dim'] == trial.params['model.latent_dim']
   assert trained['train']['checkpoint_every'] == 3 and trained['model']['width'] == 1 / 32
   # The failing trial: tried twice (one retry), then reported.
-  assert not (bad / sweep.TRIAL_FILE).exists() and _attempts(bad) == 2
-  failures = json.loads((root / sweep.FAILURES_FILE).read_text())
+  assert not (bad / trials.TRIAL_FILE).exists() and _attempts(bad) == 2
+  failures = json.loads((root / results.FAILURES_FILE).read_text())
   assert [f['trial_id'] for f in failures] == ['wae_mmd-0001-s0']
-  assert 'injected_failure' in failures[0]['error'] and failures[0]['attempts'] == 2
-  finished_at = (ok / sweep.TRIAL_FILE).stat().st_mtime_ns
+  assert 'config.json is not valid JSON' in failures[0]['error']
+  assert failures[0]['attempts'] == 2
+  finished_at = (ok / trials.TRIAL_FILE).stat().st_mtime_ns
 
   second = _launch(root, cache, mnist_dir, max_retries=0)
   assert second.returncode == 1, second.stderr[-4000:]
   assert 'skipping 1 finished' in second.stderr
   assert _attempts(ok) == 2  # training and evaluation, in the first run only
-  assert (ok / sweep.TRIAL_FILE).stat().st_mtime_ns == finished_at
+  assert (ok / trials.TRIAL_FILE).stat().st_mtime_ns == finished_at
   assert _attempts(bad) == 3
   with open(root / 'results.csv') as f:
     rows = {r['trial_id']: r for r in csv.DictReader(f)}
@@ -283,7 +309,8 @@ def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, 
 
 
 class _FakeReport:
-  """What sweep.plan reads of an aot.Report; the step time follows the latent dim and batch."""
+  """What sweep_plan.plan reads of an aot.Report; the step time follows the latent dim and
+  batch."""
   num_chips = 4
 
   def __init__(self, config):
@@ -312,7 +339,7 @@ def _fake_analyse(calls):
 def _plan_sweep():
   """tiny with the batch size searched too: 6 (not divisible by 4 chips), 8 and 12."""
   s = _sweep('tiny', num_configs=12)
-  s.fixed = sweep.nested({p: v for p, v in wae_config.flatten(s.fixed).items()
+  s.fixed = trials.nested({p: v for p, v in wae_config.flatten(s.fixed).items()
                           if p != 'train.batch_size'})
   s.space.wae_mmd.train.batch_size = ('choice', (6, 8, 12))
   return s
@@ -320,34 +347,34 @@ def _plan_sweep():
 
 def test_plan_shape_key_drops_only_what_cannot_change_the_step():
   s = _sweep('tiny')
-  trials = sweep.sample_trials(s)
-  a, b = sweep.trial_config(s, trials[0]), sweep.trial_config(s, trials[1])  # seeds 0 and 1
-  assert sweep.shape_key(a) == sweep.shape_key(b)
+  sampled = trials.sample_trials(s)
+  a, b = trials.trial_config(s, sampled[0]), trials.trial_config(s, sampled[1])  # seeds 0 and 1
+  assert sweep_plan.shape_key(a) == sweep_plan.shape_key(b)
   b.train.learning_rate, b.penalty.lam, b.penalty.kernel_scale = 3e-3, 55.0, 3.3
   b.train.num_steps, b.train.lr_decay, b.train.input_noise = 999, ((1, 0.1),), 0.05
   b.eval.num_samples, b.data.dir = 7, '/elsewhere'
-  assert sweep.shape_key(a) == sweep.shape_key(b)
-  key = sweep.shape_key(a)
+  assert sweep_plan.shape_key(a) == sweep_plan.shape_key(b)
+  key = sweep_plan.shape_key(a)
   assert key['model.latent_dim'] == a.model.latent_dim and key['train.input_noise'] is True
   assert not {'seed', 'penalty.lam', 'train.learning_rate', 'eval.num_samples'} & set(key)
   for path, value in [('model.latent_dim', 16), ('train.batch_size', 12),
                       ('train.input_noise', 0.0), ('train.adam_b1', 0.9),
                       ('penalty.name', 'gan'), ('model.dtype', 'bfloat16')]:
-    c = sweep.trial_config(s, trials[0])
-    sweep._set(c, path, value, 'test')  # pylint: disable=protected-access
-    assert sweep.shape_key(c) != key, path
+    c = trials.trial_config(s, sampled[0])
+    trials._set(c, path, value, 'test')  # pylint: disable=protected-access
+    assert sweep_plan.shape_key(c) != key, path
 
 
 def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
   s = _plan_sweep()
-  trials = sweep.sample_trials(s)
+  sampled = trials.sample_trials(s)
   combos = {}
-  for t in trials:
+  for t in sampled:
     combos.setdefault((t.params['model.latent_dim'], t.params['train.batch_size']), []).append(t)
   assert len(combos) == 6  # every latent dim with every batch size
   calls, lines = [], []
-  rows = sweep.plan(s, 'v5e:2x2', analyse=_fake_analyse(calls), num_chips=4,
-                    progress=lines.append, cache_path=tmp_path / sweep.PLAN_CACHE_FILE)
+  rows = sweep_plan.plan(s, 'v5e:2x2', analyse=_fake_analyse(calls), num_chips=4,
+                         progress=lines.append, cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE)
   # One compile per shape: the trials of a shape differ in learning rate, lambda and seed only.
   compiled = sorted(c for c in combos if c[1] % 4 == 0)
   assert sorted(calls) == [(*c, 'v5e:2x2') for c in compiled]
@@ -375,11 +402,11 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
       total += row.chip_hours
   counted = sum(len(combos[c]) for c in combos if c[1] == 8)
 
-  text = sweep.format_plan(rows, 'v5e:2x2')
+  text = sweep_plan.format_plan(rows, 'v5e:2x2')
   header = text.splitlines()[2]
   assert 'model.latent_dim' in header and 'train.batch_size' in header
   assert 'learning_rate' not in header and 'lam' not in header
-  assert f'Total: {total:.3g} chip-hours on v5e:2x2 for {counted} of {len(trials)} trials' in text
+  assert f'Total: {total:.3g} chip-hours on v5e:2x2 for {counted} of {len(sampled)} trials' in text
   assert 'lower bound from the roofline, not a measurement' in text
   assert 'Evaluation (FID, checkpoints)' in text and 'not included' in text
   assert text.count('not counted: batch not divisible by 4') == 2
@@ -389,17 +416,18 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
   # A rerun reads the figures back from the cache file: no compile.
   def no_compile(config, topology):
     raise AssertionError('compiled again')
-  again = sweep.plan(s, 'v5e:2x2', analyse=no_compile, num_chips=4, progress=lines.append,
-                     cache_path=tmp_path / sweep.PLAN_CACHE_FILE)
+  again = sweep_plan.plan(s, 'v5e:2x2', analyse=no_compile, num_chips=4, progress=lines.append,
+                          cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE)
   assert len(lines) == 4 and all(r.cached for r in again if r.status != 'indivisible')
   assert [(r.trial_ids, r.status, r.step_s, r.note) for r in again] == [
       (r.trial_ids, r.status, r.step_s, r.note) for r in rows]
-  assert sweep.format_plan(again, 'v5e:2x2').splitlines()[-2:] == text.splitlines()[-2:]
+  assert sweep_plan.format_plan(again, 'v5e:2x2').splitlines()[-2:] == text.splitlines()[-2:]
   # Another topology is another compile; the in-memory cache serves as the file does.
   cache = {}
-  sweep.plan(s, 'v5e:4x4', analyse=_fake_analyse(calls), num_chips=4, cache=cache,
-             progress=lines.append)
-  sweep.plan(s, 'v5e:4x4', analyse=no_compile, num_chips=4, cache=cache, progress=lines.append)
+  sweep_plan.plan(s, 'v5e:4x4', analyse=_fake_analyse(calls), num_chips=4, cache=cache,
+                  progress=lines.append)
+  sweep_plan.plan(s, 'v5e:4x4', analyse=no_compile, num_chips=4, cache=cache,
+                  progress=lines.append)
   assert len(calls) == 8 and len(cache) == 4
 
 
@@ -420,7 +448,7 @@ def test_plan_of_the_tiny_sweep_compiles_for_v5e(tmp_path):
   total = [line for line in first.stdout.splitlines() if line.startswith('Total: ')]
   assert len(total) == 1 and 'chip-hours on v5e:2x2 for 4 of 4 trials' in total[0]
   assert 'a lower bound from the roofline, not a measurement' in first.stdout.lower()
-  assert (tmp_path / sweep.PLAN_CACHE_FILE).exists()
+  assert (tmp_path / sweep_plan.PLAN_CACHE_FILE).exists()
   second = _plan_command('--topology=v5e:2x2', f'--root={tmp_path}')
   assert second.returncode == 0, second.stderr[-4000:]
   assert 'compiling' not in second.stderr and 'counted, cached' in second.stdout
