@@ -55,7 +55,7 @@ def _graph():
 
 
 def test_the_package_has_its_concerns_in_folders():
-  for package in ('wae_jax.models', 'wae_jax.evaluation', 'wae_jax.accelerators'):
+  for package in ('wae_jax.models', 'wae_jax.evaluation', 'wae_jax.accelerators', 'wae_jax.sweep'):
     assert package in MODULES
   assert not any(m.split('.')[-1] in ('benchmark', 'torch_reference') for m in MODULES)
 
