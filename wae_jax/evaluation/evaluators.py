@@ -16,6 +16,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import penalties
 from wae_jax import visualize
@@ -187,14 +188,25 @@ class SampleGrids:
     return {}
 
 
+def fid_extractors(config) -> List[str]:
+  """The features config's samples are scored on (fid.EXTRACTORS keys): the data set's own
+  (its record's fid_extractor, e.g. the MNIST classifier, which knows digits only), then
+  Inception's, which is skipped with a log line without its weights."""
+  dataset = datasets.get(config.data.name)
+  own = dataset.fid_extractor
+  if own is not None and own not in fid.EXTRACTORS:
+    raise errors.ConfigError(f'data set {dataset.name!r} is scored by fid_extractor={own!r}, '
+                             'which is not a feature extractor; allowed: '
+                             f'{", ".join(map(repr, fid.EXTRACTORS))}, or None (Inception only)')
+  return list(dict.fromkeys(name for name in (own, fid.INCEPTION) if name is not None))
+
+
 def from_config(config) -> List[Evaluator]:
   """The evaluators that apply to config's run, in the order results.json lists them."""
   evaluators = [Sharpness(), Reconstruction(), LatentMMD()]
   if config.model.gaussian_encoder:
     evaluators.append(EncoderVariance())
-  if config.data.name == 'mnist':  # The classifier knows digits only.
-    evaluators.append(FID(fid.MNIST_CLASSIFIER))
-  evaluators.append(FID(fid.INCEPTION))  # Skipped, with a log line, without its weights.
+  evaluators += [FID(name) for name in fid_extractors(config)]
   evaluators += [SamplerFit(), SampleGrids()]
   return evaluators
 
