@@ -22,9 +22,6 @@ from wae_jax.data.mnist import read_idx
 from wae_jax.data.tfds_source import keep_tensorflow_off_accelerators
 # pylint: enable=unused-import
 
-# Training-set sizes of the built-in data sets (the sweep's plan): each record's train_size.
-TRAIN_SIZES = {name: datasets.get(name).train_size for name in datasets.names()}
-
 
 # ----------------------------------------------------------------------------
 # Config-driven loading.

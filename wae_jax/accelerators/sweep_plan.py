@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from wae_jax import config as wae_config
+from wae_jax import data as datasets
 from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax.sweep import trials
@@ -178,7 +179,7 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
     config = trials.trial_config(sweep, trial)
     key = shape_key(config)
     text = _key_text(key)
-    per_epoch = input_pipeline.steps_per_epoch(input_pipeline.TRAIN_SIZES[config.data.name],
+    per_epoch = input_pipeline.steps_per_epoch(datasets.get(config.data.name).train_size,
                                                config.train.batch_size)
     row = rows.setdefault(text, PlanRow(key, [], 0, num_chips))
     row.trial_ids.append(trial.trial_id)

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from wae_jax import config as wae_config
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import files
 
@@ -198,13 +199,14 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
 
 
 def fid_metric(config) -> str:
-  """The FID a trial is selected by: Inception when its weights are configured, else (MNIST
-  only) the MNIST classifier's."""
+  """The FID a trial is selected by: Inception when its weights are configured, else the data
+  set's own extractor's (its record's; MNIST's classifier)."""
   from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
   if inception.configured_path(config.eval.inception_weights) is not None:
     return 'fid_inception'
-  if config.data.name == 'mnist':
-    return 'fid_mnist_classifier'
+  own = datasets.get(config.data.name).fid_extractor
+  if own:
+    return f'fid_{own}'
   raise errors.ConfigError(f'config.eval.inception_weights is None (and '
                            f'${inception.WEIGHTS_ENV} unset): {config.data.name} trials are '
                            'selected by the Inception FID; set '
