@@ -22,8 +22,8 @@ Models (`--models`, comma-separated): mnist_small (configs/mnist.py size=small: 
 nets at 1/8 width), mnist_paper and celeba_paper (the paper's sizes), and <dataset>_w<N>
 for the paper's nets at 1/N width (adversary at 2/N, as mnist_small), e.g. mnist_w4. A
 `_resnet` suffix swaps in the ResNet50-v2 nets at that width (`model.arch='resnet50v2'`),
-e.g. celeba_paper_resnet; the PyTorch reference has the DCGAN nets only, so those rows are
-JAX-only.
+e.g. celeba_paper_resnet. The PyTorch reference has the DCGAN nets and the paper's objectives
+(mmd, gan, vae) only (`torch_reference.PENALTIES`): other rows are JAX-only, with a note.
 
 `--penalties` times each latent penalty alone instead (JAX only): its value and gradient with
 respect to a batch of codes, jitted, at each batch size of `--penalty_batches`, for codes and
@@ -70,8 +70,10 @@ TORCH_MISSING = ('PyTorch is not installed, so only the JAX columns are measured
                  'install it with `pip install -e ".[bench]"` (torch==2.13.0, a CPU build).')
 # A trial should last about this long when --steps_per_trial is not given (auto).
 TARGET_TRIAL_SECONDS = 1.0
-# --penalties: the latent penalties (config.penalty.name), and the configs their settings are from.
-PENALTIES = ('mmd', 'swd', 'sinkhorn', 'gan')
+# --penalties: the latent penalties (config.penalty.name) of the configs' objectives that act on
+# the codes alone (the KL reads the encoder's means and variances), and the configs their
+# settings are from.
+PENALTIES = tuple(name for name in OBJECTIVES if not penalties.get(name).needs_gaussian_encoder)
 PENALTY_MODEL = 'mnist_paper'
 DEFAULT_PENALTY_BATCHES = (100, 1000, 10000)
 
@@ -200,9 +202,8 @@ def time_torch(torch, config, flops: int, batch_size: int, repeats: int, steps_p
                max_seconds: float, device: str, predicted_step_s: Optional[float] = None,
                seed: int = 0, channels_last: bool = False) -> Timing:
   """The same for the PyTorch reference's step."""
-  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
-  trainer = torch_reference.Trainer(config, steps_per_epoch=1000, device=device)
+  trainer = _torch_reference().Trainer(config, steps_per_epoch=1000, device=device)
   height, width, channels = config.data.image_shape
   lo, hi = config.data.pixel_range
   images = lo + (hi - lo) * torch.rand(batch_size, channels, height, width, device=device)
@@ -256,9 +257,8 @@ def time_parts_jax(config, batch_size: int, repeats: int, max_seconds: float,
 def time_parts_torch(torch, config, batch_size: int, repeats: int, max_seconds: float,
                      device: str, seed: int = 0) -> Dict[str, Optional[float]]:
   """The same parts of the PyTorch reference."""
-  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
-  model = torch_reference.Trainer(config, steps_per_epoch=1, device=device).model
+  model = _torch_reference().Trainer(config, steps_per_epoch=1, device=device).model
   height, width, channels = config.data.image_shape
   inputs = {'encoder': torch.rand(batch_size, channels, height, width, device=device),
             'decoder': torch.randn(batch_size, config.model.latent_dim, device=device)}
@@ -310,18 +310,20 @@ def format_parts(model: str, objective: str, parts: Dict[str, Dict[str, Optional
 def penalty_step(name: str, config) -> Callable:
   """step(codes, z_prior, rng, adversary_params) -> (value, gradients): the latent penalty
   `name` as a train step computes it (`wae_jax.train.latent_penalty`), with its gradient with
-  respect to the codes. For gan, the step also trains the adversary (simultaneous update): its
-  loss and gradient with respect to its parameters are part of the penalty's cost."""
+  respect to the codes. For a penalty with an adversary (gan), the step also trains it
+  (simultaneous update): its loss and gradient with respect to its parameters are part of the
+  penalty's cost."""
   adversary = models.build_adversary(config)
   logits = functools.partial(train.adversary_logits, config, adversary)
+  needs_adversary = penalties.get(name).needs_adversary
 
   def loss(codes, z_prior, rng, params):
-    code_logits = logits(params, codes) if name == 'gan' else None
+    code_logits = logits(params, codes) if needs_adversary else None
     return train.latent_penalty(config, codes, z_prior, rng, code_logits=code_logits)
 
   def step(codes, z_prior, rng, params):
     out = jax.value_and_grad(loss)(codes, z_prior, rng, params)
-    if name == 'gan':
+    if needs_adversary:
       adversary_loss = lambda q: penalties.adversary_loss(logits(q, z_prior), logits(q, codes))
       out = out, jax.value_and_grad(adversary_loss)(params)
     return out
@@ -340,7 +342,7 @@ def time_penalty(name: str, batch_size: int, latent_dim: int, repeats: int,
   codes = jax.random.normal(codes_rng, shape)
   z_prior = penalties.prior_samples(prior_rng, shape, config.model.prior_variance)
   params = {}
-  if name == 'gan':
+  if penalties.get(name).needs_adversary:
     params = models.build_adversary(config).init(init_rng, codes)['params']
   args = (codes, z_prior, rng, params)
   start = time.perf_counter()
@@ -459,7 +461,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  '<mnist|celeba>_w<N>, each optionally with a _resnet suffix '
                  '(default: %(default)s)')
   p.add_argument('--objectives', default=','.join(OBJECTIVES),
-                 help='comma-separated subset of mmd, gan, vae (default: %(default)s)')
+                 help=f'comma-separated subset of {", ".join(OBJECTIVES)}; the PyTorch reference '
+                 'times mmd, gan and vae, the others are JAX-only (default: %(default)s)')
   p.add_argument('--batch_size', type=int, default=100)
   p.add_argument('--repeats', type=int, default=5, help='timed trials; the median is reported')
   p.add_argument('--steps_per_trial', type=int, default=0,
@@ -519,6 +522,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
       except ValueError as e:
         p.error(str(e))
   return args
+
+
+def _torch_reference():
+  """benchmarks.torch_reference, imported once torch is known to be installed."""
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  return torch_reference
 
 
 def _import_torch():
@@ -583,11 +592,10 @@ def main(argv: Optional[List[str]] = None, out=None) -> dict:
                    train_gflop_per_image=flops / args.batch_size / 1e9)
         frameworks = [('jax', lambda p: time_jax(config, flops, args.batch_size, args.repeats,
                                                    args.steps_per_trial, args.max_seconds, p))]
-        with_torch = torch is not None and config.model.arch == 'dcgan'
-        if torch is not None and not with_torch:
-          notes.append(f'{model}/{objective} torch: not timed, the PyTorch reference '
-                       '(benchmarks/torch_reference.py) has the DCGAN nets only, not '
-                       f'model.arch={config.model.arch!r}')
+        not_in_torch = _torch_reference().unsupported(config) if torch is not None else ''
+        with_torch = torch is not None and not not_in_torch
+        if not_in_torch:
+          notes.append(f'{model}/{objective} torch: not timed, {not_in_torch}')
         if with_torch:
           frameworks.append(('torch', lambda p: time_torch(
               torch, config, flops, args.batch_size, args.repeats, args.steps_per_trial,

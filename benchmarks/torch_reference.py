@@ -26,6 +26,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from wae_jax import errors
+from wae_jax import penalties as jax_penalties
 from wae_jax.models import scaled_widths
 from wae_jax.penalties import IMQ_SCALES
 
@@ -189,11 +191,16 @@ class AutoEncoder(nn.Module):
     return codes, mean, log_variance, self.decoder(codes)
 
 
+class NotInReferenceError(errors.ConfigError):
+  """A config the PyTorch reference has no implementation of (another architecture or latent
+  penalty): time it JAX-only."""
+
+
 def build_autoencoder(config) -> AutoEncoder:
   m = config.model
   if m.arch != 'dcgan':
-    raise ValueError(f"config.model.arch={m.arch!r}: the PyTorch reference has only the "
-                     "DCGAN nets, arch='dcgan'")
+    raise NotInReferenceError(f"config.model.arch={m.arch!r}: the PyTorch reference has only "
+                              "the DCGAN nets, arch='dcgan'")
   image_shape = tuple(config.data.image_shape)
   return AutoEncoder(
       Encoder(scaled_widths(m.encoder_widths, m.width), m.kernel_size, m.latent_dim,
@@ -294,6 +301,32 @@ def gaussian_kl(mean, log_variance, prior_variance: float = 1.0):
   return per_dim.sum(1).mean()
 
 
+# The latent penalties this reference has, by config.penalty.name (wae_jax.penalties.REGISTRY
+# may hold more): each takes the Trainer and the auto-encoder's codes, means and
+# log-variances, and the prior samples.
+PENALTIES = {
+    'mmd': lambda t, codes, mean, log_variance, z_prior: mmd(
+        codes, z_prior, t.config.penalty.kernel, t.prior_variance, t.config.penalty.kernel_scale),
+    'gan': lambda t, codes, mean, log_variance, z_prior: encoder_adversarial_loss(
+        t.adversary_logits(codes)),
+    'vae': lambda t, codes, mean, log_variance, z_prior: gaussian_kl(
+        mean, log_variance, t.prior_variance),
+}
+
+
+def unsupported(config) -> str:
+  """Why the reference cannot train `config` ('' when it can): the DCGAN nets and PENALTIES
+  only."""
+  if config.model.arch != 'dcgan':
+    return (f'the PyTorch reference (benchmarks/torch_reference.py) has the DCGAN nets only, '
+            f'not model.arch={config.model.arch!r}')
+  if config.penalty.name not in PENALTIES:
+    return (f'the PyTorch reference (benchmarks/torch_reference.py) has the latent penalties '
+            f'{", ".join(map(repr, PENALTIES))} only, not penalty.name='
+            f'{config.penalty.name!r}')
+  return ''
+
+
 # --------------------------------------------------------------------- training ---
 
 
@@ -320,6 +353,9 @@ class Trainer:
   """
 
   def __init__(self, config, steps_per_epoch: int = 1, device='cpu'):
+    if config.penalty.name not in PENALTIES:
+      raise NotInReferenceError(f'{unsupported(config)}: time it JAX-only '
+                                '(python -m benchmarks.benchmark --notorch)')
     self.config = config
     self.device = torch.device(device)
     dtype = config.model.get('dtype', 'float32')
@@ -336,7 +372,7 @@ class Trainer:
     factor = _lr_factor(t.lr_decay, steps_per_epoch)
     self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
     self.adversary = None
-    if self.penalty_name == 'gan':
+    if jax_penalties.get(self.penalty_name).needs_adversary:
       self.adversary = build_adversary(config).to(self.device)
       self.adversary_optimizer = torch.optim.Adam(
           self.adversary.parameters(), lr=t.adversary_learning_rate, betas=(t.adam_b1, 0.999))
@@ -356,13 +392,7 @@ class Trainer:
       codes, mean, log_variance, logits = self.model(inputs, latent_noise)
     outputs = logits if c.cost.name == 'bernoulli' else activate(logits, c.data.pixel_range)
     reconstruction = reconstruction_cost(images, outputs, c.cost.name, c.cost.scale)
-    if self.penalty_name == 'mmd':
-      penalty = mmd(codes, z_prior, c.penalty.kernel, self.prior_variance,
-                    c.penalty.kernel_scale)
-    elif self.penalty_name == 'gan':
-      penalty = encoder_adversarial_loss(self.adversary_logits(codes))
-    else:
-      penalty = gaussian_kl(mean, log_variance, self.prior_variance)
+    penalty = PENALTIES[self.penalty_name](self, codes, mean, log_variance, z_prior)
     return dict(loss=reconstruction + self.lam * penalty, reconstruction=reconstruction,
                 penalty=penalty, codes=codes, logits=logits)
 

@@ -26,19 +26,18 @@ def get_config(arg: str = ''):
   c.train.num_epochs = 55
   c.train.lr_decay = ((30, 0.5), (50, 0.2), (100, 0.1))
 
-  if args.objective == 'wae_mmd':
+  c.penalty.name = wae_config.OBJECTIVES[args.objective]
+  if args.objective in ('wae_mmd', 'wae_swd'):  # WAE-SWD: as WAE-MMD's (not in the paper)
     c.penalty.lam = 100.0
   elif args.objective == 'wae_gan':
-    c.penalty.name, c.penalty.lam = 'gan', 1.0
+    c.penalty.lam = 1.0
     c.penalty.log_prior_trick = True
     c.train.learning_rate = 3e-4
     c.train.adversary_learning_rate = 1e-3
-  elif args.objective == 'wae_swd':  # lambda 100, as WAE-MMD's (not in the paper)
-    c.penalty.name, c.penalty.lam = 'swd', 100.0
   elif args.objective == 'wae_sinkhorn':  # lambda 100 / d_z: see configs/mnist.py
-    c.penalty.name, c.penalty.lam = 'sinkhorn', 100.0 / c.model.latent_dim
-  else:  # VAE baseline: Gaussian encoder, Gaussian decoder (squared loss), KL weight 1.
-    c.penalty.name, c.penalty.lam = 'vae', 1.0
+    c.penalty.lam = 100.0 / c.model.latent_dim
+  elif args.objective == 'vae':  # Gaussian encoder, Gaussian decoder (squared loss), KL 1
+    c.penalty.lam = 1.0
     c.model.gaussian_encoder = True
     c.train.pretrain_steps = 0
     c.train.input_noise = 0.0

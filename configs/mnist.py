@@ -18,17 +18,15 @@ SIZES = ('paper', 'small')
 def get_config(arg: str = ''):
   args = wae_config.parse_arg(__file__, arg, objective=OBJECTIVES, size=SIZES)
   c = wae_config.base_config()
-  if args.objective == 'wae_gan':  # lambda 10, as WAE-MMD's
-    c.penalty.name = 'gan'
-  elif args.objective == 'wae_swd':  # lambda 10, as WAE-MMD's
-    c.penalty.name = 'swd'
-  elif args.objective == 'wae_sinkhorn':
+  c.penalty.name = wae_config.OBJECTIVES[args.objective]
+  # WAE-MMD's, WAE-GAN's and WAE-SWD's lambda is base_config's 10.
+  if args.objective == 'wae_sinkhorn':
     # The Sinkhorn divergence estimates W_2^2, a sum over the d_z dimensions, where sliced
     # Wasserstein averages one dimension's W_2^2 over directions: lambda 10 / d_z puts the two
     # on one scale.
-    c.penalty.name, c.penalty.lam = 'sinkhorn', 10.0 / c.model.latent_dim
+    c.penalty.lam = 10.0 / c.model.latent_dim
   elif args.objective == 'vae':  # Gaussian encoder, Bernoulli decoder, KL weight 1
-    c.penalty.name, c.penalty.lam = 'vae', 1.0
+    c.penalty.lam = 1.0
     c.model.gaussian_encoder = True
     c.cost.name, c.cost.scale = 'bernoulli', 1.0
     c.train.pretrain_steps = 0

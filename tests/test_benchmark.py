@@ -221,6 +221,31 @@ def test_resnet_rows_are_jax_only(monkeypatch):
   assert "mnist_w32_resnet/mmd torch: not timed" in text and 'DCGAN nets only' in text
 
 
+def test_default_objectives_time_the_references_against_torch_and_the_rest_jax_only(
+    monkeypatch):
+  """The default objectives include penalties the PyTorch reference lacks (swd, sinkhorn): their
+  rows are JAX-only with a note, instead of the reference training them as the VAE."""
+  pytest.importorskip('torch')
+  fake_torch = types.SimpleNamespace(__version__='2.13.0', get_num_threads=lambda: 2,
+                                     set_num_threads=lambda n: None)
+  monkeypatch.setattr(benchmark, '_import_torch', lambda: fake_torch)
+  monkeypatch.setattr(benchmark, 'time_jax', _fake_timing)
+  timed = []
+  monkeypatch.setattr(benchmark, 'time_torch',
+                      lambda torch, config, *a, **k: timed.append(config.penalty.name)
+                      or _fake_timing())
+  out = io.StringIO()
+  results = benchmark.main(['--models=mnist_w32'], out=out)
+  assert [r['objective'] for r in results['rows']] == ['mmd', 'gan', 'vae', 'swd', 'sinkhorn']
+  assert timed == ['mmd', 'gan', 'vae']
+  assert [r['ratio'] for r in results['rows']] == [1.0, 1.0, 1.0, None, None]
+  text = out.getvalue()
+  for name in ('swd', 'sinkhorn'):
+    assert (f"mnist_w32/{name} torch: not timed, the PyTorch reference "
+            "(benchmarks/torch_reference.py) has the latent penalties 'mmd', 'gan', 'vae' only, "
+            f"not penalty.name='{name}'") in text
+
+
 def test_torch_reference_refuses_resnet():
   torch_reference = pytest.importorskip('benchmarks.torch_reference')
   config = benchmark.model_config('mnist_w32_resnet', 'mmd', 8)

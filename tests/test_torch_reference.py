@@ -294,3 +294,43 @@ def test_bfloat16_autocasts_the_auto_encoder_only():
     assert np.isfinite(float(metrics['loss']))
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
   assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=0.05)
+
+
+@pytest.mark.parametrize('objective', ['wae_mmd', 'wae_gan', 'vae'])
+def test_step_loss_matches_train_py_for_each_penalty_it_has(objective):
+  """The reference's step and wae_jax.train's, from the same weights, prior samples and latent
+  noise, give the same loss and penalty, for every penalty the reference has."""
+  config = _config('mnist', objective)
+  assert config.penalty.name in tr.PENALTIES
+  state, images, _ = _setup(config)
+  rng = jax.random.PRNGKey(3)
+  model, adversary = models.build_autoencoder(config), models.build_adversary(config)
+  _, metrics = jax.jit(train.make_train_step(config, model, adversary, 10, rng))(state, images)
+  rngs, z_prior = train.step_randomness(config, rng, 0, BATCH)
+  # The Gaussian encoder's noise of the step, from its codes (Flax derives the key it draws
+  # it with from the step's 'latent' key).
+  (codes, mean, log_variance, _), _ = train.encode_decode(config, model, state.params,
+                                                          state.batch_stats, images, rngs)
+  latent_noise = None
+  if log_variance is not None:
+    latent_noise = (codes - mean) / jnp.exp(0.5 * log_variance)
+  trainer = tr.Trainer(config, steps_per_epoch=10)
+  tr.load_jax_variables(trainer.model, state.params, state.batch_stats)
+  if trainer.adversary is not None:
+    tr.load_jax_adversary(trainer.adversary, state.adversary_params)
+  got = trainer.train_step(tr.nchw(images), z_prior=_t(z_prior),
+                           latent_noise=None if latent_noise is None else _t(latent_noise))
+  for key in ('loss', 'penalty'):
+    np.testing.assert_allclose(float(got[key]), float(metrics[key]), rtol=1e-5, atol=ATOL,
+                               err_msg=key)
+
+
+@pytest.mark.parametrize('objective', ['wae_swd', 'wae_sinkhorn'])
+def test_a_penalty_the_reference_lacks_is_refused(objective):
+  config = _config('mnist', objective)
+  assert config.penalty.name in penalties.REGISTRY and config.penalty.name not in tr.PENALTIES
+  with pytest.raises(tr.NotInReferenceError,
+                     match=f"latent penalties 'mmd', 'gan', 'vae' only, not penalty.name="
+                     f"'{config.penalty.name}': time it JAX-only"):
+    tr.Trainer(config)
+  assert tr.unsupported(_config('mnist', 'wae_mmd')) == ''

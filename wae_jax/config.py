@@ -33,17 +33,17 @@ from wae_jax import models
 from wae_jax import penalties
 from wae_jax.models import layers
 
-# The objectives configs/*.py offer (their `objective=` argument), by config.penalty.name.
+# The objectives configs/*.py offer (their `objective=` argument), by config.penalty.name:
+# the paper's settings of each are in those files. Any penalty in penalties.REGISTRY can be
+# named by config.penalty.name (`penalties.register` adds one: docs/penalties.md).
 OBJECTIVES = {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae', 'wae_swd': 'swd',
               'wae_sinkhorn': 'sinkhorn'}
-PENALTIES = tuple(OBJECTIVES.values())
 DATASETS = ('mnist', 'celeba')
 # Where each data set can come from (config.data.source); wae_jax.input_pipeline loads each.
 DATA_SOURCES = {'mnist': ('auto', 'tfds', 'idx'), 'celeba': ('auto', 'tfds', 'folder')}
 ARCHITECTURES = tuple(models.ARCHITECTURES)
 CONV_IMPLS = ('auto',) + layers.IMPLEMENTATIONS
 DTYPES = ('float32', 'bfloat16')
-GAN_UPDATES = ('simultaneous', 'alternating')
 SAMPLERS = ('prior', 'gmm', 'both')
 GMM_COVARIANCES = ('full', 'diag', 'tied', 'spherical')
 # Fields holding a file or folder; None = unset (each one's default applies).
@@ -261,17 +261,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed('model.arch', config.model.arch, ARCHITECTURES)
   _allowed('model.conv_impl', config.model.conv_impl, CONV_IMPLS)
   _allowed('model.dtype', config.model.dtype, DTYPES)
-  _allowed('penalty.name', config.penalty.name, PENALTIES)
-  _allowed('penalty.kernel', config.penalty.kernel, penalties.KERNELS)
+  _allowed('penalty.name', config.penalty.name, tuple(penalties.REGISTRY))
+  penalty = penalties.get(config.penalty.name)
+  _check_penalty_fields(config, penalty)
   _allowed('cost.name', config.cost.name, penalties.RECONSTRUCTION_COSTS)
-  _allowed('penalty.gan_update', config.penalty.gan_update, GAN_UPDATES)
   _allowed('eval.sampler', config.eval.sampler, SAMPLERS)
   _allowed('eval.gmm_covariance', config.eval.gmm_covariance, GMM_COVARIANCES)
   # Positive and finite: an infinite learning rate or lambda trains parameters that are not
   # numbers, a zero or negative one trains nothing or climbs.
   for field in ('penalty.lam', 'train.learning_rate', 'train.adversary_learning_rate',
-                'train.pretrain_learning_rate', 'model.width', 'model.prior_variance',
-                'penalty.sinkhorn_epsilon'):
+                'train.pretrain_learning_rate', 'model.width', 'model.prior_variance'):
     group, name = field.split('.')
     value = config[group][name]
     _require(_number(value) and value > 0, field, value, 'must be > 0 and finite')
@@ -286,10 +285,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'model.resnet_widths', config.model.resnet_widths,
            f'must have one width per stage of model.resnet_stage_blocks '
            f'({len(config.model.resnet_stage_blocks)})')
-  min_batch = 2 if config.penalty.name == 'mmd' else 1
+  min_batch = penalty.min_batch_size
   _require(config.train.batch_size >= min_batch, 'train.batch_size', config.train.batch_size,
-           f'must be >= {min_batch} (the MMD U-statistic needs two codes)'
-           if min_batch == 2 else 'must be >= 1')
+           f'must be >= {min_batch}' + (f' ({penalty.min_batch_why})' if penalty.min_batch_why
+                                        else ''))
   for field in ('log_every', 'checkpoint_every', 'image_every', 'keep_checkpoints',
                 'max_nonfinite_steps'):
     value = config.train[field]
@@ -304,11 +303,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config.eval[field]
     _require(isinstance(value, int) and value >= 2, f'eval.{field}', value,
              'must be >= 2 (the MMD of the test codes needs two of them)')
-  for field in ('num_projections', 'sinkhorn_max_iterations'):
-    value = config.penalty[field]
-    _require(isinstance(value, int) and value >= 1, f'penalty.{field}', value, 'must be >= 1')
-  _require(config.penalty.swd_p >= 1, 'penalty.swd_p', config.penalty.swd_p,
-           'must be >= 1 (SW_p is a distance for p >= 1)')
   for field in ('gmm_components', 'gmm_train_images'):
     value = config.eval[field]
     _require(isinstance(value, int) and value >= 1, f'eval.{field}', value, 'must be >= 1')
@@ -317,10 +311,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'must be >= 1 or None (use num_epochs)')
   _require(num_steps is not None or config.train.num_epochs > 0, 'train.num_epochs',
            config.train.num_epochs, 'must be > 0 when train.num_steps is None')
-  kernel_scale = config.penalty.kernel_scale
-  _require(kernel_scale is None or (_number(kernel_scale) and kernel_scale > 0),
-           'penalty.kernel_scale', kernel_scale,
-           "must be > 0 and finite, or None (the paper's C = 2 * latent_dim * prior_variance)")
   lr_decay = config.train.lr_decay
   _require(isinstance(lr_decay, (tuple, list)) and all(
       isinstance(pair, (tuple, list)) and len(pair) == 2 and _number(pair[0]) and pair[0] >= 0
@@ -333,9 +323,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
            config.train.adam_b1, 'must be in [0, 1)')
   _require(_number(config.cost.scale) and config.cost.scale > 0, 'cost.scale',
            config.cost.scale, 'must be > 0 and finite')
-  if config.penalty.name == 'vae':
+  if penalty.needs_gaussian_encoder:
     _require(config.model.gaussian_encoder, 'model.gaussian_encoder',
-             config.model.gaussian_encoder, 'must be True with penalty.name=vae')
+             config.model.gaussian_encoder, f'must be True with penalty.name={penalty.name}')
   for field in PATH_FIELDS:
     group, name = field.split('.')
     value = config[group][name]
@@ -350,6 +340,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.cost.name == 'bernoulli':
     _require(tuple(config.data.pixel_range) == (0.0, 1.0), 'data.pixel_range',
              config.data.pixel_range, 'must be (0.0, 1.0) with cost.name=bernoulli')
+
+
+def _check_penalty_fields(config, penalty: penalties.LatentPenalty) -> None:
+  """The fields of every registered penalty that the config holds must hold values it allows
+  (a bad value is refused even where another penalty is chosen); the chosen one's must exist."""
+  missing = [field for field in penalty.fields if field not in config.penalty]
+  if missing:
+    raise errors.ConfigError(
+        f'config.penalty.name={penalty.name!r} reads config.penalty.{missing[0]}, which this '
+        f'config lacks: add it to config.penalty in the config file (the fields it reads: '
+        f'{", ".join(penalty.fields)})')
+  for record in penalties.REGISTRY.values():
+    for field, allowed in record.choices.items():
+      if field in config.penalty:
+        _allowed(f'penalty.{field}', config.penalty[field], allowed)
+    for field, (ok, expected) in record.checks.items():
+      if field in config.penalty:
+        _require(ok(config.penalty[field]), f'penalty.{field}', config.penalty[field], expected)
 
 
 def check_data_source(name: str, source: str) -> None:

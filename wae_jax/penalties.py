@@ -2,6 +2,9 @@
 
 Everything here is a pure function of arrays: no module state and no Flax, so
 each function works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+The one exception is REGISTRY, at the end: the latent penalties a config can
+name (``config.penalty.name``), one record each, which a researcher extends
+with ``register`` (docs/penalties.md).
 Argument checks look only at shapes and Python values, which are static under
 ``jit``, so a bad call fails at trace time with a ``ValueError``.
 
@@ -18,7 +21,9 @@ Feydy et al., "Interpolating between Optimal Transport and MMD using Sinkhorn
 Divergences", AISTATS 2019.
 """
 
+import dataclasses
 import math
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -431,3 +436,149 @@ def reconstruction_cost(x, y, *, name='l2sq', scale=1.0):
   """
   _check_choice('name', name, RECONSTRUCTION_COSTS)
   return _COST_FNS[name](x, y, scale=scale)
+
+
+# ------------------------------------------------------------ the registry ---
+
+
+class PenaltyInputs(NamedTuple):
+  """What a train step hands a latent penalty: a batch of codes, as many prior samples."""
+  codes: Any                    # [n, d_z] the encoder's codes (sampled, if it is Gaussian)
+  prior_samples: Any            # [n, d_z] from N(0, prior_variance I)
+  rng: Any                      # the penalty's own random numbers, fresh every step
+  prior_variance: float         # config.model.prior_variance
+  mean: Optional[Any] = None    # a Gaussian encoder's means and log-variances, else None
+  log_variance: Optional[Any] = None
+  code_logits: Optional[Any] = None  # needs_adversary: the adversary's [n] logits on the codes
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentPenalty:
+  """One latent penalty D_Z: everything that depends on which one config.penalty.name names.
+
+  `fn(inputs, settings)` is D_Z before lambda, a scalar; `settings` is config.penalty, of
+  which it reads `fields` (lambda, `lam`, is the step's). `compiled_fields` are those of
+  `fields` whose value changes the compiled step (the others could be passed as arrays: a
+  sweep's trials that differ only in them share one compilation). `choices` and `checks`
+  are what `wae_jax.config.validate` asks of the fields' values.
+  """
+  name: str                     # config.penalty.name
+  fn: Callable[[PenaltyInputs, Any], Any]
+  display_name: str             # in reports and figures: 'MMD', 'KL', ...
+  fields: Tuple[str, ...] = ()
+  compiled_fields: Tuple[str, ...] = ()
+  choices: Mapping[str, Tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+  checks: Mapping[str, Tuple[Callable[[Any], bool], str]] = dataclasses.field(
+      default_factory=dict)     # field -> (ok(value), what a value must be)
+  needs_adversary: bool = False  # WAE-GAN: the step trains a latent adversary beside the
+                                # auto-encoder and hands fn its logits on the codes
+  needs_gaussian_encoder: bool = False  # fn reads the encoder's mean and log_variance
+  pretrains: bool = True        # train.pretrain_steps moves Q_Z onto the prior first
+  min_batch_size: int = 1       # codes fn needs in a batch,
+  min_batch_why: str = ''       # and why, for the message that refuses fewer
+
+  def __post_init__(self):
+    for group, names in (('compiled_fields', self.compiled_fields),
+                         ('choices', tuple(self.choices)), ('checks', tuple(self.checks))):
+      unknown = sorted(set(names) - set(self.fields))
+      if unknown:
+        raise ValueError(f'penalty {self.name!r}: {group} names {unknown}, which are not '
+                         f'among its fields {self.fields}')
+
+
+def _finite_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _positive_int(value) -> bool:
+  return isinstance(value, int) and value >= 1
+
+
+def _mmd_penalty(x: PenaltyInputs, settings):
+  return mmd(x.codes, x.prior_samples, kernel=settings.kernel,
+             prior_variance=x.prior_variance, scale=settings.kernel_scale)
+
+
+def _adversarial_penalty(x: PenaltyInputs, settings):
+  del settings  # log_prior_trick and gan_update act on the adversary's logits and update
+  return encoder_adversarial_loss(x.code_logits)
+
+
+def _kl_penalty(x: PenaltyInputs, settings):
+  del settings
+  return gaussian_kl(x.mean, x.log_variance, x.prior_variance)
+
+
+def _swd_penalty(x: PenaltyInputs, settings):
+  return sliced_wasserstein(x.codes, x.prior_samples, rng=x.rng,
+                            num_projections=settings.num_projections, p=settings.swd_p)
+
+
+def _sinkhorn_penalty(x: PenaltyInputs, settings):
+  return sinkhorn(x.codes, x.prior_samples, epsilon=settings.sinkhorn_epsilon,
+                  max_iterations=settings.sinkhorn_max_iterations)
+
+
+GAN_UPDATES = ('simultaneous', 'alternating')
+
+# config.penalty.name -> its record, in the order configs and messages list them.
+REGISTRY = {}
+
+
+def register(penalty: LatentPenalty) -> LatentPenalty:
+  """Makes `penalty` nameable as config.penalty.name (docs/penalties.md); returns it.
+
+  Registering the same record again does nothing (a module imported twice); another record
+  under a taken name raises ValueError.
+  """
+  known = REGISTRY.get(penalty.name)
+  if known is not None and known != penalty:
+    raise ValueError(f'a latent penalty named {penalty.name!r} is already registered: '
+                     'choose another name')
+  REGISTRY[penalty.name] = penalty
+  return penalty
+
+
+def get(name: str) -> LatentPenalty:
+  """The record config.penalty.name = `name` names; ValueError naming the registered ones."""
+  if name not in REGISTRY:
+    raise ValueError(f'unknown latent penalty {name!r}; registered: '
+                     f'{", ".join(map(repr, REGISTRY))}')
+  return REGISTRY[name]
+
+
+def fields_not_in_step() -> frozenset:
+  """The config fields ('penalty.<field>') that some penalty reads and none compiles into its
+  step: a sweep's trials that differ only in them can share one compiled step."""
+  read = {f for p in REGISTRY.values() for f in p.fields}
+  compiled = {f for p in REGISTRY.values() for f in p.compiled_fields}
+  return frozenset(f'penalty.{f}' for f in read - compiled)
+
+
+register(LatentPenalty(
+    name='mmd', fn=_mmd_penalty, display_name='MMD', fields=('kernel', 'kernel_scale'),
+    compiled_fields=('kernel',), choices={'kernel': KERNELS},
+    checks={'kernel_scale': (lambda v: v is None or (_finite_number(v) and v > 0),
+                             "must be > 0 and finite, or None (the paper's C = 2 * latent_dim "
+                             '* prior_variance)')},
+    min_batch_size=2, min_batch_why='the MMD U-statistic needs two codes'))
+register(LatentPenalty(
+    name='gan', fn=_adversarial_penalty, display_name='adversarial',
+    fields=('log_prior_trick', 'gan_update'), compiled_fields=('log_prior_trick', 'gan_update'),
+    choices={'gan_update': GAN_UPDATES}, needs_adversary=True))
+register(LatentPenalty(
+    name='vae', fn=_kl_penalty, display_name='KL', needs_gaussian_encoder=True,
+    pretrains=False))
+register(LatentPenalty(
+    name='swd', fn=_swd_penalty, display_name='sliced Wasserstein',
+    fields=('num_projections', 'swd_p'), compiled_fields=('num_projections', 'swd_p'),
+    checks={'num_projections': (_positive_int, 'must be >= 1'),
+            'swd_p': (lambda v: v >= 1, 'must be >= 1 (SW_p is a distance for p >= 1)')}))
+register(LatentPenalty(
+    name='sinkhorn', fn=_sinkhorn_penalty, display_name='Sinkhorn',
+    fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
+    compiled_fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
+    checks={'sinkhorn_epsilon': (lambda v: _finite_number(v) and v > 0,
+                                 'must be > 0 and finite'),
+            'sinkhorn_max_iterations': (_positive_int, 'must be >= 1')}))

@@ -36,7 +36,7 @@ class TrainState:
   params: Any                # {'encoder': ..., 'decoder': ...}
   batch_stats: Any
   opt_state: Any
-  adversary_params: Any      # {} unless config.penalty.name == 'gan'
+  adversary_params: Any      # {} unless the penalty needs_adversary (WAE-GAN)
   adversary_opt_state: Any
   nonfinite_steps: jnp.ndarray  # consecutive steps skipped: loss, gradient or update not finite
 
@@ -72,7 +72,7 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
   variables = jax.jit(lambda rng, x: model.init(rng, x, train=False))(ae_rng, images)
   ae_tx, _, adversary_tx = optimizers(config, steps_per_epoch)
   adversary_params = {}
-  if config.penalty.name == 'gan':
+  if penalties.get(config.penalty.name).needs_adversary:
     codes = jnp.zeros((1, config.model.latent_dim), jnp.float32)
     adversary_params = jax.jit(models.build_adversary(config).init)(adversary_rng,
                                                                      codes)['params']
@@ -145,24 +145,15 @@ def adversary_logits(config, adversary, adversary_params, z):
 def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None,
                    log_variance=None):
   """The divergence config.penalty.name puts between a batch of codes and as many prior
-  samples (before lambda): what the step and the benchmark compute.
+  samples (before lambda): its registered function (`penalties.REGISTRY`), as the step and
+  the benchmark compute it.
 
-  rng: the sliced Wasserstein's directions. gan: `code_logits` are the adversary's on the
-  codes. vae: the KL of the encoder's Gaussians (`mean`, `log_variance`) to the prior.
+  rng: the penalty's random numbers. `code_logits`: the adversary's on the codes, for a
+  penalty that needs_adversary; `mean`, `log_variance`: a Gaussian encoder's.
   """
-  p, prior_variance = config.penalty, config.model.prior_variance
-  if p.name == 'mmd':
-    return penalties.mmd(codes, z_prior, kernel=p.kernel, prior_variance=prior_variance,
-                         scale=p.kernel_scale)
-  if p.name == 'swd':
-    return penalties.sliced_wasserstein(codes, z_prior, rng=rng,
-                                        num_projections=p.num_projections, p=p.swd_p)
-  if p.name == 'sinkhorn':
-    return penalties.sinkhorn(codes, z_prior, epsilon=p.sinkhorn_epsilon,
-                              max_iterations=p.sinkhorn_max_iterations)
-  if p.name == 'gan':
-    return penalties.encoder_adversarial_loss(code_logits)
-  return penalties.gaussian_kl(mean, log_variance, prior_variance)
+  inputs = penalties.PenaltyInputs(codes, z_prior, rng, config.model.prior_variance, mean=mean,
+                                   log_variance=log_variance, code_logits=code_logits)
+  return penalties.get(config.penalty.name).fn(inputs, config.penalty)
 
 
 # The penalty's random numbers (sliced Wasserstein's directions) are fold_in(step key, this):
@@ -170,16 +161,43 @@ def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None,
 _PENALTY_STREAM = 3
 
 
+def step_randomness(config, rng, step, batch_size: int):
+  """The random numbers of the step at `step`: (rngs of the input noise, the Gaussian
+  encoder's codes and the penalty, by name; the batch's prior samples)."""
+  step_rng = jax.random.fold_in(rng, step)
+  noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
+  z_prior = penalties.prior_samples(prior_rng, (batch_size, config.model.latent_dim),
+                                    config.model.prior_variance)
+  rngs = {'noise': noise_rng, 'latent': latent_rng,
+          'penalty': jax.random.fold_in(step_rng, _PENALTY_STREAM)}
+  return rngs, z_prior
+
+
+def encode_decode(config, model, params, batch_stats, images, rngs):
+  """The auto-encoder on a batch as the step runs it (train mode, the encoder's input noise):
+  (codes, mean, log_variance, decoder logits), and the updated batch statistics."""
+  inputs = encoder_inputs(rngs['noise'], images, config.train.input_noise)
+  outputs, updates = model.apply(
+      {'params': params, 'batch_stats': batch_stats}, inputs, train=True,
+      method=model.encode_decode, rngs={'latent': rngs['latent']}, mutable=['batch_stats'])
+  return outputs, updates['batch_stats']
+
+
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
   """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
+
+  The loss is reconstruction + lambda * the registered penalty on the step's codes. A
+  penalty that needs an adversary (WAE-GAN) trains one too, from codes of the same
+  parameters: 'simultaneous', the encoder is penalised by the adversary both steps start
+  from; 'alternating' (Algorithm 1), by the adversary after its step.
 
   A step whose loss, gradients or updated state are not finite changes nothing but the step
   counter and `nonfinite_steps` (its metric `skipped` is 1).
   """
   ae_tx, schedule, adversary_tx = optimizers(config, steps_per_epoch)
-  penalty_name, lam = config.penalty.name, config.penalty.lam
-  alternating = penalty_name == 'gan' and config.penalty.gan_update == 'alternating'
-  prior_variance = config.model.prior_variance
+  penalty = penalties.get(config.penalty.name)
+  lam, prior_variance = config.penalty.lam, config.model.prior_variance
+  alternating = penalty.needs_adversary and config.penalty.gan_update == 'alternating'
   pixel_range = tuple(config.data.pixel_range)
 
   def adversary_loss(adversary_params, codes, z_prior):
@@ -189,10 +207,11 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     return loss, penalties.adversary_accuracy(prior_logits, code_logits)
 
   def adversary_update(state: TrainState, codes, z_prior):
-    """One Adam step of the adversary against these (fixed) codes: its new parameters and
-    optimizer state, its loss and accuracy, and whether its gradient is finite."""
+    """One Adam step of the adversary against these codes, seen as data (no gradient reaches
+    the encoder through it): its new parameters and optimizer state, its loss and accuracy,
+    and whether its loss and gradient are finite."""
     (loss, accuracy), grads = jax.value_and_grad(adversary_loss, has_aux=True)(
-        state.adversary_params, codes, z_prior)
+        state.adversary_params, jax.lax.stop_gradient(codes), z_prior)
     updates, opt_state = adversary_tx.update(grads, state.adversary_opt_state,
                                              state.adversary_params)
     return dict(params=optax.apply_updates(state.adversary_params, updates),
@@ -200,48 +219,39 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
                 finite=all_finite(loss, grads))
 
   def ae_loss(params, state: TrainState, images, z_prior, rngs):
-    inputs = encoder_inputs(rngs['noise'], images, config.train.input_noise)
-    (codes, mean, log_variance, logits), updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
-        method=model.encode_decode, rngs={'latent': rngs['latent']}, mutable=['batch_stats'])
+    """reconstruction + lambda * penalty, and what the step reports of it."""
+    (codes, mean, log_variance, logits), batch_stats = encode_decode(
+        config, model, params, state.batch_stats, images, rngs)
     outputs = logits if config.cost.name == 'bernoulli' else models.activate(logits, pixel_range)
     reconstruction = penalties.reconstruction_cost(
         images, outputs, name=config.cost.name, scale=config.cost.scale)
-    adversary_step, code_logits = None, None
-    if penalty_name == 'gan':
-      # The adversary's step sees the codes as data (no gradient flows into the encoder
-      # through it). 'simultaneous': the encoder is penalised by the adversary both steps
-      # started from; 'alternating' (Algorithm 1): by the adversary after its step.
-      adversary_step = adversary_update(state, jax.lax.stop_gradient(codes), z_prior)
-      adversary_params = (adversary_step['params'] if alternating
-                          else state.adversary_params)
-      code_logits = adversary_logits(config, adversary, adversary_params, codes)
-    penalty = latent_penalty(config, codes, z_prior, rngs['penalty'], code_logits=code_logits,
-                             mean=mean, log_variance=log_variance)
-    loss = reconstruction + lam * penalty
-    aux = dict(codes=codes, batch_stats=updates['batch_stats'], reconstruction=reconstruction,
-               penalty=penalty, log_variance=log_variance, adversary_step=adversary_step)
-    return loss, aux
+    code_logits, adversary_step = None, None
+    if penalty.needs_adversary:
+      penalised_by = state.adversary_params
+      if alternating:
+        # Algorithm 1: the adversary's step first, on these codes, and the encoder penalised
+        # by its result. It runs inside the loss because it needs the codes of this forward
+        # pass (a second one would cost an encoder's forward, which XLA does not remove).
+        adversary_step = adversary_update(state, codes, z_prior)
+        penalised_by = adversary_step['params']
+      code_logits = adversary_logits(config, adversary, penalised_by, codes)
+    value = latent_penalty(config, codes, z_prior, rngs['penalty'], code_logits=code_logits,
+                           mean=mean, log_variance=log_variance)
+    aux = dict(codes=codes, batch_stats=batch_stats, reconstruction=reconstruction,
+               penalty=value, log_variance=log_variance, adversary_step=adversary_step)
+    return reconstruction + lam * value, aux
+
+  def skip(state: TrainState) -> TrainState:
+    return state.replace(nonfinite_steps=state.nonfinite_steps + 1)
 
   def train_step(state: TrainState, images) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
-    step_rng = jax.random.fold_in(rng, state.step)
-    noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
-    z_prior = penalties.prior_samples(prior_rng, (images.shape[0], config.model.latent_dim),
-                                      prior_variance)
-    rngs = {'noise': noise_rng, 'latent': latent_rng,
-            'penalty': jax.random.fold_in(step_rng, _PENALTY_STREAM)}
+    rngs, z_prior = step_randomness(config, rng, state.step, images.shape[0])
     (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
         state.params, state, images, z_prior, rngs)
-    mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
-    metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
-                   learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
-                   codes_cov_gap=cov_gap)
-    if aux['log_variance'] is not None:
-      metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
-    adversary_step = aux['adversary_step']
-    if adversary_step is not None:
-      metrics.update(adversary_loss=adversary_step['loss'],
-                     adversary_accuracy=adversary_step['accuracy'])
+    adversary_step = aux['adversary_step']  # 'alternating': taken inside the loss
+    if penalty.needs_adversary and not alternating:  # from the parameters the step started at
+      adversary_step = adversary_update(state, aux['codes'], z_prior)
+
     updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
     updated = state.replace(params=optax.apply_updates(state.params, updates),
                             batch_stats=aux['batch_stats'], opt_state=opt_state,
@@ -255,17 +265,22 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
                         updated.adversary_params, updated.adversary_opt_state)
     if adversary_step is not None:
       finite = finite & adversary_step['finite']
-
-    def skip(state: TrainState) -> TrainState:
-      return state.replace(nonfinite_steps=state.nonfinite_steps + 1)
-
     # The data and the random numbers move on either way, so that the next step does not meet
     # the same fault. A cond, not a select per leaf: XLA:CPU took 153 s to compile ResNet50's
     # step with the selects, 14 s with the cond (benchmark --models=mnist_w32_resnet).
     new_state = jax.lax.cond(finite, lambda _: updated, skip, state).replace(
         step=state.step + 1)
-    metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
-    metrics['nonfinite_steps'] = new_state.nonfinite_steps
+
+    mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
+    metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
+                   learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
+                   codes_cov_gap=cov_gap, skipped=1.0 - finite.astype(jnp.float32),
+                   nonfinite_steps=new_state.nonfinite_steps)
+    if aux['log_variance'] is not None:
+      metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
+    if adversary_step is not None:
+      metrics.update(adversary_loss=adversary_step['loss'],
+                     adversary_accuracy=adversary_step['accuracy'])
     return new_state, metrics
 
   return train_step
@@ -379,7 +394,7 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
   if restored is not None:
     state = restored
     logging.info('Resuming from step %d', int(state.step))
-  elif config.train.pretrain_steps > 0 and config.penalty.name != 'vae':
+  elif config.train.pretrain_steps > 0 and penalties.get(config.penalty.name).pretrains:
     state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng, mesh)
   state = parallel.replicate(state, mesh, donate=True)
   start_step = int(state.step)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from wae_jax import models
+from wae_jax import penalties
 from wae_jax.models import layers
 
 
@@ -61,11 +62,11 @@ def train_step_flops(config, batch_size: int) -> int:
   """Model FLOPs of one train step: 3 x the forward's 2 x MACs (forward, and a backward
   that costs two forwards: gradients of the inputs and of the weights).
 
-  The auto-encoder runs once per image. WAE-GAN's adversary runs on three batches of codes:
-  the encoder's loss (codes) and its own loss (prior samples and codes).
+  The auto-encoder runs once per image. A penalty's adversary (WAE-GAN's) runs on three
+  batches of codes: the encoder's loss (codes) and its own loss (prior samples and codes).
   """
   macs = forward_macs(config)
   per_image = macs['encoder'] + macs['decoder']
-  if config.penalty.name == 'gan':
+  if penalties.get(config.penalty.name).needs_adversary:
     per_image += 3 * macs['adversary']
   return 3 * 2 * batch_size * per_image

@@ -41,6 +41,7 @@ from tensorboard.util import tensor_util
 from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import files
+from wae_jax import penalties
 
 MISSING = '–'
 CLASSIFIER_FID = 'fid_mnist_classifier'
@@ -48,8 +49,6 @@ CLASSIFIER_FID = 'fid_mnist_classifier'
 CURVES = ('loss', 'reconstruction')
 PENALTY_CURVE = 'penalty'
 UPTIME = 'uptime'  # clu's ReportProgress: seconds since the training loop started.
-PENALTY_KINDS = {'mmd': 'MMD', 'gan': 'adversarial', 'vae': 'KL', 'swd': 'sliced Wasserstein',
-                 'sinkhorn': 'Sinkhorn'}
 OBJECTIVES = {penalty: objective for objective, penalty in wae_config.OBJECTIVES.items()}
 FIGURE_DPI = 150
 GMM_SUFFIX = '_gmm'  # results keys of the samples decoded from a GMM fitted to training codes
@@ -417,12 +416,19 @@ def stats_text(values: Stats, runs: int, number: Callable[[float], str] = format
   return text if values.n == runs else f'{text} (n={values.n})'
 
 
+def penalty_kind(name: Optional[str]) -> str:
+  """A penalty's name in reports: its registered display name, or `name` for one this
+  process has not registered (a results.json written where it was)."""
+  penalty = penalties.REGISTRY.get(name)
+  return penalty.display_name if penalty is not None else name or ''
+
+
 def penalty_label(run: Run) -> str:
   name = run.penalty
   if name is None:
     return MISSING
   lam = run.trained_config.get('penalty', {}).get('lam')
-  kind = PENALTY_KINDS.get(name, name)
+  kind = penalty_kind(name)
   return kind if lam is None else f'{kind}, λ={lam:g}'
 
 
@@ -761,7 +767,7 @@ def _plot_curves(row: Row, ax) -> None:
       curve = run.curves[PENALTY_CURVE]
       if twin is None:
         twin = ax.twinx()
-      kind = PENALTY_KINDS.get(run.penalty, run.penalty or '')
+      kind = penalty_kind(run.penalty)
       label = f'penalty ({kind})' if kind else 'penalty'
       drawn = twin.plot(curve.steps, curve.values, ':', color='C2', alpha=alpha, label=label)
       if labelled:
