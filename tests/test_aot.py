@@ -1,4 +1,5 @@
-"""wae_jax.accelerators.aot: the train step compiled for TPU and GPU topologies on this CPU-only machine."""
+"""wae_jax.accelerators.aot: the train step compiled for TPU and GPU topologies on this CPU-only
+machine."""
 
 import dataclasses
 import subprocess

@@ -17,7 +17,8 @@ from wae_jax import parallel
 from wae_jax import train
 from wae_jax.evaluation import evaluate
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.',
+_CONFIG = config_flags.DEFINE_config_file('config', None,
+                                          'Config file, e.g. configs/mnist.py:wae_mmd.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, pictures.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'evaluate'],

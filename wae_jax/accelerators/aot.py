@@ -348,7 +348,8 @@ def _num(x: Optional[float], unit: str = '') -> str:
 
 def format_report(r: Report) -> str:
   """The per-chip table that `python -m wae_jax.accelerators.aot` prints."""
-  hbm = f' of {_gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)' if r.hbm_bytes else ''
+  hbm = (f' of {_gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)'
+         if r.hbm_bytes else '')
   traffic, traffic_what = r.traffic_bytes
   rows = [
       ('parameters + BatchNorm statistics', _gib(r.params_bytes)),

@@ -178,9 +178,9 @@ def train_classifier(data, seed: int = 0, num_epochs: float = DEFAULT_EPOCHS,
       elapsed = time.time() - start
       mean_loss = float(np.mean(jax.device_get(losses)))
       test_acc = accuracy(params, data.test_images, data.test_labels) if has_test else float('nan')
-      logging.info('mnist_classifier step %d/%d (epoch %.2f): loss %.4f, %.1f steps/s (with compilation), '
-                   'test accuracy %.4f', step, num_steps, step / per_epoch, mean_loss,
-                   step / elapsed, test_acc)
+      logging.info('mnist_classifier step %d/%d (epoch %.2f): loss %.4f, %.1f steps/s (with '
+                   'compilation), test accuracy %.4f', step, num_steps, step / per_epoch,
+                   mean_loss, step / elapsed, test_acc)
       losses = []
   return jax.device_get(params)
 
