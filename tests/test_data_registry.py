@@ -107,7 +107,7 @@ def handmade():
 def test_what_a_loader_gives_is_checked_against_its_record(handmade, splits, message,
                                                            monkeypatch):
   monkeypatch.setitem(_HANDMADE, 'splits', splits)
-  with pytest.raises(input_pipeline.DataError, match=f'^Handmade from memory: {message}'):
+  with pytest.raises(data.DataError, match=f'^Handmade from memory: {message}'):
     input_pipeline.load_dataset(handmade)
   monkeypatch.setitem(_HANDMADE, 'splits', {split: (np.zeros((4, 8, 8, 1), np.uint8), None)
                                             for split in ('train', 'test')})
@@ -115,7 +115,7 @@ def test_what_a_loader_gives_is_checked_against_its_record(handmade, splits, mes
 
 
 def test_an_image_shape_other_than_the_records_is_refused():
-  with pytest.raises(input_pipeline.DataError) as err:
+  with pytest.raises(data.DataError) as err:
     input_pipeline.load_dataset(_config('celeba', image_shape=(28, 28, 1)))
   assert str(err.value) == (
       "config.data.image_shape=(28, 28, 1) does not match CelebA (config.data.name='celeba'), "
@@ -123,6 +123,6 @@ def test_an_image_shape_other_than_the_records_is_refused():
 
 
 def test_an_unknown_name_lists_the_registered_ones():
-  with pytest.raises(input_pipeline.DataError, match=r"config.data.name='cifar' is not "
+  with pytest.raises(data.DataError, match=r"config.data.name='cifar' is not "
                      r"supported; allowed: 'mnist', 'celeba'"):
     input_pipeline.load_dataset(_config('cifar'))

@@ -18,11 +18,12 @@ from tests.helpers import REPO
 from tests.helpers import load_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
+from wae_jax import data as datasets
 from wae_jax import errors
-from wae_jax import input_pipeline
 from wae_jax import train
 from wae_jax import visualize
 from wae_jax.accelerators import aot
+from wae_jax.data import mnist as mnist_data
 from wae_jax.evaluation import inception
 
 MNIST_CONFIG = str(REPO / 'configs' / 'mnist.py')
@@ -30,7 +31,7 @@ MNIST_CONFIG = str(REPO / 'configs' / 'mnist.py')
 
 def test_each_project_error_keeps_the_builtin_base_callers_catch():
   for cls, base in [(errors.ConfigError, ValueError), (errors.FlagError, ValueError),
-                    (input_pipeline.DataError, ValueError), (inception.WeightsError, ValueError),
+                    (datasets.DataError, ValueError), (inception.WeightsError, ValueError),
                     (aot.TopologyError, ValueError), (aot.DoesNotFitError, RuntimeError),
                     (checkpoints.CheckpointError, RuntimeError),
                     (train.NonFiniteError, RuntimeError),
@@ -86,8 +87,8 @@ def test_report_is_one_line_and_status_2_and_a_bug_is_left_to_its_traceback(tmp_
   path = tmp_path / 'train-images-idx3-ubyte.gz'
   header = np.array([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28], np.uint8).tobytes()
   path.write_bytes(gzip.compress(header + bytes(28 * 28)))  # 1 of 2 images
-  with pytest.raises(input_pipeline.DataError) as bad_data:
-    input_pipeline.read_idx(path)
+  with pytest.raises(datasets.DataError) as bad_data:
+    mnist_data.read_idx(path)
   status, out = _report(bad_data.value)
   assert status == 2 and out.startswith(f'error: {path}: truncated IDX file')
   assert len(out.splitlines()) == 1

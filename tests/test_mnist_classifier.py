@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import input_pipeline
 from wae_jax.evaluation import mnist_classifier
@@ -106,10 +107,10 @@ def test_load_or_train_uses_cache(tmp_path, monkeypatch, params):
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
-  monkeypatch.setenv(input_pipeline.CACHE_ENV, str(tmp_path))
+  monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path))
   assert mnist_classifier.cache_path(None, seed=5) == tmp_path / 'mnist_classifier_seed5.msgpack'
-  monkeypatch.delenv(input_pipeline.CACHE_ENV)
-  assert str(input_pipeline.default_cache_dir()).endswith('.cache/wae_jax')
+  monkeypatch.delenv(datasets.CACHE_ENV)
+  assert str(datasets.default_cache_dir()).endswith('.cache/wae_jax')
 
 
 def test_train_rejects_other_pixel_ranges(mnist):

@@ -18,8 +18,8 @@ from typing import Callable, Dict, Optional, Tuple
 from absl import logging
 import numpy as np
 
+from wae_jax import data as datasets
 from wae_jax import files
-from wae_jax import input_pipeline
 from wae_jax import visualize
 from wae_jax.evaluation import batching
 from wae_jax.evaluation import inception
@@ -49,7 +49,7 @@ class Extractor:
 def cache_dir(config) -> pathlib.Path:
   """Where real-data statistics and the classifier's weights of seeds other than the shipped
   one are cached."""
-  return pathlib.Path(config.eval.cache_dir or input_pipeline.default_cache_dir())
+  return pathlib.Path(config.eval.cache_dir or datasets.default_cache_dir())
 
 
 class RealStatistics:

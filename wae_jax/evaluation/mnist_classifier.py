@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import files
 from wae_jax import input_pipeline
@@ -267,7 +268,7 @@ def load_shipped(path: Optional[pathlib.Path] = None,
 
 
 def cache_path(cache_dir, seed: int = 0) -> pathlib.Path:
-  cache_dir = (input_pipeline.default_cache_dir() if cache_dir is None
+  cache_dir = (datasets.default_cache_dir() if cache_dir is None
                else pathlib.Path(cache_dir).expanduser())
   return cache_dir / f'mnist_classifier_seed{seed}.msgpack'
 
@@ -314,7 +315,7 @@ def _define_flags() -> None:
   """CLI flags, defined only when run as a script so importers' flags cannot clash."""
   flags.DEFINE_string('data_dir', None, 'Folder with the MNIST IDX files (or a TFDS data_dir).')
   flags.DEFINE_string('cache_dir', None, 'Folder the trained parameters are cached in (default '
-                      f'${input_pipeline.CACHE_ENV} or ~/.cache/wae_jax).')
+                      f'${datasets.CACHE_ENV} or ~/.cache/wae_jax).')
   flags.DEFINE_integer('seed', 0, 'Seed of the classifier.')
 
 
