@@ -105,6 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.penalty = ml_collections.ConfigDict()  # the latent penalty D_Z and its weight
   c.penalty.name = 'mmd'        # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
                                 # | swd (sliced Wasserstein) | sinkhorn (Sinkhorn divergence)
+                                # | one added with penalties.register (docs/penalties.md)
   c.penalty.lam = 10.0          # lambda; for the VAE, the KL weight
   c.penalty.kernel = 'imq_multiscale'  # rbf | imq | imq_multiscale (IMQ summed over scales)
   c.penalty.kernel_scale = config_dict.placeholder(float)  # the kernel's base scale C (None:
