@@ -27,6 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import ml_collections
 from ml_collections import config_dict
 
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import files
 from wae_jax import models
@@ -38,9 +39,6 @@ from wae_jax.models import layers
 # named by config.penalty.name (`penalties.register` adds one: docs/penalties.md).
 OBJECTIVES = {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae', 'wae_swd': 'swd',
               'wae_sinkhorn': 'sinkhorn'}
-DATASETS = ('mnist', 'celeba')
-# Where each data set can come from (config.data.source); wae_jax.input_pipeline loads each.
-DATA_SOURCES = {'mnist': ('auto', 'tfds', 'idx'), 'celeba': ('auto', 'tfds', 'folder')}
 ARCHITECTURES = tuple(models.ARCHITECTURES)
 CONV_IMPLS = ('auto',) + layers.IMPLEMENTATIONS
 DTYPES = ('float32', 'bfloat16')
@@ -258,7 +256,7 @@ def _number(value) -> bool:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (a ValueError) naming the field, its value and what is allowed."""
-  _allowed('data.name', config.data.name, DATASETS)
+  _allowed('data.name', config.data.name, datasets.names())
   _allowed('model.arch', config.model.arch, ARCHITECTURES)
   _allowed('model.conv_impl', config.model.conv_impl, CONV_IMPLS)
   _allowed('model.dtype', config.model.dtype, DTYPES)
@@ -335,7 +333,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.dir is not None:
     _require(pathlib.Path(config.data.dir).expanduser().is_dir(), 'data.dir', config.data.dir,
              'no such directory')
-  check_data_source(config.data.name, config.data.source)
+  datasets.check_source(config.data.name, config.data.source)  # the record's sources
   lo, hi = config.data.pixel_range
   _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
   if config.cost.name == 'bernoulli':
@@ -359,16 +357,6 @@ def _check_penalty_fields(config, penalty: penalties.LatentPenalty) -> None:
     for field, (ok, expected) in record.checks.items():
       if field in config.penalty:
         _require(ok(config.penalty[field]), f'penalty.{field}', config.penalty[field], expected)
-
-
-def check_data_source(name: str, source: str) -> None:
-  """Raises ConfigError unless config.data.name and .source are a known pair (validate and the
-  loader both ask here)."""
-  _allowed('data.name', name, DATASETS)
-  if source not in DATA_SOURCES[name]:
-    raise errors.ConfigError(f'config.data.source={source!r} is not supported with '
-                             f'config.data.name={name!r}; allowed: '
-                             f'{", ".join(map(repr, DATA_SOURCES[name]))}')
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
