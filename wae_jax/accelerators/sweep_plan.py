@@ -18,6 +18,7 @@ from wae_jax import config as wae_config
 from wae_jax import data as datasets
 from wae_jax import files
 from wae_jax import input_pipeline
+from wae_jax import penalties
 from wae_jax.sweep import trials
 
 PLAN_CACHE_FILE = 'plan_cache.json'
@@ -35,6 +36,7 @@ PLAN_CACHE_FILE = 'plan_cache.json'
 #   the seed) left XLA's FLOPs, bytes and buffers unchanged, while Adam's beta1 (0.5, where
 #   1 - b1 = b1, against 0.9) moved them by 0.3%: constants can change XLA's simplifications,
 #   so train.adam_b1 stays in the key.
+# A penalty's own such fields are its record's (penalties.fields_not_in_step: the kernel scale).
 # Every other field stays in the key, fields unknown here included: a new one costs an extra
 # compile until it is listed here, rather than sharing another shape's figures.
 _NOT_IN_STEP = frozenset({
@@ -43,7 +45,7 @@ _NOT_IN_STEP = frozenset({
     'train.pretrain_learning_rate', 'train.log_every', 'train.checkpoint_every',
     'train.keep_checkpoints', 'train.image_every', 'train.max_nonfinite_steps',
     'train.learning_rate', 'train.adversary_learning_rate', 'train.lr_decay',
-    'penalty.lam', 'penalty.kernel_scale', 'model.prior_variance', 'cost.scale'})
+    'penalty.lam', 'model.prior_variance', 'cost.scale'})
 _NOT_IN_STEP_PREFIXES = ('eval.',)
 # Fields that count as what the step sees of them: input noise 0 leaves the noise out.
 _AS_SEEN = {'train.input_noise': lambda std: std > 0}
@@ -53,7 +55,8 @@ def shape_key(config) -> Dict[str, Any]:
   """The fields of `config` that can change its compiled train step, flat (see _NOT_IN_STEP)."""
   key = {}
   for path, value in wae_config.flatten(config).items():
-    if path in _NOT_IN_STEP or path.startswith(_NOT_IN_STEP_PREFIXES):
+    if (path in _NOT_IN_STEP or path in penalties.fields_not_in_step()  # a penalty's own
+        or path.startswith(_NOT_IN_STEP_PREFIXES)):
       continue
     key[path] = _AS_SEEN[path](value) if path in _AS_SEEN else value
   return key
