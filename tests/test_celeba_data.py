@@ -66,7 +66,7 @@ def faces(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_env_cache(monkeypatch):
-  monkeypatch.delenv(ip.CACHE_ENV, raising=False)
+  monkeypatch.delenv(data.CACHE_ENV, raising=False)
 
 
 def warnings_about(caplog, needle):
@@ -132,7 +132,7 @@ def test_bad_partition_file(faces, tmp_path, line, message):
   lines = [f'{name(i)} 0' for i in range(1, NUM + 1)]
   lines[2] = line
   (faces / celeba.CELEBA_PARTITION).write_text('\n'.join(lines) + '\n')
-  with pytest.raises(ip.DataError, match=message) as err:
+  with pytest.raises(data.DataError, match=message) as err:
     ip.load_dataset(data_config(faces, tmp_path))
   assert str(faces / celeba.CELEBA_PARTITION) in str(err.value)
 
@@ -208,7 +208,7 @@ def test_wrong_sizes_are_skipped_with_a_warning(faces, tmp_path, monkeypatch, ca
 def test_too_many_bad_images_is_an_error(faces, tmp_path):
   # One of 30 is 3%, above the 1% tolerated by default.
   (faces / name(9)).write_bytes(b'not a jpeg')
-  with pytest.raises(ip.DataError) as err:
+  with pytest.raises(data.DataError) as err:
     ip.load_dataset(data_config(faces, tmp_path))
   for needle in (str(faces), '1 of 30 images are unusable', name(9), '1%'):
     assert needle in str(err.value)
@@ -220,11 +220,11 @@ def test_all_bad_or_no_images_is_an_error(tmp_path, monkeypatch):
   folder = tmp_path / 'bad'
   folder.mkdir()
   (folder / 'x.jpg').write_bytes(b'junk')
-  with pytest.raises(ip.DataError, match='1 of 1 images are unusable'):
+  with pytest.raises(data.DataError, match='1 of 1 images are unusable'):
     ip.load_dataset(data_config(folder, tmp_path))
   (folder / 'x.jpg').unlink()
   (folder / 'README').write_text('no images here')
-  with pytest.raises(ip.DataError, match='no images') as err:
+  with pytest.raises(data.DataError, match='no images') as err:
     ip.load_dataset(data_config(folder, tmp_path))
   assert str(folder) in str(err.value)
 
@@ -233,11 +233,11 @@ def test_all_bad_or_no_images_is_an_error(tmp_path, monkeypatch):
 
 
 def test_auto_uses_the_folder_or_explains_both(faces, tmp_path):
-  data = ip.load_dataset(data_config(faces.parent, tmp_path, source='auto'))
-  assert len(data.train_images) == 27
+  loaded = ip.load_dataset(data_config(faces.parent, tmp_path, source='auto'))
+  assert len(loaded.train_images) == 27
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(ip.DataError) as err:
+  with pytest.raises(data.DataError) as err:
     ip.load_dataset(data_config(empty, tmp_path, source='auto'))
   for needle in ('TFDS celeb_a', celeba.CELEBA_FOLDER, 'config.data.dir', str(empty)):
     assert needle in str(err.value)

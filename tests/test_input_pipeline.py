@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from wae_jax import data
 from wae_jax import input_pipeline as ip
 from wae_jax.data import mnist
 from wae_jax.data import tfds_source
@@ -129,7 +130,7 @@ def test_read_idx_gz_and_raw(tmp_path):
 def test_read_idx_errors(tmp_path, mutate, message):
   path = tmp_path / 'bad-idx3-ubyte'
   path.write_bytes(mutate(idx_bytes(np.zeros((2, 28, 28)))))
-  with pytest.raises(ip.DataError, match=message) as err:
+  with pytest.raises(data.DataError, match=message) as err:
     mnist.read_idx(path)
   assert str(path) in str(err.value)
 
@@ -137,14 +138,14 @@ def test_read_idx_errors(tmp_path, mutate, message):
 def test_read_idx_truncated_reports_sizes(tmp_path):
   path = tmp_path / 'short.gz'
   path.write_bytes(gzip.compress(idx_bytes(np.zeros((2, 28, 28)))[:-10]))
-  with pytest.raises(ip.DataError, match='expects 1568 data bytes, found 1558'):
+  with pytest.raises(data.DataError, match='expects 1568 data bytes, found 1558'):
     mnist.read_idx(path)
 
 
 def test_read_idx_bad_gzip(tmp_path):
   path = tmp_path / 'x.gz'
   path.write_bytes(b'not gzip at all')
-  with pytest.raises(ip.DataError, match='gzip') as err:
+  with pytest.raises(data.DataError, match='gzip') as err:
     mnist.read_idx(path)
   assert str(path) in str(err.value)
 
@@ -162,7 +163,7 @@ def test_load_mnist_idx_missing_file(tmp_path):
   folder = write_fake_mnist(tmp_path)
   missing = folder / mnist.MNIST_FILES['test'][1]
   missing.unlink()
-  with pytest.raises(ip.DataError) as err:
+  with pytest.raises(data.DataError) as err:
     mnist.load_mnist_idx(folder)
   message = str(err.value)
   assert str(missing) in message
@@ -175,7 +176,7 @@ def test_load_mnist_idx_wrong_image_size(tmp_path):
   folder = write_fake_mnist(tmp_path)
   path = folder / mnist.MNIST_FILES['train'][0]
   path.write_bytes(gzip.compress(idx_bytes(np.zeros((20, 27, 27)))))
-  with pytest.raises(ip.DataError, match=r'expected images of shape \[N, 28, 28\]') as err:
+  with pytest.raises(data.DataError, match=r'expected images of shape \[N, 28, 28\]') as err:
     mnist.load_mnist_idx(folder)
   assert str(path) in str(err.value)
 
@@ -184,7 +185,7 @@ def test_load_mnist_idx_count_mismatch(tmp_path):
   folder = write_fake_mnist(tmp_path)
   path = folder / mnist.MNIST_FILES['test'][1]
   path.write_bytes(gzip.compress(idx_bytes(np.zeros(9))))
-  with pytest.raises(ip.DataError, match='9 labels') as err:
+  with pytest.raises(data.DataError, match='9 labels') as err:
     mnist.load_mnist_idx(folder)
   assert str(path) in str(err.value)
 
@@ -213,7 +214,7 @@ def test_idx_source_from_env(tmp_path, monkeypatch):
 
 
 def test_idx_source_without_folder():
-  with pytest.raises(ip.DataError, match='config.data.dir') as err:
+  with pytest.raises(data.DataError, match='config.data.dir') as err:
     ip.load_dataset(data_config(source='idx'))
   assert mnist.MNIST_DIR_ENV in str(err.value)
 
@@ -234,7 +235,7 @@ def test_auto_uses_config_dir_idx(tmp_path):
 
 
 def test_auto_without_any_source_explains_both(tmp_path):
-  with pytest.raises(ip.DataError) as err:
+  with pytest.raises(data.DataError) as err:
     ip.load_dataset(data_config(source='auto', dir=str(tmp_path)))
   message = str(err.value)
   for needle in ('config.data.dir', mnist.MNIST_DIR_ENV, 'TFDS',
@@ -248,7 +249,7 @@ def test_auto_without_any_source_explains_both(tmp_path):
     ('pixel_range', (1.0, 0.0), 'config.data.pixel_range'),
 ])
 def test_bad_config(field, value, needle):
-  with pytest.raises(ip.DataError, match=needle) as err:
+  with pytest.raises(data.DataError, match=needle) as err:
     ip.load_dataset(data_config(**{field: value}))
   if field == 'name':
     assert "allowed: 'mnist'" in str(err.value)
@@ -263,7 +264,7 @@ def test_without_tfds_installed_auto_reads_idx_and_tfds_names_the_extra(tmp_path
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets', None)  # import raises ImportError
   folder = write_fake_mnist(tmp_path / 'mnist')
   assert ip.load_dataset(data_config(dir=str(folder))).source == f'IDX files in {folder}'
-  with pytest.raises(ip.DataError, match=r"source='tfds' needs TensorFlow Datasets.*\.\[tfds\]"):
+  with pytest.raises(data.DataError, match=r"source='tfds' needs TensorFlow Datasets.*\.\[tfds\]"):
     ip.load_dataset(data_config(source='tfds', dir=str(tmp_path)))
 
 
@@ -374,7 +375,7 @@ def test_train_batches_resume(start_step):
 
 
 def test_train_batches_bad_arguments():
-  with pytest.raises(ip.DataError, match='larger than'):
+  with pytest.raises(data.DataError, match='larger than'):
     ip.train_batches(np.zeros(5), 8, seed=0)
   with pytest.raises(ValueError, match='start_step'):
     ip.train_batches(np.zeros(50), 8, seed=0, start_step=-1)

@@ -13,14 +13,7 @@ from absl import logging
 import numpy as np
 
 from wae_jax import data as datasets
-# Also read here by other modules (each is defined once, in wae_jax.data).
-# pylint: disable=unused-import
-from wae_jax.data import CACHE_ENV
 from wae_jax.data import DataError
-from wae_jax.data import default_cache_dir
-from wae_jax.data.mnist import read_idx
-from wae_jax.data.tfds_source import keep_tensorflow_off_accelerators
-# pylint: enable=unused-import
 
 
 # ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from wae_jax import models
 from wae_jax import parallel
 from wae_jax import penalties
 from wae_jax import visualize
+from wae_jax.data import tfds_source
 
 
 @flax.struct.dataclass
@@ -340,7 +341,7 @@ def _import_clu():
   So `import wae_jax.train` (the benchmark, the AOT compiler, a refused config) starts
   without TensorFlow; TensorFlow is kept off the accelerators before it first runs.
   """
-  input_pipeline.keep_tensorflow_off_accelerators()
+  tfds_source.keep_tensorflow_off_accelerators()
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   from clu import periodic_actions  # pylint: disable=g-import-not-at-top
   return metric_writers, periodic_actions
