@@ -65,12 +65,25 @@ class Conv2dSame(nn.Conv2d):
   cannot express: those layers pad explicitly, as timm's `Conv2dSame` does.
   """
 
-  def __init__(self, in_channels, out_channels, kernel_size: int, stride: int,
-               in_size: Tuple[int, int], bias: bool = True):
+  def __init__(
+      self,
+      in_channels,
+      out_channels,
+      kernel_size: int,
+      stride: int,
+      in_size: Tuple[int, int],
+      bias: bool = True,
+  ):
     (top, bottom), (left, right) = (same_conv_pads(n, kernel_size, stride) for n in in_size)
     symmetric = top == bottom and left == right
-    super().__init__(in_channels, out_channels, kernel_size, stride,
-                     padding=(top, left) if symmetric else 0, bias=bias)
+    super().__init__(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        padding=(top, left) if symmetric else 0,
+        bias=bias,
+    )
     self.explicit_pad = None if symmetric else (left, right, top, bottom)
 
   def forward(self, x):
@@ -87,20 +100,32 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
   `output_padding` keeps it.
   """
 
-  def __init__(self, in_channels, out_channels, kernel_size: int, stride: int,
-               in_size: Tuple[int, int], bias: bool = True):
+  def __init__(
+      self,
+      in_channels,
+      out_channels,
+      kernel_size: int,
+      stride: int,
+      in_size: Tuple[int, int],
+      bias: bool = True,
+  ):
     crops = [same_conv_transpose_crops(n, kernel_size, stride) for n in in_size]
-    super().__init__(in_channels, out_channels, kernel_size, stride,
-                     padding=tuple(before for before, _ in crops),
-                     output_padding=tuple(max(before - after, 0) for before, after in crops),
-                     bias=bias)
+    super().__init__(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        padding=tuple(before for before, _ in crops),
+        output_padding=tuple(max(before - after, 0) for before, after in crops),
+        bias=bias,
+    )
     self.out_size = tuple(stride * n for n in in_size)
     self.slice_extra = any(after > before for before, after in crops)
 
   def forward(self, x):
     y = super().forward(x)
     if self.slice_extra:
-      y = y[:, :, :self.out_size[0], :self.out_size[1]]
+      y = y[:, :, : self.out_size[0], : self.out_size[1]]
     return y
 
 
@@ -116,15 +141,23 @@ def _batch_norm(channels: int) -> nn.BatchNorm2d:
 class Encoder(nn.Module):
   """Stride-2 'SAME' convs with BN and ReLU, then linear heads; returns (mean, log_var)."""
 
-  def __init__(self, widths: Sequence[int], kernel_size: int, latent_dim: int,
-               image_shape: Tuple[int, int, int], gaussian: bool = False):
+  def __init__(
+      self,
+      widths: Sequence[int],
+      kernel_size: int,
+      latent_dim: int,
+      image_shape: Tuple[int, int, int],
+      gaussian: bool = False,
+  ):
     super().__init__()
     h, w, c = image_shape
     blocks = []
     for features in widths:
-      blocks += [Conv2dSame(c, features, kernel_size, 2, (h, w), bias=False),
-                 _batch_norm(features),
-                 nn.ReLU(inplace=True)]
+      blocks += [
+          Conv2dSame(c, features, kernel_size, 2, (h, w), bias=False),
+          _batch_norm(features),
+          nn.ReLU(inplace=True),
+      ]
       h, w, c = -(-h // 2), -(-w // 2), features
     blocks.append(nn.Flatten())
     self.features = nn.Sequential(*blocks)
@@ -148,8 +181,13 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
   """Linear to a small feature map, stride-2 transposed convs, a stride-1 output layer."""
 
-  def __init__(self, widths: Sequence[int], kernel_size: int, latent_dim: int,
-               image_shape: Tuple[int, int, int]):
+  def __init__(
+      self,
+      widths: Sequence[int],
+      kernel_size: int,
+      latent_dim: int,
+      image_shape: Tuple[int, int, int],
+  ):
     super().__init__()
     height, width, channels = image_shape
     upsamplings = len(widths) - 1
@@ -159,8 +197,11 @@ class Decoder(nn.Module):
     self.fc = nn.Linear(latent_dim, widths[0] * h * w)
     blocks = [nn.Unflatten(1, (widths[0], h, w)), _batch_norm(widths[0]), nn.ReLU(inplace=True)]
     for c_in, c_out in zip(widths, widths[1:]):
-      blocks += [ConvTranspose2dSame(c_in, c_out, kernel_size, 2, (h, w), bias=False),
-                 _batch_norm(c_out), nn.ReLU(inplace=True)]
+      blocks += [
+          ConvTranspose2dSame(c_in, c_out, kernel_size, 2, (h, w), bias=False),
+          _batch_norm(c_out),
+          nn.ReLU(inplace=True),
+      ]
       h, w = 2 * h, 2 * w
     blocks.append(ConvTranspose2dSame(widths[-1], channels, kernel_size, 1, (h, w)))
     self.body = nn.Sequential(*blocks)
@@ -199,14 +240,21 @@ class NotInReferenceError(errors.ConfigError):
 def build_autoencoder(config) -> AutoEncoder:
   m = config.model
   if m.arch != 'dcgan':
-    raise NotInReferenceError(f"config.model.arch={m.arch!r}: the PyTorch reference has only "
-                              "the DCGAN nets, arch='dcgan'")
+    raise NotInReferenceError(
+        f'config.model.arch={m.arch!r}: the PyTorch reference has only '
+        "the DCGAN nets, arch='dcgan'"
+    )
   image_shape = tuple(config.data.image_shape)
   return AutoEncoder(
-      Encoder(scaled_widths(m.encoder_widths, m.width), m.kernel_size, m.latent_dim,
-              image_shape, m.gaussian_encoder),
-      Decoder(scaled_widths(m.decoder_widths, m.width), m.kernel_size, m.latent_dim,
-              image_shape))
+      Encoder(
+          scaled_widths(m.encoder_widths, m.width),
+          m.kernel_size,
+          m.latent_dim,
+          image_shape,
+          m.gaussian_encoder,
+      ),
+      Decoder(scaled_widths(m.decoder_widths, m.width), m.kernel_size, m.latent_dim, image_shape),
+  )
 
 
 def build_adversary(config) -> nn.Sequential:
@@ -250,8 +298,7 @@ def squared_distances(x, y):
   """||x_i - y_j||^2 by one matrix product, centred on y's mean, clipped at 0."""
   centre = y.mean(0)
   x, y = x - centre, y - centre
-  return (x.square().sum(1)[:, None] + y.square().sum(1)[None, :]
-          - 2.0 * x @ y.T).clamp_min(0.0)
+  return (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2.0 * x @ y.T).clamp_min(0.0)
 
 
 def _kernel(sq_dists, kernel: str, scale: float, scales: Sequence[float]):
@@ -264,8 +311,14 @@ def _kernel(sq_dists, kernel: str, scale: float, scales: Sequence[float]):
   raise ValueError(f'unknown kernel {kernel!r}')
 
 
-def mmd(codes, prior_samples, kernel: str = 'imq_multiscale', prior_variance: float = 1.0,
-        scale: Optional[float] = None, scales: Sequence[float] = IMQ_SCALES):
+def mmd(
+    codes,
+    prior_samples,
+    kernel: str = 'imq_multiscale',
+    prior_variance: float = 1.0,
+    scale: Optional[float] = None,
+    scales: Sequence[float] = IMQ_SCALES,
+):
   """Unbiased (U-statistic) MMD^2 estimate; base scale C = 2 * d * sigma_z^2 by default."""
   d = codes.shape[1]
   scale = 2.0 * d * prior_variance if scale is None else scale
@@ -286,8 +339,9 @@ def gaussian_log_density(z, variance: float):
 
 def adversary_loss(prior_logits, code_logits):
   """Cross-entropy of prior samples as 1 and codes as 0 (the caller multiplies by lambda)."""
-  return (F.binary_cross_entropy_with_logits(prior_logits, torch.ones_like(prior_logits))
-          + F.binary_cross_entropy_with_logits(code_logits, torch.zeros_like(code_logits)))
+  return F.binary_cross_entropy_with_logits(
+      prior_logits, torch.ones_like(prior_logits)
+  ) + F.binary_cross_entropy_with_logits(code_logits, torch.zeros_like(code_logits))
 
 
 def encoder_adversarial_loss(code_logits):
@@ -296,8 +350,12 @@ def encoder_adversarial_loss(code_logits):
 
 
 def gaussian_kl(mean, log_variance, prior_variance: float = 1.0):
-  per_dim = 0.5 * ((log_variance.exp() + mean.square()) / prior_variance
-                   - 1.0 - log_variance + math.log(prior_variance))
+  per_dim = 0.5 * (
+      (log_variance.exp() + mean.square()) / prior_variance
+      - 1.0
+      - log_variance
+      + math.log(prior_variance)
+  )
   return per_dim.sum(1).mean()
 
 
@@ -306,11 +364,14 @@ def gaussian_kl(mean, log_variance, prior_variance: float = 1.0):
 # log-variances, and the prior samples.
 PENALTIES = {
     'mmd': lambda t, codes, mean, log_variance, z_prior: mmd(
-        codes, z_prior, t.config.penalty.kernel, t.prior_variance, t.config.penalty.kernel_scale),
+        codes, z_prior, t.config.penalty.kernel, t.prior_variance, t.config.penalty.kernel_scale
+    ),
     'gan': lambda t, codes, mean, log_variance, z_prior: encoder_adversarial_loss(
-        t.adversary_logits(codes)),
+        t.adversary_logits(codes)
+    ),
     'vae': lambda t, codes, mean, log_variance, z_prior: gaussian_kl(
-        mean, log_variance, t.prior_variance),
+        mean, log_variance, t.prior_variance
+    ),
 }
 
 
@@ -318,12 +379,16 @@ def unsupported(config) -> str:
   """Why the reference cannot train `config` ('' when it can): the DCGAN nets and PENALTIES
   only."""
   if config.model.arch != 'dcgan':
-    return (f'the PyTorch reference (benchmarks/torch_reference.py) has the DCGAN nets only, '
-            f'not model.arch={config.model.arch!r}')
+    return (
+        f'the PyTorch reference (benchmarks/torch_reference.py) has the DCGAN nets only, '
+        f'not model.arch={config.model.arch!r}'
+    )
   if config.penalty.name not in PENALTIES:
-    return (f'the PyTorch reference (benchmarks/torch_reference.py) has the latent penalties '
-            f'{", ".join(map(repr, PENALTIES))} only, not penalty.name='
-            f'{config.penalty.name!r}')
+    return (
+        f'the PyTorch reference (benchmarks/torch_reference.py) has the latent penalties '
+        f'{", ".join(map(repr, PENALTIES))} only, not penalty.name='
+        f'{config.penalty.name!r}'
+    )
   return ''
 
 
@@ -354,8 +419,9 @@ class Trainer:
 
   def __init__(self, config, steps_per_epoch: int = 1, device='cpu'):
     if config.penalty.name not in PENALTIES:
-      raise NotInReferenceError(f'{unsupported(config)}: time it JAX-only '
-                                '(python -m benchmarks.benchmark --notorch)')
+      raise NotInReferenceError(
+          f'{unsupported(config)}: time it JAX-only ' '(python -m benchmarks.benchmark --notorch)'
+      )
     self.config = config
     self.device = torch.device(device)
     dtype = config.model.get('dtype', 'float32')
@@ -367,17 +433,18 @@ class Trainer:
     self.prior_variance = config.model.prior_variance
     self.latent_dim = config.model.latent_dim
     self.model = build_autoencoder(config).to(self.device)
-    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.learning_rate,
-                                      betas=(t.adam_b1, 0.999))
+    self.optimizer = torch.optim.Adam(
+        self.model.parameters(), lr=t.learning_rate, betas=(t.adam_b1, 0.999)
+    )
     factor = _lr_factor(t.lr_decay, steps_per_epoch)
     self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
     self.adversary = None
     if jax_penalties.get(self.penalty_name).needs_adversary:
       self.adversary = build_adversary(config).to(self.device)
       self.adversary_optimizer = torch.optim.Adam(
-          self.adversary.parameters(), lr=t.adversary_learning_rate, betas=(t.adam_b1, 0.999))
-      self.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(self.adversary_optimizer,
-                                                                   factor)
+          self.adversary.parameters(), lr=t.adversary_learning_rate, betas=(t.adam_b1, 0.999)
+      )
+      self.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(self.adversary_optimizer, factor)
 
   def adversary_logits(self, z):
     logits = self.adversary(z)[:, 0]
@@ -393,8 +460,13 @@ class Trainer:
     outputs = logits if c.cost.name == 'bernoulli' else activate(logits, c.data.pixel_range)
     reconstruction = reconstruction_cost(images, outputs, c.cost.name, c.cost.scale)
     penalty = PENALTIES[self.penalty_name](self, codes, mean, log_variance, z_prior)
-    return dict(loss=reconstruction + self.lam * penalty, reconstruction=reconstruction,
-                penalty=penalty, codes=codes, logits=logits)
+    return dict(
+        loss=reconstruction + self.lam * penalty,
+        reconstruction=reconstruction,
+        penalty=penalty,
+        codes=codes,
+        logits=logits,
+    )
 
   def adversary_losses(self, codes, z_prior):
     return self.lam * adversary_loss(self.adversary_logits(z_prior), self.adversary_logits(codes))
@@ -514,14 +586,23 @@ def load_jax_variables(model: AutoEncoder, params, batch_stats=None) -> None:
     _load_conv(conv, params['encoder'][f'Conv_{i}'], f'encoder.Conv_{i}', _conv_weight)
   heads = {'mean': 'mean', 'log_variance': 'log_variance'} if enc.gaussian else {'fc': 'Dense_0'}
   for head, name in heads.items():
-    _load_linear(getattr(enc, head), params['encoder'][name], 'encoder.' + name,
-                 in_chw=enc.map_shape)
+    _load_linear(
+        getattr(enc, head), params['encoder'][name], 'encoder.' + name, in_chw=enc.map_shape
+    )
   unflatten = _of_type(dec, nn.Unflatten)[0]
-  _load_linear(dec.fc, params['decoder']['Dense_0'], 'decoder.Dense_0',
-               out_chw=tuple(unflatten.unflattened_size))
+  _load_linear(
+      dec.fc,
+      params['decoder']['Dense_0'],
+      'decoder.Dense_0',
+      out_chw=tuple(unflatten.unflattened_size),
+  )
   for i, conv in enumerate(_of_type(dec, nn.ConvTranspose2d)):
-    _load_conv(conv, params['decoder'][f'ConvTranspose_{i}'], f'decoder.ConvTranspose_{i}',
-               _conv_transpose_weight)
+    _load_conv(
+        conv,
+        params['decoder'][f'ConvTranspose_{i}'],
+        f'decoder.ConvTranspose_{i}',
+        _conv_transpose_weight,
+    )
 
 
 @torch.no_grad()

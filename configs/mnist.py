@@ -33,9 +33,9 @@ def get_config(arg: str = ''):
     c.train.input_noise = 0.0
 
   if args.size == 'small':
-    c.model.width = 0.125          # 16-32-64-128 channels
+    c.model.width = 0.125  # 16-32-64-128 channels
     c.model.adversary_width = 0.25  # 4 x 128 units
-    c.train.num_epochs = 5          # 3,000 steps
+    c.train.num_epochs = 5  # 3,000 steps
     c.train.lr_decay = ((3, 0.5), (4, 0.2))
     # Lambda searched at this budget, the same way for the paper's three objectives
     # (launch/mnist_baselines.sh: 1/3, 1, 3 and 10 times the paper's): a third of the paper's

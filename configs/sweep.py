@@ -42,27 +42,34 @@ _COMMON = {
     'train.learning_rate': ('log_uniform', 1e-4, 3e-3),
 }
 _BIGWAE_SPACE = {
-    'wae_mmd': {**_COMMON,
-                'model.gaussian_encoder': ('choice', (False, True)),
-                'penalty.lam': ('log_uniform', 1.0, 1000.0),
-                'penalty.kernel_scale_factor': ('log_uniform', 0.1, 10.0)},
-    'wae_gan': {**_COMMON,
-                'model.gaussian_encoder': ('choice', (False, True)),
-                'penalty.lam': ('log_uniform', 0.1, 100.0),
-                'train.adversary_learning_rate': ('log_uniform', 1e-4, 3e-3)},
+    'wae_mmd': {
+        **_COMMON,
+        'model.gaussian_encoder': ('choice', (False, True)),
+        'penalty.lam': ('log_uniform', 1.0, 1000.0),
+        'penalty.kernel_scale_factor': ('log_uniform', 0.1, 10.0),
+    },
+    'wae_gan': {
+        **_COMMON,
+        'model.gaussian_encoder': ('choice', (False, True)),
+        'penalty.lam': ('log_uniform', 0.1, 100.0),
+        'train.adversary_learning_rate': ('log_uniform', 1e-4, 3e-3),
+    },
     # The VAE's encoder is always Gaussian; lambda is its KL weight.
-    'vae': {**_COMMON,
-            'penalty.lam': ('log_uniform', 0.1, 10.0)},
+    'vae': {**_COMMON, 'penalty.lam': ('log_uniform', 0.1, 10.0)},
     # Not in the paper's sweep (add them with --sweep.methods=...): the same span of lambda as
     # WAE-MMD's, scaled by 1/d_z for the Sinkhorn divergence (it sums over the dimensions).
-    'wae_swd': {**_COMMON,
-                'model.gaussian_encoder': ('choice', (False, True)),
-                'penalty.lam': ('log_uniform', 1.0, 1000.0),
-                'penalty.num_projections': ('choice', (50, 100, 200))},
-    'wae_sinkhorn': {**_COMMON,
-                     'model.gaussian_encoder': ('choice', (False, True)),
-                     'penalty.lam': ('log_uniform', 0.01, 10.0),
-                     'penalty.sinkhorn_epsilon': ('log_uniform', 0.1, 10.0)},
+    'wae_swd': {
+        **_COMMON,
+        'model.gaussian_encoder': ('choice', (False, True)),
+        'penalty.lam': ('log_uniform', 1.0, 1000.0),
+        'penalty.num_projections': ('choice', (50, 100, 200)),
+    },
+    'wae_sinkhorn': {
+        **_COMMON,
+        'model.gaussian_encoder': ('choice', (False, True)),
+        'penalty.lam': ('log_uniform', 0.01, 10.0),
+        'penalty.sinkhorn_epsilon': ('log_uniform', 0.1, 10.0),
+    },
 }
 
 
@@ -87,21 +94,36 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.seeds_per_config = 3
     c.num_steps = 100_000
     c.num_checkpoints = 5
-    c.fixed = _fixed(**{'eval.num_samples': 10_000, 'train.log_every': 1000,
-                        'train.image_every': 20_000})
+    c.fixed = _fixed(
+        **{'eval.num_samples': 10_000, 'train.log_every': 1000, 'train.image_every': 20_000}
+    )
   elif name == 'tiny':
     c.methods = ('wae_mmd',)
     c.base = {'wae_mmd': 'configs/mnist.py:wae_mmd,small'}
-    c.space = {'wae_mmd': trials.nested({
-        'model.latent_dim': ('choice', (4, 8)),
-        'train.learning_rate': ('log_uniform', 3e-4, 3e-3),
-        'penalty.lam': ('log_uniform', 1.0, 100.0)})}
+    c.space = {
+        'wae_mmd': trials.nested(
+            {
+                'model.latent_dim': ('choice', (4, 8)),
+                'train.learning_rate': ('log_uniform', 3e-4, 3e-3),
+                'penalty.lam': ('log_uniform', 1.0, 100.0),
+            }
+        )
+    }
     c.num_configs = 2
     c.seeds_per_config = 2
     c.num_steps = 20
     c.num_checkpoints = 2
-    c.fixed = _fixed(**{
-        'model.width': 1 / 32, 'model.adversary_width': 1 / 32, 'train.batch_size': 8,
-        'train.pretrain_steps': 0, 'train.log_every': 10, 'eval.num_samples': 500,
-        'eval.sharpness_images': 100, 'eval.mmd_codes': 100, 'eval.gmm_train_images': 500})
+    c.fixed = _fixed(
+        **{
+            'model.width': 1 / 32,
+            'model.adversary_width': 1 / 32,
+            'train.batch_size': 8,
+            'train.pretrain_steps': 0,
+            'train.log_every': 10,
+            'eval.num_samples': 500,
+            'eval.sharpness_images': 100,
+            'eval.mmd_codes': 100,
+            'eval.gmm_train_images': 500,
+        }
+    )
   return c

@@ -60,39 +60,63 @@ from wae_jax.accelerators import sweep_plan  # pylint: disable=g-import-not-at-t
 from wae_jax.sweep import results  # pylint: disable=g-import-not-at-top,wrong-import-position
 from wae_jax.sweep import trials  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_SWEEP = config_flags.DEFINE_config_file('sweep', None, 'Sweep config, e.g. '
-                                         'configs/sweep.py:bigwae.', lock_config=True)
+_SWEEP = config_flags.DEFINE_config_file(
+    'sweep', None, 'Sweep config, e.g. ' 'configs/sweep.py:bigwae.', lock_config=True
+)
 _ROOT = flags.DEFINE_string('root', None, 'Directory of the trials, the table and figures.')
-_ADDRESS = flags.DEFINE_string('address', None, 'Ray cluster to join (auto, ray://host:10001); '
-                               'none: start a local Ray instance.')
-_MAX_CONCURRENT = flags.DEFINE_integer('max_concurrent', 0, 'Trials running at once at most; '
-                                       '0: as many as the resources allow.', lower_bound=0)
+_ADDRESS = flags.DEFINE_string(
+    'address',
+    None,
+    'Ray cluster to join (auto, ray://host:10001); ' 'none: start a local Ray instance.',
+)
+_MAX_CONCURRENT = flags.DEFINE_integer(
+    'max_concurrent',
+    0,
+    'Trials running at once at most; ' '0: as many as the resources allow.',
+    lower_bound=0,
+)
 _CPUS = flags.DEFINE_float('cpus_per_trial', 1, 'CPUs Ray reserves per trial.', lower_bound=0)
 _GPUS = flags.DEFINE_float('gpus_per_trial', 0, 'GPUs Ray reserves per trial.', lower_bound=0)
-_RESOURCES = flags.DEFINE_string('resources', '', 'Other resources per trial, as JSON, e.g. '
-                                 '\'{"TPU": 4}\'.')
+_RESOURCES = flags.DEFINE_string(
+    'resources', '', 'Other resources per trial, as JSON, e.g. ' '\'{"TPU": 4}\'.'
+)
 # Ray reads -1 retries as "retry forever".
 _MAX_RETRIES = flags.DEFINE_integer('max_retries', 2, 'Retries of a failed trial.', lower_bound=0)
-_NUM_CPUS = flags.DEFINE_integer('num_cpus', None, 'CPUs of the local Ray instance '
-                                 '(default: all).', lower_bound=1)
-_PROGRESS_SECS = flags.DEFINE_float('progress_secs', 60, 'Seconds between progress lines '
-                                    'when no trial ends.')
-_PLAN = flags.DEFINE_bool('plan', False, 'Print what the sweep would cost on --topology '
-                          '(chip-hours from each compiled shape\'s roofline) and exit; runs '
-                          'nothing, starts no Ray.')
-_TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2', 'With --plan: the TPU or GPU topology, '
-                                'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, '
-                                'h100:8, ...).')
+_NUM_CPUS = flags.DEFINE_integer(
+    'num_cpus', None, 'CPUs of the local Ray instance ' '(default: all).', lower_bound=1
+)
+_PROGRESS_SECS = flags.DEFINE_float(
+    'progress_secs', 60, 'Seconds between progress lines ' 'when no trial ends.'
+)
+_PLAN = flags.DEFINE_bool(
+    'plan',
+    False,
+    'Print what the sweep would cost on --topology '
+    "(chip-hours from each compiled shape's roofline) and exit; runs "
+    'nothing, starts no Ray.',
+)
+_TOPOLOGY = flags.DEFINE_string(
+    'topology',
+    'v5e:2x2',
+    'With --plan: the TPU or GPU topology, '
+    'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, '
+    'h100:8, ...).',
+)
 flags.mark_flags_as_required(['sweep'])
-flags.register_multi_flags_validator(['plan', 'root'], lambda f: f['plan'] or f['root'],
-                                     message='--root is required (except with --plan)')
-flags.register_validator('progress_secs', lambda seconds: seconds > 0,
-                         message='--progress_secs must be > 0')
+flags.register_multi_flags_validator(
+    ['plan', 'root'],
+    lambda f: f['plan'] or f['root'],
+    message='--root is required (except with --plan)',
+)
+flags.register_validator(
+    'progress_secs', lambda seconds: seconds > 0, message='--progress_secs must be > 0'
+)
 
 
 def _run_trial(sweep, trial, root):
   """The Ray task: one trial (its subprocesses do the work)."""
   from wae_jax.sweep import trials as lib  # pylint: disable=g-import-not-at-top,reimported
+
   return lib.run_trial(sweep, trial, root)
 
 
@@ -109,11 +133,17 @@ def _resources(text: str) -> Optional[Dict[str, float]]:
     resources = json.loads(text)
   except ValueError:
     resources = None
-  if not (isinstance(resources, dict) and all(
-      isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount >= 0
-      for amount in resources.values())):
-    raise errors.FlagError(f'--resources={text}: not a JSON object of resource names and '
-                           'amounts >= 0; e.g. --resources=\'{"TPU": 4}\'')
+  if not (
+      isinstance(resources, dict)
+      and all(
+          isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount >= 0
+          for amount in resources.values()
+      )
+  ):
+    raise errors.FlagError(
+        f'--resources={text}: not a JSON object of resource names and '
+        'amounts >= 0; e.g. --resources=\'{"TPU": 4}\''
+    )
   return resources
 
 
@@ -126,8 +156,13 @@ def main(argv):
   sweep, root = _SWEEP.value, pathlib.Path(_ROOT.value).absolute()
   sampled = trials.sample_trials(sweep)
   pending = [t for t in sampled if not (root / t.trial_id / trials.TRIAL_FILE).exists()]
-  logging.info('Sweep %s: %d trials; skipping %d finished (trial.json present), %d to run',
-               sweep.name, len(sampled), len(sampled) - len(pending), len(pending))
+  logging.info(
+      'Sweep %s: %d trials; skipping %d finished (trial.json present), %d to run',
+      sweep.name,
+      len(sampled),
+      len(sampled) - len(pending),
+      len(pending),
+  )
   try:  # A wrong field or a missing FID fails here, not in every task.
     for trial in pending:
       trials.fid_metric(trials.trial_config(sweep, trial))
@@ -161,16 +196,24 @@ def _plan(sweep) -> int:
 def _run_on_ray(sweep, pending, root, resources):
   """Runs the trials as Ray tasks, at most --max_concurrent at once; returns the failures."""
   import ray  # pylint: disable=g-import-not-at-top
+
   os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
   if _ADDRESS.value:
     ray.init(address=_ADDRESS.value, logging_level='WARNING')
   else:
-    ray.init(num_cpus=_NUM_CPUS.value or os.cpu_count(), object_store_memory=100 * 2**20,
-             include_dashboard=False, logging_level='WARNING')
+    ray.init(
+        num_cpus=_NUM_CPUS.value or os.cpu_count(),
+        object_store_memory=100 * 2**20,
+        include_dashboard=False,
+        logging_level='WARNING',
+    )
   task = ray.remote(_run_trial).options(
-      num_cpus=_CPUS.value, num_gpus=_GPUS.value,
+      num_cpus=_CPUS.value,
+      num_gpus=_GPUS.value,
       resources=resources,
-      max_retries=_MAX_RETRIES.value, retry_exceptions=True)
+      max_retries=_MAX_RETRIES.value,
+      retry_exceptions=True,
+  )
   sweep_ref = ray.put(sweep)
   queue, running, failures = collections.deque(pending), {}, []
   limit = _MAX_CONCURRENT.value or len(pending)
@@ -184,22 +227,45 @@ def _run_on_ray(sweep, pending, root, resources):
       trial = running.pop(ref)
       try:
         result = ray.get(ref)
-        logging.info('%s: %s, best %s %s at step %s', trial.trial_id, result['status'],
-                     result['fid_metric'], result['best_fid'], result['best_step'])
+        logging.info(
+            '%s: %s, best %s %s at step %s',
+            trial.trial_id,
+            result['status'],
+            result['fid_metric'],
+            result['best_fid'],
+            result['best_step'],
+        )
       except ray.exceptions.RayError as e:
         error = str(getattr(e, 'cause', None) or e).strip()
         lines = error.splitlines() or ['']
-        logging.error('%s failed after %d attempts: %s ... %s', trial.trial_id,
-                      _MAX_RETRIES.value + 1, lines[0], lines[-1])
-        failures.append({**trials.trial_record(sweep, trial), 'error': error[-2000:],
-                         'attempts': _MAX_RETRIES.value + 1})
+        logging.error(
+            '%s failed after %d attempts: %s ... %s',
+            trial.trial_id,
+            _MAX_RETRIES.value + 1,
+            lines[0],
+            lines[-1],
+        )
+        failures.append(
+            {
+                **trials.trial_record(sweep, trial),
+                'error': error[-2000:],
+                'attempts': _MAX_RETRIES.value + 1,
+            }
+        )
         results.write_failures(root, failures)
       finished += 1
     elapsed = time.time() - start
     left = len(pending) - finished
     eta = _duration(elapsed / finished * left) if finished else '?'
-    logging.info('Progress: %d/%d done, %d failed, %d running or queued; elapsed %s, ETA %s',
-                 finished, len(pending), len(failures), len(running), _duration(elapsed), eta)
+    logging.info(
+        'Progress: %d/%d done, %d failed, %d running or queued; elapsed %s, ETA %s',
+        finished,
+        len(pending),
+        len(failures),
+        len(running),
+        _duration(elapsed),
+        eta,
+    )
   ray.shutdown()
   return failures
 

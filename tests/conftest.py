@@ -36,9 +36,15 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 
 # The files with the longest tests (several processes, a Ray sweep, runs killed and resumed)
 # start first, one per pytest-xdist worker, so that none of them ends the session alone.
-_LONGEST_FIRST = ('test_sweep.py::test_ray_sweep', 'test_multihost.py', 'test_data_parallel.py',
-                  'test_reliability.py::test_sigkill', 'test_evaluate_parallel.py',
-                  'test_main.py::test_cli_trains', 'test_benchmark.py::test_main_tiny_model')
+_LONGEST_FIRST = (
+    'test_sweep.py::test_ray_sweep',
+    'test_multihost.py',
+    'test_data_parallel.py',
+    'test_reliability.py::test_sigkill',
+    'test_evaluate_parallel.py',
+    'test_main.py::test_cli_trains',
+    'test_benchmark.py::test_main_tiny_model',
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -64,8 +70,9 @@ from tests.helpers import MNIST_DIR  # noqa: E402  (after the environment above)
 @pytest.fixture(scope='session')
 def mnist_dir():
   if not (MNIST_DIR / 'train-images-idx3-ubyte.gz').exists():
-    raise FileNotFoundError(f'the MNIST IDX files are expected in {MNIST_DIR} '
-                            '(or set WAE_JAX_MNIST_DIR)')
+    raise FileNotFoundError(
+        f'the MNIST IDX files are expected in {MNIST_DIR} ' '(or set WAE_JAX_MNIST_DIR)'
+    )
   return MNIST_DIR
 
 

@@ -69,7 +69,8 @@ def batch_splits():
     calls = seen[f'pad={pad}'] = []
     double = jax.jit(lambda x: 2 * x)
     record = lambda x, calls=calls: calls.append([x.shape[0], len(x.sharding.device_set)]) or (
-        double(x))
+        double(x)
+    )
     out = batching.batched(record, np.arange(30.0), 20, pad=pad)
     assert np.array_equal(out, 2 * np.arange(30.0)), out
   return seen

@@ -7,8 +7,9 @@ import pathlib
 from wae_jax import config as wae_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-MNIST_DIR = pathlib.Path(os.environ.get('WAE_JAX_MNIST_DIR',
-                                        REPO.parent / 'shared' / 'data' / 'mnist'))
+MNIST_DIR = pathlib.Path(
+    os.environ.get('WAE_JAX_MNIST_DIR', REPO.parent / 'shared' / 'data' / 'mnist')
+)
 
 
 def load_config(name: str, arg: str):

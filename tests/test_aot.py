@@ -40,10 +40,17 @@ def report(objective: str, arch: str, topology: str, donate: bool = True) -> aot
 
 # Every pair of (objective, architecture, topology) values, in 6 compiles instead of all 12
 # combinations: each objective with each architecture, and each of them on both topologies.
-@pytest.mark.parametrize('objective,arch,topology', [
-    ('wae_mmd', 'dcgan', TPU), ('wae_mmd', 'resnet50v2', GPU),
-    ('wae_gan', 'dcgan', TPU), ('wae_gan', 'resnet50v2', GPU),
-    ('vae', 'dcgan', GPU), ('vae', 'resnet50v2', TPU)])
+@pytest.mark.parametrize(
+    'objective,arch,topology',
+    [
+        ('wae_mmd', 'dcgan', TPU),
+        ('wae_mmd', 'resnet50v2', GPU),
+        ('wae_gan', 'dcgan', TPU),
+        ('wae_gan', 'resnet50v2', GPU),
+        ('vae', 'dcgan', GPU),
+        ('vae', 'resnet50v2', TPU),
+    ],
+)
 def test_every_objective_and_architecture_compiles(objective, arch, topology):
   r = report(objective, arch, topology)
   assert r.num_chips == (4 if topology == TPU else 2)
@@ -99,7 +106,8 @@ def test_donating_the_state_saves_a_copy_of_it():
 
 
 def test_a_step_larger_than_hbm_is_refused_after_its_table_with_the_batch_remedies(
-    monkeypatch, capsys):
+    monkeypatch, capsys
+):
   r = report('wae_gan', 'dcgan', TPU)
   small_chip = dataclasses.replace(r, hbm_bytes=r.total_bytes - 2**20)
   error = small_chip.fit_error()
@@ -120,18 +128,28 @@ def test_a_step_larger_than_hbm_is_refused_after_its_table_with_the_batch_remedi
 def _aot_command(*args, config='configs/mnist.py:wae_mmd,small'):
   return subprocess.run(
       [sys.executable, '-m', 'wae_jax.accelerators.aot', f'--config={config}', *args],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
 
 
 def test_the_command_refuses_an_oversized_model_before_compiling_and_says_only_width_helps():
   # CelebA's nets at 16 times the paper's width: 10 GB of parameters, 30 GB with Adam's
   # moments, on 16 GiB chips. The state alone is checked before any compile; every chip
   # holds all of it, so neither the batch, bfloat16 nor more chips would help.
-  result = _aot_command('--config.model.width=16', '--config.train.batch_size=4096',
-                        '--topology=v5e:2x2', config='configs/celeba.py:wae_mmd')
+  result = _aot_command(
+      '--config.model.width=16',
+      '--config.train.batch_size=4096',
+      '--topology=v5e:2x2',
+      config='configs/celeba.py:wae_mmd',
+  )
   line = error_line(result)
-  assert line.startswith('error: the parameters and optimizer state need 99.39 GiB per chip, '
-                         'more than the 16.00 GiB of HBM of a v5e (over by 83.39 GiB)')
+  assert line.startswith(
+      'error: the parameters and optimizer state need 99.39 GiB per chip, '
+      'more than the 16.00 GiB of HBM of a v5e (over by 83.39 GiB)'
+  )
   assert 'lower config.model.width (16;' in line and 'h200: 131.32 GiB' in line
   assert 'lower config.train.batch_size' not in line and 'use config.model.dtype' not in line
   assert 'do not shrink them' in line and result.stdout == ''
@@ -145,23 +163,39 @@ def test_the_command_prints_the_table():
   assert "XLA's bytes accessed               not reported" in result.stdout
 
 
-@pytest.mark.parametrize('topology, why', [
-    ('h100:0', "'0' is not a GPU shape"),  # once blamed a missing CUDA plugin
-    ('v5e:0x2', "'0x2' is not a TPU shape"),  # once killed libtpu (SIGFPE)
-    ('v9z:2x2', "'v9z' is not a chip wae_jax compiles for")])
+@pytest.mark.parametrize(
+    'topology, why',
+    [
+        ('h100:0', "'0' is not a GPU shape"),  # once blamed a missing CUDA plugin
+        ('v5e:0x2', "'0x2' is not a TPU shape"),  # once killed libtpu (SIGFPE)
+        ('v9z:2x2', "'v9z' is not a chip wae_jax compiles for"),
+    ],
+)
 def test_the_command_refuses_a_bad_topology_in_one_line_naming_the_allowed_form(topology, why):
   line = error_line(_aot_command(f'--topology={topology}'))
-  assert line.startswith(f'error: --topology={topology!r}: {why}; allowed: TPUs v4, v5e, v5p, '
-                         "v6e with libtpu's shapes of two or three chip counts")
+  assert line.startswith(
+      f'error: --topology={topology!r}: {why}; allowed: TPUs v4, v5e, v5p, '
+      "v6e with libtpu's shapes of two or three chip counts"
+  )
   assert 'every count a whole number >= 1' in line
 
 
-@pytest.mark.parametrize('topology, why', [
-    ('h100:-1', 'not a GPU shape'), ('h100:abc', 'not a GPU shape'),
-    ('h100:2x2x2', 'not a GPU shape'), ('h100:2x0', 'not a GPU shape'),
-    ('v5e:2x', 'not a TPU shape'), ('v5e:4', 'not a TPU shape'), ('v5e:0', 'not a TPU shape'),
-    ('nonsense', 'not a chip'), ('h100', 'no shape: give one as h100:<shape>'),
-    ('h100_pcie:2', "no GPU spec for 'h100_pcie'"), ('v5e:3x7', 'libtpu refused it')])
+@pytest.mark.parametrize(
+    'topology, why',
+    [
+        ('h100:-1', 'not a GPU shape'),
+        ('h100:abc', 'not a GPU shape'),
+        ('h100:2x2x2', 'not a GPU shape'),
+        ('h100:2x0', 'not a GPU shape'),
+        ('v5e:2x', 'not a TPU shape'),
+        ('v5e:4', 'not a TPU shape'),
+        ('v5e:0', 'not a TPU shape'),
+        ('nonsense', 'not a chip'),
+        ('h100', 'no shape: give one as h100:<shape>'),
+        ('h100_pcie:2', "no GPU spec for 'h100_pcie'"),
+        ('v5e:3x7', 'libtpu refused it'),
+    ],
+)
 def test_every_malformed_topology_is_refused_before_the_compilers_see_it(topology, why):
   with pytest.raises(aot.TopologyError, match=f'--topology={topology!r}: .*{why}.*; allowed: '):
     aot.target(topology)
@@ -177,14 +211,20 @@ def test_topologies_name_their_chips_hosts_and_devices():
 
 
 def test_collectives_are_read_from_sync_and_async_hlo():
-  hlo = '\n'.join([
-      '  %all-reduce.1 = (f32[16]{0:T(128)}, f32[4,8]{1,0}) all-reduce(%a, %b), channel_id=1',
-      '  %all-reduce-start = ((f32[100]{0}), f32[100]{0}) all-reduce-start(%c), channel_id=2',
-      '  %all-reduce-done = f32[100]{0} all-reduce-done(%all-reduce-start)',
-      '  %all-gather-start = (bf16[2,8]{1,0}, bf16[8,8]{1,0}, u32[], u32[]) all-gather-start(%d)',
-      '  %ag = f32[8,64]{1,0} all-gather(%e), dimensions={0}',
-      '  %add = f32[8] add(%f, %g)'])
+  hlo = '\n'.join(
+      [
+          '  %all-reduce.1 = (f32[16]{0:T(128)}, f32[4,8]{1,0}) all-reduce(%a, %b), channel_id=1',
+          '  %all-reduce-start = ((f32[100]{0}), f32[100]{0}) all-reduce-start(%c), channel_id=2',
+          '  %all-reduce-done = f32[100]{0} all-reduce-done(%all-reduce-start)',
+          '  %all-gather-start = (bf16[2,8]{1,0}, bf16[8,8]{1,0}, u32[], u32[]) all-gather-start(%d)',  # noqa: E501
+          '  %ag = f32[8,64]{1,0} all-gather(%e), dimensions={0}',
+          '  %add = f32[8] add(%f, %g)',
+      ]
+  )
   ops = aot.parse_collectives(hlo)
   assert [(op.kind, op.bytes) for op in ops] == [
-      ('all-reduce', 16 * 4 + 32 * 4), ('all-reduce', 400), ('all-gather', 128),
-      ('all-gather', 8 * 64 * 4)]
+      ('all-reduce', 16 * 4 + 32 * 4),
+      ('all-reduce', 400),
+      ('all-gather', 128),
+      ('all-gather', 8 * 64 * 4),
+  ]

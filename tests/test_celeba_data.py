@@ -44,9 +44,15 @@ def write_partition(path: Path, splits) -> None:
 
 
 def data_config(directory, tmp_path, source='folder'):
-  return ml_collections.ConfigDict(dict(
-      name='celeba', source=source, dir=str(directory), pixel_range=(-1.0, 1.0),
-      cache_dir=str(tmp_path / 'cache')))
+  return ml_collections.ConfigDict(
+      dict(
+          name='celeba',
+          source=source,
+          dir=str(directory),
+          pixel_range=(-1.0, 1.0),
+          cache_dir=str(tmp_path / 'cache'),
+      )
+  )
 
 
 def colours_of(images):
@@ -70,8 +76,11 @@ def _no_env_cache(monkeypatch):
 
 
 def warnings_about(caplog, needle):
-  return [r.getMessage() for r in caplog.records
-          if r.levelno == logging.WARNING and needle in r.getMessage()]
+  return [
+      r.getMessage()
+      for r in caplog.records
+      if r.levelno == logging.WARNING and needle in r.getMessage()
+  ]
 
 
 # ------------------------------------------------------------- folder loading
@@ -123,11 +132,14 @@ def test_partition_file_beside_the_folder(faces, tmp_path):
     assert_images_are(data.test_images[:], range(25, 31))
 
 
-@pytest.mark.parametrize('line,message', [
-    ('000003.jpg', r'list_eval_partition.txt:3: malformed line'),
-    ('000003.jpg 7', r'list_eval_partition.txt:3: malformed line'),
-    ('000099.jpg 0', r'list_eval_partition.txt:3: lists 000099.jpg'),
-])
+@pytest.mark.parametrize(
+    'line,message',
+    [
+        ('000003.jpg', r'list_eval_partition.txt:3: malformed line'),
+        ('000003.jpg 7', r'list_eval_partition.txt:3: malformed line'),
+        ('000099.jpg 0', r'list_eval_partition.txt:3: lists 000099.jpg'),
+    ],
+)
 def test_bad_partition_file(faces, tmp_path, line, message):
   lines = [f'{name(i)} 0' for i in range(1, NUM + 1)]
   lines[2] = line
@@ -175,12 +187,11 @@ def test_cache_write_is_atomic(faces, tmp_path, monkeypatch):
 # --------------------------------------------------------------------- faults
 
 
-def test_undecodable_files_are_skipped_with_one_warning(faces, tmp_path, monkeypatch,
-                                                         caplog):
+def test_undecodable_files_are_skipped_with_one_warning(faces, tmp_path, monkeypatch, caplog):
   monkeypatch.setattr(celeba, 'MAX_SKIPPED_FRACTION', 0.1)
   (faces / name(2)).write_bytes(np.random.default_rng(0).bytes(5000))
   jpeg = (faces / name(4)).read_bytes()
-  (faces / name(4)).write_bytes(jpeg[:len(jpeg) // 2])
+  (faces / name(4)).write_bytes(jpeg[: len(jpeg) // 2])
   with caplog.at_level(logging.WARNING):
     data = ip.load_dataset(data_config(faces, tmp_path))
   assert len(data.train_images) + len(data.test_images) == NUM - 2
@@ -200,8 +211,13 @@ def test_wrong_sizes_are_skipped_with_a_warning(faces, tmp_path, monkeypatch, ca
   assert len(data.train_images) == 25
   warnings = warnings_about(caplog, 'whose size')
   assert len(warnings) == 1
-  for needle in ('skipped 2 images', '178x218', f'{name(3)} (200x200)',
-                 f'{name(7)} (100x120)', '140x140'):
+  for needle in (
+      'skipped 2 images',
+      '178x218',
+      f'{name(3)} (200x200)',
+      f'{name(7)} (100x120)',
+      '140x140',
+  ):
     assert needle in warnings[0]
 
 
@@ -264,10 +280,13 @@ def test_tfds_mock_data_goes_through_the_same_preprocessing(tmp_path, monkeypatc
     assert -1.0 <= images.min() < images.max() <= 1.0
 
 
-@pytest.mark.parametrize('dataset,source,allowed', [
-    ('celeba', 'idx', "'auto', 'tfds', 'folder'"),
-    ('mnist', 'folder', "'auto', 'tfds', 'idx'"),
-])
+@pytest.mark.parametrize(
+    'dataset,source,allowed',
+    [
+        ('celeba', 'idx', "'auto', 'tfds', 'folder'"),
+        ('mnist', 'folder', "'auto', 'tfds', 'idx'"),
+    ],
+)
 def test_source_must_fit_the_dataset(dataset, source, allowed, tmp_path):
   config = load_config(dataset, 'wae_mmd')
   config.data.source = source
@@ -302,6 +321,7 @@ def test_images_index_like_a_float_array():
 @pytest.mark.parametrize('source', ['folder', 'tfds'])
 def test_train_and_evaluate_on_a_folder_or_tfds(source, faces, tmp_path):
   from wae_jax import train  # pylint: disable=g-import-not-at-top
+
   write_partition(faces.parent / celeba.CELEBA_PARTITION, [0] * 24 + [2] * 6)
   config = load_config('celeba', 'wae_mmd')
   config.data.source = source
@@ -321,4 +341,7 @@ def test_train_and_evaluate_on_a_folder_or_tfds(source, faces, tmp_path):
   assert int(state.step) == 2
   assert (workdir / 'checkpoints' / '2').is_dir()
   assert sorted(p.name for p in (workdir / 'images').iterdir()) == [
-      'interpolations_0000002.png', 'reconstructions_0000002.png', 'samples_0000002.png']
+      'interpolations_0000002.png',
+      'reconstructions_0000002.png',
+      'samples_0000002.png',
+  ]

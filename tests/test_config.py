@@ -15,15 +15,23 @@ from wae_jax import config as wae_config
 from wae_jax import config_reference
 
 
-@pytest.mark.parametrize('arg', [f'{objective}{size}' for objective in wae_config.OBJECTIVES
-                                 for size in ('', ',small')])
+@pytest.mark.parametrize(
+    'arg', [f'{objective}{size}' for objective in wae_config.OBJECTIVES for size in ('', ',small')]
+)
 def test_mnist_configs_are_valid(arg):
   config = load_config('mnist', arg)
   wae_config.validate(config)
   assert config.model.latent_dim == 8
-  assert config.penalty.name == {'wae_mmd': 'mmd', 'wae_gan': 'gan', 'vae': 'vae',
-                                 'wae_swd': 'swd', 'wae_sinkhorn': 'sinkhorn'}[
-      arg.split(',')[0]]
+  assert (
+      config.penalty.name
+      == {
+          'wae_mmd': 'mmd',
+          'wae_gan': 'gan',
+          'vae': 'vae',
+          'wae_swd': 'swd',
+          'wae_sinkhorn': 'sinkhorn',
+      }[arg.split(',')[0]]
+  )
   assert config.model.width == (0.125 if 'small' in arg else 1.0)
 
 
@@ -48,50 +56,61 @@ def test_bad_config_argument():
     load_config('mnist', 'wae_foo')
 
 
-@pytest.mark.parametrize('field,value,message', [
-    ('penalty.name', 'wgan', "allowed: 'mmd', 'gan', 'vae', 'swd', 'sinkhorn'"),
-    ('penalty.gan_update', 'both', "allowed: 'simultaneous', 'alternating'"),
-    ('penalty.num_projections', 0, 'must be >= 1'),
-    ('penalty.swd_p', 0.5, 'must be >= 1'),
-    ('penalty.sinkhorn_epsilon', 0.0, 'must be > 0'),
-    ('penalty.sinkhorn_max_iterations', 0, 'must be >= 1'),
-    ('eval.sampler', 'vae', "allowed: 'prior', 'gmm', 'both'"),
-    ('eval.gmm_covariance', 'diagonal', "allowed: 'full', 'diag', 'tied', 'spherical'"),
-    ('eval.gmm_components', 0, 'must be >= 1'),
-    ('penalty.kernel', 'laplace', "allowed: 'rbf', 'imq', 'imq_multiscale'"),
-    ('data.name', 'cifar', "allowed: 'mnist', 'celeba'"),
-    ('cost.name', 'l3', 'allowed:'),
-    ('penalty.lam', 0.0, 'must be > 0'),
-    ('penalty.lam', float('inf'), 'must be > 0 and finite'),
-    ('train.learning_rate', float('inf'), 'must be > 0 and finite'),
-    ('train.learning_rate', 0.0, 'must be > 0'),
-    ('train.learning_rate', -0.001, 'must be > 0'),
-    ('train.adversary_learning_rate', float('nan'), 'must be > 0 and finite'),
-    ('train.pretrain_learning_rate', float('inf'), 'must be > 0 and finite'),
-    ('model.prior_variance', float('inf'), 'must be > 0 and finite'),
-    ('train.lr_decay', ('abc',), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
-    ('train.lr_decay', ((30, 0.5), (50,)), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
-    ('train.lr_decay', ((30, -0.5),), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
-    ('train.lr_decay', ((float('nan'), 0.5),), r'must be a tuple of \(epoch >= 0, factor > 0\)'),
-    ('penalty.kernel_scale', float('inf'), 'must be > 0 and finite, or None'),
-    ('train.input_noise', -0.1, 'must be >= 0 and finite'),
-    ('train.adam_b1', 1.0, r'must be in \[0, 1\)'),
-    ('cost.scale', float('nan'), 'must be > 0 and finite'),
-    ('model.latent_dim', 0, 'must be >= 1'),
-    ('train.batch_size', 1, 'needs two codes'),
-    ('model.arch', 'vgg', "allowed: 'dcgan'"),
-    ('model.dtype', 'float16', "allowed: 'float32', 'bfloat16'"),
-    ('model.width', -1.0, 'must be > 0'),
-    ('data.dir', '/no/such/dir', 'no such directory'),
-    ('data.source', 'http', "allowed: 'auto', 'tfds', 'idx'"),
-    ('train.max_nonfinite_steps', 0, 'must be >= 1'),
-    ('train.checkpoint_every', 0, 'must be >= 1'),
-    ('eval.batch_size', 0, 'must be >= 1'),
-    ('eval.grid_samples', 0, 'must be >= 1'),
-    ('eval.num_samples', 1, 'must be >= 2 .the MMD of the test codes needs two'),
-    ('eval.mmd_codes', 1, 'must be >= 2'),
-    ('model.conv_impl', 'cudnn', "allowed: 'auto', 'phase', 'xla'"),
-])
+@pytest.mark.parametrize(
+    'field,value,message',
+    [
+        ('penalty.name', 'wgan', "allowed: 'mmd', 'gan', 'vae', 'swd', 'sinkhorn'"),
+        ('penalty.gan_update', 'both', "allowed: 'simultaneous', 'alternating'"),
+        ('penalty.num_projections', 0, 'must be >= 1'),
+        ('penalty.swd_p', 0.5, 'must be >= 1'),
+        ('penalty.sinkhorn_epsilon', 0.0, 'must be > 0'),
+        ('penalty.sinkhorn_max_iterations', 0, 'must be >= 1'),
+        ('eval.sampler', 'vae', "allowed: 'prior', 'gmm', 'both'"),
+        ('eval.gmm_covariance', 'diagonal', "allowed: 'full', 'diag', 'tied', 'spherical'"),
+        ('eval.gmm_components', 0, 'must be >= 1'),
+        ('penalty.kernel', 'laplace', "allowed: 'rbf', 'imq', 'imq_multiscale'"),
+        ('data.name', 'cifar', "allowed: 'mnist', 'celeba'"),
+        ('cost.name', 'l3', 'allowed:'),
+        ('penalty.lam', 0.0, 'must be > 0'),
+        ('penalty.lam', float('inf'), 'must be > 0 and finite'),
+        ('train.learning_rate', float('inf'), 'must be > 0 and finite'),
+        ('train.learning_rate', 0.0, 'must be > 0'),
+        ('train.learning_rate', -0.001, 'must be > 0'),
+        ('train.adversary_learning_rate', float('nan'), 'must be > 0 and finite'),
+        ('train.pretrain_learning_rate', float('inf'), 'must be > 0 and finite'),
+        ('model.prior_variance', float('inf'), 'must be > 0 and finite'),
+        ('train.lr_decay', ('abc',), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
+        (
+            'train.lr_decay',
+            ((30, 0.5), (50,)),
+            r'must be a tuple of \(epoch >= 0, factor > 0\) pairs',
+        ),
+        ('train.lr_decay', ((30, -0.5),), r'must be a tuple of \(epoch >= 0, factor > 0\) pairs'),
+        (
+            'train.lr_decay',
+            ((float('nan'), 0.5),),
+            r'must be a tuple of \(epoch >= 0, factor > 0\)',
+        ),
+        ('penalty.kernel_scale', float('inf'), 'must be > 0 and finite, or None'),
+        ('train.input_noise', -0.1, 'must be >= 0 and finite'),
+        ('train.adam_b1', 1.0, r'must be in \[0, 1\)'),
+        ('cost.scale', float('nan'), 'must be > 0 and finite'),
+        ('model.latent_dim', 0, 'must be >= 1'),
+        ('train.batch_size', 1, 'needs two codes'),
+        ('model.arch', 'vgg', "allowed: 'dcgan'"),
+        ('model.dtype', 'float16', "allowed: 'float32', 'bfloat16'"),
+        ('model.width', -1.0, 'must be > 0'),
+        ('data.dir', '/no/such/dir', 'no such directory'),
+        ('data.source', 'http', "allowed: 'auto', 'tfds', 'idx'"),
+        ('train.max_nonfinite_steps', 0, 'must be >= 1'),
+        ('train.checkpoint_every', 0, 'must be >= 1'),
+        ('eval.batch_size', 0, 'must be >= 1'),
+        ('eval.grid_samples', 0, 'must be >= 1'),
+        ('eval.num_samples', 1, 'must be >= 2 .the MMD of the test codes needs two'),
+        ('eval.mmd_codes', 1, 'must be >= 2'),
+        ('model.conv_impl', 'cudnn', "allowed: 'auto', 'phase', 'xla'"),
+    ],
+)
 def test_validation_names_field_value_and_allowed(field, value, message):
   config = load_config('mnist', 'wae_mmd')
   group, name = field.split('.')
@@ -105,54 +124,114 @@ def test_validation_names_field_value_and_allowed(field, value, message):
 # Defaults once: configs/*.py set only what differs from base_config(), with the values they
 # had when each file restated the defaults.
 
-_SMALL = {'model.width': 0.125, 'model.adversary_width': 0.25, 'train.num_epochs': 5,
-          'train.lr_decay': ((3, 0.5), (4, 0.2))}
-_MNIST_VAE = {'penalty.name': 'vae', 'penalty.lam': 1.0, 'model.gaussian_encoder': True,
-              'cost.name': 'bernoulli', 'cost.scale': 1.0, 'train.pretrain_steps': 0,
-              'train.input_noise': 0.0}
-_CELEBA = {'data.name': 'celeba', 'data.image_shape': (64, 64, 3),
-           'data.pixel_range': (-1.0, 1.0), 'model.latent_dim': 64, 'model.prior_variance': 2.0,
-           'model.kernel_size': 5, 'model.decoder_widths': (1024, 512, 256, 128),
-           'train.num_epochs': 55, 'train.lr_decay': ((30, 0.5), (50, 0.2), (100, 0.1)),
-           'penalty.lam': 100.0}
+_SMALL = {
+    'model.width': 0.125,
+    'model.adversary_width': 0.25,
+    'train.num_epochs': 5,
+    'train.lr_decay': ((3, 0.5), (4, 0.2)),
+}
+_MNIST_VAE = {
+    'penalty.name': 'vae',
+    'penalty.lam': 1.0,
+    'model.gaussian_encoder': True,
+    'cost.name': 'bernoulli',
+    'cost.scale': 1.0,
+    'train.pretrain_steps': 0,
+    'train.input_noise': 0.0,
+}
+_CELEBA = {
+    'data.name': 'celeba',
+    'data.image_shape': (64, 64, 3),
+    'data.pixel_range': (-1.0, 1.0),
+    'model.latent_dim': 64,
+    'model.prior_variance': 2.0,
+    'model.kernel_size': 5,
+    'model.decoder_widths': (1024, 512, 256, 128),
+    'train.num_epochs': 55,
+    'train.lr_decay': ((30, 0.5), (50, 0.2), (100, 0.1)),
+    'penalty.lam': 100.0,
+}
 # Each config file argument -> the fields in which its config differs from base_config().
 _DIFFERENCES = {
-    'mnist': {}, 'mnist:wae_mmd': {}, 'mnist:wae_gan': {'penalty.name': 'gan'},
-    'mnist:vae': _MNIST_VAE, 'mnist:wae_mmd,small': {'penalty.lam': 3.333, **_SMALL},
+    'mnist': {},
+    'mnist:wae_mmd': {},
+    'mnist:wae_gan': {'penalty.name': 'gan'},
+    'mnist:vae': _MNIST_VAE,
+    'mnist:wae_mmd,small': {'penalty.lam': 3.333, **_SMALL},
     'mnist:wae_gan,small': {'penalty.name': 'gan', 'penalty.lam': 3.333, **_SMALL},
     'mnist:vae,small': {**_MNIST_VAE, **_SMALL},
     'mnist:wae_swd': {'penalty.name': 'swd'},
     'mnist:wae_sinkhorn,small': {'penalty.name': 'sinkhorn', 'penalty.lam': 1.25, **_SMALL},
     'celeba:wae_swd': {**_CELEBA, 'penalty.name': 'swd'},
     'celeba:wae_sinkhorn': {**_CELEBA, 'penalty.name': 'sinkhorn', 'penalty.lam': 100 / 64},
-    'celeba': _CELEBA, 'celeba:wae_mmd': _CELEBA,
-    'celeba:wae_gan': {**_CELEBA, 'penalty.name': 'gan', 'penalty.lam': 1.0,
-                       'penalty.log_prior_trick': True, 'train.learning_rate': 3e-4,
-                       'train.adversary_learning_rate': 1e-3},
-    'celeba:vae': {**_CELEBA, 'penalty.name': 'vae', 'penalty.lam': 1.0,
-                   'model.gaussian_encoder': True, 'train.pretrain_steps': 0,
-                   'train.input_noise': 0.0},
+    'celeba': _CELEBA,
+    'celeba:wae_mmd': _CELEBA,
+    'celeba:wae_gan': {
+        **_CELEBA,
+        'penalty.name': 'gan',
+        'penalty.lam': 1.0,
+        'penalty.log_prior_trick': True,
+        'train.learning_rate': 3e-4,
+        'train.adversary_learning_rate': 1e-3,
+    },
+    'celeba:vae': {
+        **_CELEBA,
+        'penalty.name': 'vae',
+        'penalty.lam': 1.0,
+        'model.gaussian_encoder': True,
+        'train.pretrain_steps': 0,
+        'train.input_noise': 0.0,
+    },
 }
 # base_config() outside eval: the paper's MNIST WAE-MMD.
 _BASE = {
-    'seed': 0, 'data.name': 'mnist', 'data.source': 'auto', 'data.dir': None,
-    'data.cache_dir': None, 'data.image_shape': (28, 28, 1), 'data.pixel_range': (0.0, 1.0),
-    'model.arch': 'dcgan', 'model.latent_dim': 8, 'model.prior_variance': 1.0,
-    'model.width': 1.0, 'model.kernel_size': 4, 'model.encoder_widths': (128, 256, 512, 1024),
-    'model.decoder_widths': (1024, 512, 256), 'model.gaussian_encoder': False,
-    'model.adversary_widths': (512, 512, 512, 512), 'model.adversary_width': 1.0,
-    'model.conv_impl': 'auto', 'model.dtype': 'float32',
-    'model.resnet_stage_blocks': (3, 4, 6, 3), 'model.resnet_widths': (64, 128, 256, 512),
-    'penalty.name': 'mmd', 'penalty.lam': 10.0, 'penalty.kernel': 'imq_multiscale',
-    'penalty.kernel_scale': None, 'penalty.log_prior_trick': False,
-    'penalty.gan_update': 'simultaneous', 'penalty.num_projections': 50, 'penalty.swd_p': 2.0,
-    'penalty.sinkhorn_epsilon': 1.0, 'penalty.sinkhorn_max_iterations': 200,
-    'cost.name': 'l2sq', 'cost.scale': 0.05,
-    'train.batch_size': 100, 'train.num_epochs': 100, 'train.num_steps': None,
-    'train.learning_rate': 1e-3, 'train.adversary_learning_rate': 5e-4, 'train.adam_b1': 0.5,
-    'train.lr_decay': ((30, 0.5), (50, 0.2)), 'train.pretrain_steps': 200,
-    'train.pretrain_learning_rate': 1e-3, 'train.input_noise': 0.01, 'train.log_every': 100,
-    'train.checkpoint_every': 1000, 'train.keep_checkpoints': 3, 'train.image_every': 1000,
+    'seed': 0,
+    'data.name': 'mnist',
+    'data.source': 'auto',
+    'data.dir': None,
+    'data.cache_dir': None,
+    'data.image_shape': (28, 28, 1),
+    'data.pixel_range': (0.0, 1.0),
+    'model.arch': 'dcgan',
+    'model.latent_dim': 8,
+    'model.prior_variance': 1.0,
+    'model.width': 1.0,
+    'model.kernel_size': 4,
+    'model.encoder_widths': (128, 256, 512, 1024),
+    'model.decoder_widths': (1024, 512, 256),
+    'model.gaussian_encoder': False,
+    'model.adversary_widths': (512, 512, 512, 512),
+    'model.adversary_width': 1.0,
+    'model.conv_impl': 'auto',
+    'model.dtype': 'float32',
+    'model.resnet_stage_blocks': (3, 4, 6, 3),
+    'model.resnet_widths': (64, 128, 256, 512),
+    'penalty.name': 'mmd',
+    'penalty.lam': 10.0,
+    'penalty.kernel': 'imq_multiscale',
+    'penalty.kernel_scale': None,
+    'penalty.log_prior_trick': False,
+    'penalty.gan_update': 'simultaneous',
+    'penalty.num_projections': 50,
+    'penalty.swd_p': 2.0,
+    'penalty.sinkhorn_epsilon': 1.0,
+    'penalty.sinkhorn_max_iterations': 200,
+    'cost.name': 'l2sq',
+    'cost.scale': 0.05,
+    'train.batch_size': 100,
+    'train.num_epochs': 100,
+    'train.num_steps': None,
+    'train.learning_rate': 1e-3,
+    'train.adversary_learning_rate': 5e-4,
+    'train.adam_b1': 0.5,
+    'train.lr_decay': ((30, 0.5), (50, 0.2)),
+    'train.pretrain_steps': 200,
+    'train.pretrain_learning_rate': 1e-3,
+    'train.input_noise': 0.01,
+    'train.log_every': 100,
+    'train.checkpoint_every': 1000,
+    'train.keep_checkpoints': 3,
+    'train.image_every': 1000,
     'train.max_nonfinite_steps': 20,
 }
 
@@ -173,28 +252,34 @@ def test_config_files_set_only_what_differs_from_the_base(spec):
   assert {k: v for k, v in flat.items() if v != base[k]} == _DIFFERENCES[spec]
 
 
-@pytest.mark.parametrize('name,new,old', [
-    ('mnist', 'objective=wae_gan,size=small', 'wae_gan,small'),
-    ('mnist', 'size=small,objective=vae', 'vae,small'),
-    ('mnist', 'size=small', 'wae_mmd,small'),
-    ('mnist', 'objective=vae, size=paper', 'vae'),
-    ('mnist', 'wae_gan,size=small', 'wae_gan,small'),
-    ('mnist', '', 'wae_mmd'),
-    ('celeba', 'objective=wae_gan', 'wae_gan'),
-])
+@pytest.mark.parametrize(
+    'name,new,old',
+    [
+        ('mnist', 'objective=wae_gan,size=small', 'wae_gan,small'),
+        ('mnist', 'size=small,objective=vae', 'vae,small'),
+        ('mnist', 'size=small', 'wae_mmd,small'),
+        ('mnist', 'objective=vae, size=paper', 'vae'),
+        ('mnist', 'wae_gan,size=small', 'wae_gan,small'),
+        ('mnist', '', 'wae_mmd'),
+        ('celeba', 'objective=wae_gan', 'wae_gan'),
+    ],
+)
 def test_key_value_arguments_match_the_short_forms(name, new, old):
   assert load_config(name, new).to_dict() == load_config(name, old).to_dict()
 
 
-@pytest.mark.parametrize('spec,part', [
-    ('mnist.py:wae_mdm', "'wae_mdm' is not a value of any key"),
-    ('mnist.py:objective=x', "objective='x' is not allowed"),
-    ('mnist.py:objectiv=vae', "unknown key 'objectiv'"),
-    ('mnist.py:wae_mmd,wae_gan', 'objective is given twice'),
-    ('mnist.py:small,size=paper', 'size is given twice'),
-    ('celeba.py:small', "'small' is not a value of any key"),
-    ('sweep.py:huge', "'huge' is not a value of any key"),
-])
+@pytest.mark.parametrize(
+    'spec,part',
+    [
+        ('mnist.py:wae_mdm', "'wae_mdm' is not a value of any key"),
+        ('mnist.py:objective=x', "objective='x' is not allowed"),
+        ('mnist.py:objectiv=vae', "unknown key 'objectiv'"),
+        ('mnist.py:wae_mmd,wae_gan', 'objective is given twice'),
+        ('mnist.py:small,size=paper', 'size is given twice'),
+        ('celeba.py:small', "'small' is not a value of any key"),
+        ('sweep.py:huge', "'huge' is not a value of any key"),
+    ],
+)
 def test_bad_arguments_name_the_file_the_part_and_what_is_allowed(spec, part, monkeypatch):
   monkeypatch.chdir(REPO)
   file, _, arg = spec.partition(':')
@@ -204,9 +289,9 @@ def test_bad_arguments_name_the_file_the_part_and_what_is_allowed(spec, part, mo
   assert '\n' not in message and part in message
   assert message.startswith(f'configs/{file}:{arg}: ')
   objectives = 'objective = wae_mmd, wae_gan, vae, wae_swd, wae_sinkhorn'
-  allowed = {'sweep.py': 'name = bigwae, tiny',
-             'celeba.py': f'{objectives} (the first'}.get(
-                 file, f'{objectives}; size = paper, small')
+  allowed = {'sweep.py': 'name = bigwae, tiny', 'celeba.py': f'{objectives} (the first'}.get(
+      file, f'{objectives}; size = paper, small'
+  )
   assert allowed in message
 
 
@@ -233,7 +318,8 @@ def test_config_files_resolve_against_the_current_directory_only(tmp_path, monke
   (tmp_path / 'configs').mkdir()
   (tmp_path / 'configs' / 'mnist.py').write_text((REPO / 'configs' / 'mnist.py').read_text())
   assert wae_config.resolve_config_file('configs/mnist.py:vae') == (
-      f'{tmp_path.resolve() / "configs" / "mnist.py"}:vae')
+      f'{tmp_path.resolve() / "configs" / "mnist.py"}:vae'
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,12 +328,19 @@ def test_config_files_resolve_against_the_current_directory_only(tmp_path, monke
 
 def test_unset_fields_are_typed_placeholders_the_command_line_can_set(tmp_path):
   flag_values = flags.FlagValues()
-  argv = ['prog', f'--config={REPO / "configs" / "mnist.py"}:objective=wae_gan,size=small',
-          '--config.train.num_steps=200', '--config.penalty.kernel_scale=2.5',
-          f'--config.data.dir={tmp_path}', f'--config.data.cache_dir={tmp_path}',
-          f'--config.eval.cache_dir={tmp_path}', '--config.eval.inception_weights=/w.pth']
-  config_flags.DEFINE_config_file('config', None, 'test', flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  argv = [
+      'prog',
+      f'--config={REPO / "configs" / "mnist.py"}:objective=wae_gan,size=small',
+      '--config.train.num_steps=200',
+      '--config.penalty.kernel_scale=2.5',
+      f'--config.data.dir={tmp_path}',
+      f'--config.data.cache_dir={tmp_path}',
+      f'--config.eval.cache_dir={tmp_path}',
+      '--config.eval.inception_weights=/w.pth',
+  ]
+  config_flags.DEFINE_config_file(
+      'config', None, 'test', flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
   flag_values(argv)
   config = flag_values.config
   assert config.train.num_steps == 200 and config.penalty.kernel_scale == 2.5
@@ -256,20 +349,28 @@ def test_unset_fields_are_typed_placeholders_the_command_line_can_set(tmp_path):
   assert (config.penalty.name, config.model.width) == ('gan', 0.125)
   wae_config.validate(config)
   unset = load_config('mnist', 'wae_mmd')
-  for field, kind in [('train.num_steps', int), ('penalty.kernel_scale', float),
-                      ('data.dir', str), ('data.cache_dir', str), ('eval.cache_dir', str),
-                      ('eval.inception_weights', str)]:
+  for field, kind in [
+      ('train.num_steps', int),
+      ('penalty.kernel_scale', float),
+      ('data.dir', str),
+      ('data.cache_dir', str),
+      ('eval.cache_dir', str),
+      ('eval.inception_weights', str),
+  ]:
     group, name = field.split('.')
     assert unset[group][name] is None and unset[group].get_type(name) is kind, field
 
 
-@pytest.mark.parametrize('field,value,message', [
-    ('train.num_steps', 0, 'must be >= 1 or None (use num_epochs)'),
-    ('penalty.kernel_scale', 0.0, "must be > 0 and finite, or None (the paper's C"),
-    ('data.dir', '', 'must be a path, or None'),
-    ('data.cache_dir', ' ', 'must be a path, or None'),
-    ('eval.inception_weights', '', 'must be a path, or None'),
-])
+@pytest.mark.parametrize(
+    'field,value,message',
+    [
+        ('train.num_steps', 0, 'must be >= 1 or None (use num_epochs)'),
+        ('penalty.kernel_scale', 0.0, "must be > 0 and finite, or None (the paper's C"),
+        ('data.dir', '', 'must be a path, or None'),
+        ('data.cache_dir', ' ', 'must be a path, or None'),
+        ('eval.inception_weights', '', 'must be a path, or None'),
+    ],
+)
 def test_old_sentinels_are_rejected(field, value, message):
   config = load_config('mnist', 'wae_mmd')
   group, name = field.split('.')
@@ -300,8 +401,11 @@ def test_every_config_field_is_described_and_docs_config_md_is_generated_from_th
   described = config_reference.descriptions()
   missing = [f for f in wae_config.flatten(wae_config.base_config()) if not described.get(f)]
   assert not missing, f'fields of base_config without a comment: {missing}'
-  assert (REPO / 'docs' / 'config.md').read_text() == config_reference.markdown(), (
-      f'docs/config.md is not what base_config\'s comments give: run `{config_reference.COMMAND}`')
+  assert (
+      REPO / 'docs' / 'config.md'
+  ).read_text() == config_reference.markdown(), (
+      f"docs/config.md is not what base_config's comments give: run `{config_reference.COMMAND}`"
+  )
 
 
 def test_the_config_reference_sees_a_field_without_a_comment_and_a_stray_comment(monkeypatch):
@@ -340,8 +444,10 @@ def test_changed_fields_skip_free_fields_and_compare_a_read_config_json():
   del recorded['penalty']['kernel'], recorded['penalty']['gan_update']
   new.penalty.gan_update = 'alternating'
   assert wae_config.changed_fields(recorded, new) == {
-      'penalty.gan_update': ('<absent>', 'alternating'), 'penalty.lam': (10.0, 3.0),
-      'train.lr_decay': ([[30, 0.5], [50, 0.2]], [[30, 0.5]])}
+      'penalty.gan_update': ('<absent>', 'alternating'),
+      'penalty.lam': (10.0, 3.0),
+      'train.lr_decay': ([[30, 0.5], [50, 0.2]], [[30, 0.5]]),
+  }
 
 
 def test_free_fields_are_fields_and_docs_reliability_lists_them():
@@ -376,15 +482,25 @@ def test_a_checkpoint_is_evaluated_under_the_record_it_was_trained_under(tmp_pat
   assert swd.penalty.name == 'swd'  # the given config is left as it was
 
 
-@pytest.mark.parametrize('files,broken,fix', [
-    # The latest record: config.json holds the same config.
-    (('config_0000000.json',), 'config_0000000.json', 'cp {w}/config.json {w}/config_0000000.json'),
-    # An earlier one: nothing else holds it.
-    (('config_0000000.json', 'config_0000010.json'), 'config_0000000.json',
-     'restore it from a backup; no other file holds it'),
-    # An old workdir's only record.
-    ((), 'config.json', 'or remove it to go on under the config you pass'),
-])
+@pytest.mark.parametrize(
+    'files,broken,fix',
+    [
+        # The latest record: config.json holds the same config.
+        (
+            ('config_0000000.json',),
+            'config_0000000.json',
+            'cp {w}/config.json {w}/config_0000000.json',
+        ),
+        # An earlier one: nothing else holds it.
+        (
+            ('config_0000000.json', 'config_0000010.json'),
+            'config_0000000.json',
+            'restore it from a backup; no other file holds it',
+        ),
+        # An old workdir's only record.
+        ((), 'config.json', 'or remove it to go on under the config you pass'),
+    ],
+)
 def test_an_unreadable_record_names_the_file_and_the_fix(tmp_path, files, broken, fix):
   record = json.dumps(wae_config.as_dict(wae_config.base_config()))
   for name in files + ('config.json',):

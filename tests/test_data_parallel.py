@@ -14,14 +14,24 @@ from tests.helpers import REPO
 
 @pytest.fixture(scope='module')
 def eight_devices():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu', WAE_JAX_MNIST_DIR=str(MNIST_DIR))
+  env = dict(
+      os.environ,
+      XLA_FLAGS='--xla_force_host_platform_device_count=8',
+      JAX_PLATFORMS='cpu',
+      WAE_JAX_MNIST_DIR=str(MNIST_DIR),
+  )
   script = pathlib.Path(__file__).with_name('data_parallel_check.py')
-  proc = subprocess.run([sys.executable, str(script), 'wae_mmd', 'wae_gan'], cwd=REPO,
-                        env=env, capture_output=True, text=True, timeout=1200)
+  proc = subprocess.run(
+      [sys.executable, str(script), 'wae_mmd', 'wae_gan'],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=1200,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
-  return json.loads(line[len('RESULT '):])
+  return json.loads(line[len('RESULT ') :])
 
 
 def test_eight_devices_are_used(eight_devices):

@@ -45,6 +45,7 @@ def _noise_config(noise):
 
 def test_the_docs_data_set_trains_from_a_config_naming_it(noise, tmp_path):
   from wae_jax import train  # pylint: disable=g-import-not-at-top
+
   config = _noise_config(noise)
   assert (config.data.name, tuple(config.data.image_shape)) == ('noise16', (16, 16, 1))
   loaded = input_pipeline.load_dataset(config.data)
@@ -61,23 +62,35 @@ def test_the_docs_data_set_trains_from_a_config_naming_it(noise, tmp_path):
 def test_the_records_describe_the_built_in_data_sets(monkeypatch):
   mnist, celeba = data.get('mnist'), data.get('celeba')
   assert (mnist.image_shape, mnist.train_size, mnist.fid_extractor) == (
-      (28, 28, 1), 60_000, fid.MNIST_CLASSIFIER)
+      (28, 28, 1),
+      60_000,
+      fid.MNIST_CLASSIFIER,
+  )
   assert (celeba.image_shape, celeba.pixel_range, celeba.train_size, celeba.fid_extractor) == (
-      (64, 64, 3), (-1.0, 1.0), 162_770, None)
+      (64, 64, 3),
+      (-1.0, 1.0),
+      162_770,
+      None,
+  )
   with pytest.raises(ValueError, match="'mnist' is already registered"):
     data.register(mnist)
   with pytest.raises(ValueError, match=r'image_shape must be 3 ints.*train_size must be'):
-    data.Dataset(name='bad', title='Bad', load=len, image_shape=(16, 16), pixel_range=(0, 1),
-                 train_size=0)
+    data.Dataset(
+        name='bad', title='Bad', load=len, image_shape=(16, 16), pixel_range=(0, 1), train_size=0
+    )
   monkeypatch.delitem(fid.EXTRACTORS, fid.MNIST_CLASSIFIER)  # as if the record misnamed it
-  with pytest.raises(errors.ConfigError, match="data set 'mnist' is scored by fid_extractor="
-                     "'mnist_classifier', which is not a feature extractor; allowed: 'inception'"):
+  with pytest.raises(
+      errors.ConfigError,
+      match="data set 'mnist' is scored by fid_extractor="
+      "'mnist_classifier', which is not a feature extractor; allowed: 'inception'",
+  ):
     evaluators.fid_extractors(tiny_config())
 
 
 def _config(name, **fields):
-  return ml_collections.ConfigDict(dict(name=name, source='auto', dir=None,
-                                        pixel_range=(0.0, 1.0), **fields))
+  return ml_collections.ConfigDict(
+      dict(name=name, source='auto', dir=None, pixel_range=(0.0, 1.0), **fields)
+  )
 
 
 # What the 'handmade8' data set's loader returns: each test below puts its splits here.
@@ -87,30 +100,58 @@ _HANDMADE = {}
 @pytest.fixture(scope='module')
 def handmade():
   if 'handmade8' not in data.names():
-    data.register(data.Dataset(name='handmade8', title='Handmade', image_shape=(8, 8, 1),
-                               load=lambda config: (_HANDMADE['splits'], 'memory'),
-                               pixel_range=(0, 1), train_size=4))
+    data.register(
+        data.Dataset(
+            name='handmade8',
+            title='Handmade',
+            image_shape=(8, 8, 1),
+            load=lambda config: (_HANDMADE['splits'], 'memory'),
+            pixel_range=(0, 1),
+            train_size=4,
+        )
+    )
   return _config('handmade8')
 
 
-@pytest.mark.parametrize('splits,message', [
-    ({'train': (np.zeros((4, 8, 8, 1), np.uint8), None)},
-     r"the loader gave no 'test' split \(it gave \['train'\]\)"),
-    ({'train': (np.zeros((4, 8, 8, 3), np.uint8), None),
-      'test': (np.zeros((4, 8, 8, 1), np.uint8), None)},
-     r'train images are uint8 \[4, 8, 8, 3\]; expected uint8 \[N, 8, 8, 1\]'),
-    ({'train': (np.zeros((4, 8, 8, 1), np.float32), None),
-      'test': (np.zeros((4, 8, 8, 1), np.uint8), None)}, 'train images are float32'),
-    ({'train': (np.zeros((4, 8, 8, 1), np.uint8), np.zeros(3, np.int32)),
-      'test': (np.zeros((4, 8, 8, 1), np.uint8), None)}, '4 train images but 3 labels'),
-])
-def test_what_a_loader_gives_is_checked_against_its_record(handmade, splits, message,
-                                                           monkeypatch):
+@pytest.mark.parametrize(
+    'splits,message',
+    [
+        (
+            {'train': (np.zeros((4, 8, 8, 1), np.uint8), None)},
+            r"the loader gave no 'test' split \(it gave \['train'\]\)",
+        ),
+        (
+            {
+                'train': (np.zeros((4, 8, 8, 3), np.uint8), None),
+                'test': (np.zeros((4, 8, 8, 1), np.uint8), None),
+            },
+            r'train images are uint8 \[4, 8, 8, 3\]; expected uint8 \[N, 8, 8, 1\]',
+        ),
+        (
+            {
+                'train': (np.zeros((4, 8, 8, 1), np.float32), None),
+                'test': (np.zeros((4, 8, 8, 1), np.uint8), None),
+            },
+            'train images are float32',
+        ),
+        (
+            {
+                'train': (np.zeros((4, 8, 8, 1), np.uint8), np.zeros(3, np.int32)),
+                'test': (np.zeros((4, 8, 8, 1), np.uint8), None),
+            },
+            '4 train images but 3 labels',
+        ),
+    ],
+)
+def test_what_a_loader_gives_is_checked_against_its_record(handmade, splits, message, monkeypatch):
   monkeypatch.setitem(_HANDMADE, 'splits', splits)
   with pytest.raises(data.DataError, match=f'^Handmade from memory: {message}'):
     input_pipeline.load_dataset(handmade)
-  monkeypatch.setitem(_HANDMADE, 'splits', {split: (np.zeros((4, 8, 8, 1), np.uint8), None)
-                                            for split in ('train', 'test')})
+  monkeypatch.setitem(
+      _HANDMADE,
+      'splits',
+      {split: (np.zeros((4, 8, 8, 1), np.uint8), None) for split in ('train', 'test')},
+  )
   assert input_pipeline.load_dataset(handmade).test_images.shape == (4, 8, 8, 1)
 
 
@@ -119,10 +160,13 @@ def test_an_image_shape_other_than_the_records_is_refused():
     input_pipeline.load_dataset(_config('celeba', image_shape=(28, 28, 1)))
   assert str(err.value) == (
       "config.data.image_shape=(28, 28, 1) does not match CelebA (config.data.name='celeba'), "
-      'whose images are (64, 64, 3); set config.data.image_shape=(64, 64, 3)')
+      'whose images are (64, 64, 3); set config.data.image_shape=(64, 64, 3)'
+  )
 
 
 def test_an_unknown_name_lists_the_registered_ones():
-  with pytest.raises(data.DataError, match=r"config.data.name='cifar' is not "
-                     r"supported; allowed: 'mnist', 'celeba'"):
+  with pytest.raises(
+      data.DataError,
+      match=r"config.data.name='cifar' is not " r"supported; allowed: 'mnist', 'celeba'",
+  ):
     input_pipeline.load_dataset(_config('cifar'))

@@ -30,12 +30,18 @@ MNIST_CONFIG = str(REPO / 'configs' / 'mnist.py')
 
 
 def test_each_project_error_keeps_the_builtin_base_callers_catch():
-  for cls, base in [(errors.ConfigError, ValueError), (errors.FlagError, ValueError),
-                    (datasets.DataError, ValueError), (inception.WeightsError, ValueError),
-                    (aot.TopologyError, ValueError), (aot.DoesNotFitError, RuntimeError),
-                    (checkpoints.CheckpointError, RuntimeError),
-                    (train.NonFiniteError, RuntimeError),
-                    (errors.NotFoundError, FileNotFoundError), (errors.OutOfSpaceError, OSError)]:
+  for cls, base in [
+      (errors.ConfigError, ValueError),
+      (errors.FlagError, ValueError),
+      (datasets.DataError, ValueError),
+      (inception.WeightsError, ValueError),
+      (aot.TopologyError, ValueError),
+      (aot.DoesNotFitError, RuntimeError),
+      (checkpoints.CheckpointError, RuntimeError),
+      (train.NonFiniteError, RuntimeError),
+      (errors.NotFoundError, FileNotFoundError),
+      (errors.OutOfSpaceError, OSError),
+  ]:
     assert issubclass(cls, errors.WaeError) and issubclass(cls, base), cls
   full = errors.OutOfSpaceError('out of space: x')
   assert str(full) == 'out of space: x' and full.errno == errno.ENOSPC
@@ -56,6 +62,7 @@ def _report(error, verbose=False):
   lines = []
 
   class Out:
+
     def write(self, text):
       lines.append(text)
 
@@ -81,8 +88,10 @@ def test_report_is_one_line_and_status_2_and_a_bug_is_left_to_its_traceback(tmp_
     wae_config.validate(config)
   status, out = _report(bad_config.value)
   assert status == 2
-  assert out == ("error: config.penalty.kernel='laplace' is not supported; allowed: 'rbf', "
-                 "'imq', 'imq_multiscale'\n")
+  assert out == (
+      "error: config.penalty.kernel='laplace' is not supported; allowed: 'rbf', "
+      "'imq', 'imq_multiscale'\n"
+  )
   # Data: a truncated IDX file, read for real.
   path = tmp_path / 'train-images-idx3-ubyte.gz'
   header = np.array([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28], np.uint8).tobytes()
@@ -103,17 +112,21 @@ def test_report_is_one_line_and_status_2_and_a_bug_is_left_to_its_traceback(tmp_
   assert _report(_raised(KeyError('bug'))) == (None, '')
   # A full disk met anywhere (here an unconverted OSError) is reported, not a bug.
   status, out = _report(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), '/w/config.json'))
-  assert status == 2 and out.startswith('error: out of space: [Errno 28] No space left on '
-                                        "device: '/w/config.json'")
+  assert status == 2 and out.startswith(
+      'error: out of space: [Errno 28] No space left on ' "device: '/w/config.json'"
+  )
 
 
 def test_full_disks_are_recognised_through_the_wrappers_libraries_put_around_them():
   assert errors.is_out_of_space(OSError(errno.ENOSPC, 'No space left on device'))
   assert errors.is_out_of_space(OSError(errno.EDQUOT, 'Disk quota exceeded'))
   # tensorstore under orbax: a ValueError with the OS's text.
-  assert errors.is_out_of_space(ValueError(
-      'RESOURCE_EXHAUSTED: Error writing "params" in OCDBT database: Failed to write 1332195 '
-      "bytes to file 5: No space left on device [os_error_code='28']"))
+  assert errors.is_out_of_space(
+      ValueError(
+          'RESOURCE_EXHAUSTED: Error writing "params" in OCDBT database: Failed to write 1332195 '
+          "bytes to file 5: No space left on device [os_error_code='28']"
+      )
+  )
   try:  # clu's AsyncError, raised from TensorFlow's error
     try:
       raise RuntimeError('/w/events.out.tfevents.1; No space left on device')
@@ -127,39 +140,51 @@ def test_full_disks_are_recognised_through_the_wrappers_libraries_put_around_the
 
 # --- The command line: flags and the wrapper ------------------------------------------------
 
+
 def _parse(argv):
   """errors.parse_flags with a --config flag of its own, as wae_jax.main defines it."""
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, 'test', flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file(
+      'config', None, 'test', flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
   errors.parse_flags(argv, flag_values)
   return flag_values
 
 
 def test_config_flag_errors_are_one_line(tmp_path):
-  config = _parse(['prog', f'--config={MNIST_CONFIG}:wae_gan,small',
-                   '--config.train.num_steps=3']).config
+  config = _parse(
+      ['prog', f'--config={MNIST_CONFIG}:wae_gan,small', '--config.train.num_steps=3']
+  ).config
   assert config.penalty.name == 'gan' and config.train.num_steps == 3
   # A missing file, with an override too (ml_collections raises a bare OSError there).
-  for spec, argv in [('configs/nope.py', ['prog', '--config=configs/nope.py']),
-                     ('configs/nope.py:wae_gan', ['prog', '--config', 'configs/nope.py:wae_gan',
-                                                  '--config.train.num_steps=1'])]:
+  for spec, argv in [
+      ('configs/nope.py', ['prog', '--config=configs/nope.py']),
+      (
+          'configs/nope.py:wae_gan',
+          ['prog', '--config', 'configs/nope.py:wae_gan', '--config.train.num_steps=1'],
+      ),
+  ]:
     with pytest.raises(errors.ConfigError) as error:
       _parse(argv)
-    assert str(error.value).startswith(f"--config={spec}: config file 'configs/nope.py' not "
-                                       'found; config files are found from the current '
-                                       f'directory, {os.getcwd()}')
+    assert str(error.value).startswith(
+        f"--config={spec}: config file 'configs/nope.py' not "
+        'found; config files are found from the current '
+        f'directory, {os.getcwd()}'
+    )
   # A bad argument: the config file's own ConfigError, not the two wrappers around it.
   with pytest.raises(errors.ConfigError) as error:
     _parse(['prog', f'--config={MNIST_CONFIG}:wae_mdm'])
   assert "'wae_mdm' is not a value of any key" in str(error.value)
   assert 'Traceback' not in str(error.value) and '\n' not in str(error.value)
   # A field the config lacks; a value that does not parse.
-  with pytest.raises(errors.ConfigError, match=r"^--config.model.fo=1: the config has no field "
-                                               r"'model.fo'"):
+  with pytest.raises(
+      errors.ConfigError, match=r'^--config.model.fo=1: the config has no field ' r"'model.fo'"
+  ):
     _parse(['prog', f'--config={MNIST_CONFIG}', '--config.model.fo=1'])
-  with pytest.raises(errors.FlagError, match=r"^flag --config.model.latent_dim=abc: invalid "
-                                             r"literal for int\(\)"):
+  with pytest.raises(
+      errors.FlagError,
+      match=r'^flag --config.model.latent_dim=abc: invalid ' r'literal for int\(\)',
+  ):
     _parse(['prog', f'--config={MNIST_CONFIG}', '--config.model.latent_dim=abc'])
   # A config file with a bug keeps absl's error, with the file's traceback in it.
   buggy = tmp_path / 'buggy.py'
@@ -196,8 +221,9 @@ def test_run_ends_a_project_error_with_one_line_and_status_2(absl_app, capsys):
     errors.run(main, argv=['prog', '--verbose'])
   err = capsys.readouterr().err
   assert exit_.value.code == 2 and err.startswith('Traceback (most recent call last)')
-  assert 'in main' in err and err.endswith('error: config.model.latent_dim=0 is invalid: must be '
-                                           '>= 1\n')
+  assert 'in main' in err and err.endswith(
+      'error: config.model.latent_dim=0 is invalid: must be ' '>= 1\n'
+  )
   flags.FLAGS.unparse_flags()
   with pytest.raises(SystemExit) as exit_:  # a flag absl does not know
     errors.run(main, argv=['prog', '--no_such_flag=1'])
@@ -218,8 +244,10 @@ def test_run_leaves_a_bug_to_its_traceback(absl_app, capsys):
 
 # --- Pictures and event files on a full disk ------------------------------------------------
 
+
 def test_a_picture_on_a_full_disk_is_one_error_naming_it_and_leaves_no_half_file(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
   def fill_up(self, fp, *args, **kwargs):
     del self, args, kwargs
     pathlib.Path(fp).write_bytes(b'\x89PNG half')
@@ -239,26 +267,32 @@ def test_event_files_on_a_full_disk_are_one_error_naming_the_file(tmp_path):
   event_file.write_bytes(b'')
 
   class FullDiskWriter:
+
     def write_scalars(self, step, scalars):
       del step, scalars
 
     def flush(self):
-      raise RuntimeError(f"Error '{event_file}; No space left on device' occurred "
-                         'ASYNCHRONOUSLY.')
+      raise RuntimeError(
+          f"Error '{event_file}; No space left on device' occurred " 'ASYNCHRONOUSLY.'
+      )
 
   writer = train._EventWriter(FullDiskWriter(), tmp_path)  # pylint: disable=protected-access
   writer.write_scalars(1, {'loss': 1.0})
-  with pytest.raises(errors.OutOfSpaceError,
-                     match=f'^out of space: cannot write TensorBoard events to {event_file}; '):
+  with pytest.raises(
+      errors.OutOfSpaceError,
+      match=f'^out of space: cannot write TensorBoard events to {event_file}; ',
+  ):
     writer.flush()
 
 
 def test_library_chatter_is_dropped_and_warnings_kept():
   def record(path, level):
     return std_logging.LogRecord('jax', level, path, 1, 'message', (), None)
+
   xla_bridge = '/venv/site-packages/jax/_src/xla_bridge.py'
   assert not errors.drop_library_info(record(xla_bridge, std_logging.INFO))
   assert not errors.drop_library_info(
-      record('/venv/site-packages/orbax/checkpoint/checkpointer.py', std_logging.INFO))
+      record('/venv/site-packages/orbax/checkpoint/checkpointer.py', std_logging.INFO)
+  )
   assert errors.drop_library_info(record(xla_bridge, std_logging.WARNING))
   assert errors.drop_library_info(record('/repo/wae_jax/train.py', std_logging.INFO))

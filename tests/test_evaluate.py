@@ -61,8 +61,11 @@ def untrained_classifier(monkeypatch):
   Returns the list of calls, one element each.
   """
   calls = []
-  monkeypatch.setattr(mnist_classifier, 'load_or_train',
-                      lambda *a, **k: calls.append(1) or mnist_classifier.init_params(0))
+  monkeypatch.setattr(
+      mnist_classifier,
+      'load_or_train',
+      lambda *a, **k: calls.append(1) or mnist_classifier.init_params(0),
+  )
   return calls
 
 
@@ -74,11 +77,15 @@ def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier, cap
   given.penalty.name, given.penalty.lam, given.model.latent_dim = 'mmd', 3.0, 16
   with caplog.at_level(logging.WARNING):
     results = evaluate.evaluate(given, str(workdir))
-  warnings = [r.getMessage() for r in caplog.records if 'recorded values are used' in
-              r.getMessage()]
+  warnings = [
+      r.getMessage() for r in caplog.records if 'recorded values are used' in r.getMessage()
+  ]
   assert len(warnings) == 1 and str(workdir / 'config_0000000.json') in warnings[0]
-  for change in ("model.latent_dim: 8 -> 16", "penalty.lam: 1.0 -> 3.0",
-                 "penalty.name: 'vae' -> 'mmd'"):
+  for change in (
+      'model.latent_dim: 8 -> 16',
+      'penalty.lam: 1.0 -> 3.0',
+      "penalty.name: 'vae' -> 'mmd'",
+  ):
     assert change in warnings[0]
   assert results['penalty'] == 'vae' and results['config'] == wae_config.as_dict(config)
   assert untrained_classifier == [1]  # one classifier for both samplers
@@ -90,7 +97,8 @@ def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier, cap
     assert results[key]['num_images'] == 100
   data = input_pipeline.load_dataset(config.data)
   assert results['sharpness_test_images']['value'] == pytest.approx(
-      metrics.sharpness(data.test_images[:100], (0.0, 1.0)))
+      metrics.sharpness(data.test_images[:100], (0.0, 1.0))
+  )
   assert results['test_reconstruction_cost']['num_images'] == 300
   assert results['test_reconstruction_cost']['cost'] == 'bernoulli'
   assert 0 < results['test_mse_per_pixel']['value'] < 1
@@ -103,8 +111,10 @@ def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier, cap
   assert fid['value'] > floor['value'] >= 0
   # Real-data statistics are cached by dataset, split, size, extractor and its weights.
   cached = sorted(p.name for p in (workdir / 'cache').glob('fid_stats_*.npz'))
-  assert cached == [f'fid_stats_mnist_test_300_mnist_classifier_{weights}.npz',
-                    f'fid_stats_mnist_train_300_mnist_classifier_{weights}.npz']
+  assert cached == [
+      f'fid_stats_mnist_test_300_mnist_classifier_{weights}.npz',
+      f'fid_stats_mnist_train_300_mnist_classifier_{weights}.npz',
+  ]
   # The mixture's samples have the same metrics, under the same keys + '_gmm', labelled.
   for key in ('sharpness_samples', 'fid_mnist_classifier'):
     prior, gmm = results[key], results[f'{key}_gmm']
@@ -114,7 +124,11 @@ def test_evaluate_writes_labelled_results(trained_vae, untrained_classifier, cap
   assert 'fid_mnist_classifier_real_floor_gmm' not in results  # no sampler's: one floor
   fit = results['gmm_train_codes_log_likelihood']
   assert {k: v for k, v in fit.items() if k not in ('value', 'iterations', 'converged')} == {
-      'num_codes': 400, 'components': 3, 'covariance': 'full', 'seed': config.seed + 3}
+      'num_codes': 400,
+      'components': 3,
+      'covariance': 'full',
+      'seed': config.seed + 3,
+  }
   assert np.isfinite(fit['value']) and fit['iterations'] >= 1
   assert 'gmm_train_codes_log_likelihood' in evaluate.summary(results)
   # One picture per sampler: its first eval.grid_samples = 16 samples, 4 x 4 digits.
@@ -130,13 +144,20 @@ def test_evaluators_yield_their_keys(trained_vae, restored, untrained_classifier
   context = evaluate.make_context(config, *restored)
   keys = {e.name: sorted(e.run(context)) for e in evaluators.from_config(config)}
   assert keys == {
-      'sharpness': ['sharpness_reconstructions', 'sharpness_samples', 'sharpness_samples_gmm',
-                    'sharpness_test_images'],
+      'sharpness': [
+          'sharpness_reconstructions',
+          'sharpness_samples',
+          'sharpness_samples_gmm',
+          'sharpness_test_images',
+      ],
       'reconstruction': ['test_mse_per_pixel', 'test_reconstruction_cost'],
       'latent_mmd': ['test_codes_mmd'],
       'encoder_variance': ['encoder_variance_per_dim'],
-      'fid_mnist_classifier': ['fid_mnist_classifier', 'fid_mnist_classifier_gmm',
-                               'fid_mnist_classifier_real_floor'],
+      'fid_mnist_classifier': [
+          'fid_mnist_classifier',
+          'fid_mnist_classifier_gmm',
+          'fid_mnist_classifier_real_floor',
+      ],
       'fid_inception': [],  # No weights configured: skipped.
       'sampler_fit': ['gmm_train_codes_log_likelihood'],
       'sample_grids': [],  # No directory: no pictures.
@@ -156,8 +177,9 @@ def test_evaluators_yield_their_keys(trained_vae, restored, untrained_classifier
 
 
 @pytest.mark.parametrize('sampler', ['prior', 'gmm'])
-def test_one_sampler_gives_only_its_keys(trained_vae, restored, untrained_classifier,
-                                         monkeypatch, sampler):
+def test_one_sampler_gives_only_its_keys(
+    trained_vae, restored, untrained_classifier, monkeypatch, sampler
+):
   config, _ = trained_vae
   config = config.copy_and_resolve_references()
   config.eval.sampler = sampler
@@ -166,19 +188,29 @@ def test_one_sampler_gives_only_its_keys(trained_vae, restored, untrained_classi
   keys = set()
   for evaluator in evaluators.from_config(config):
     keys.update(evaluator.run(context))
-  common = {'sharpness_reconstructions', 'sharpness_test_images', 'test_mse_per_pixel',
-            'test_reconstruction_cost', 'test_codes_mmd', 'encoder_variance_per_dim',
-            'fid_mnist_classifier_real_floor'}
+  common = {
+      'sharpness_reconstructions',
+      'sharpness_test_images',
+      'test_mse_per_pixel',
+      'test_reconstruction_cost',
+      'test_codes_mmd',
+      'encoder_variance_per_dim',
+      'fid_mnist_classifier_real_floor',
+  }
   if sampler == 'prior':  # the keys evaluation has always written
     assert keys == common | {'sharpness_samples', 'fid_mnist_classifier'}
   else:
-    assert keys == common | {'sharpness_samples_gmm', 'fid_mnist_classifier_gmm',
-                             'gmm_train_codes_log_likelihood'}
+    assert keys == common | {
+        'sharpness_samples_gmm',
+        'fid_mnist_classifier_gmm',
+        'gmm_train_codes_log_likelihood',
+    }
   assert list(context.samples) == [sampler]
 
 
 def test_fid_uses_the_shipped_classifier_and_other_seeds_train_their_own(
-    trained_vae, restored, monkeypatch, tmp_path):
+    trained_vae, restored, monkeypatch, tmp_path
+):
   """Seed 0 (the default) computes FIDs on the shipped weights, training nothing; another
   seed trains and caches its classifier. Each FID names its weights' hash, and the real-data
   statistics of one classifier are never reused for the other."""
@@ -201,7 +233,8 @@ def test_fid_uses_the_shipped_classifier_and_other_seeds_train_their_own(
   short = mnist_classifier.SHIPPED_SHA256[:12]
   for key in ('fid_mnist_classifier', 'fid_mnist_classifier_real_floor'):
     assert shipped[key]['features'] == (
-        f'mnist_classifier penultimate layer (128-d), weights sha256 {short}')
+        f'mnist_classifier penultimate layer (128-d), weights sha256 {short}'
+    )
 
   config.eval.mnist_classifier_seed = 1
   other = evaluators.FID('mnist_classifier').run(dataclasses.replace(context, config=config))
@@ -211,17 +244,31 @@ def test_fid_uses_the_shipped_classifier_and_other_seeds_train_their_own(
   assert other['fid_mnist_classifier']['value'] != shipped['fid_mnist_classifier']['value']
   assert sorted(p.name for p in tmp_path.glob('fid_stats_*.npz')) == sorted(
       f'fid_stats_mnist_{split}_300_mnist_classifier_{weights}.npz'
-      for split in ('test', 'train') for weights in (short, other_short))
+      for split in ('test', 'train')
+      for weights in (short, other_short)
+  )
 
 
 # ----------------------------------------------------------------------------- refusals
 
 
 def _evaluate_command(workdir, *overrides):
-  return subprocess.run([sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:vae',
-                         f'--config.data.dir={MNIST_DIR}', f'--workdir={workdir}',
-                         '--mode=evaluate', *overrides],
-                        cwd=REPO, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'wae_jax.main',
+          '--config=configs/mnist.py:vae',
+          f'--config.data.dir={MNIST_DIR}',
+          f'--workdir={workdir}',
+          '--mode=evaluate',
+          *overrides,
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
 
 
 @pytest.fixture
@@ -235,7 +282,8 @@ def _no_data(*args):
 
 
 def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
-    trained_vae, workdir_copy, monkeypatch):
+    trained_vae, workdir_copy, monkeypatch
+):
   """A corrupt config_0000000.json: resuming and evaluating stop at once with one line naming
   the file and how to restore it, not a JSONDecodeError after a minute's evaluation."""
   config, workdir = trained_vae[0], workdir_copy
@@ -246,8 +294,10 @@ def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
   assert f'cp {workdir / "config.json"} {record}' in line
   assert not (workdir / 'eval' / 'results.json').exists()
   monkeypatch.setattr(input_pipeline, 'load_dataset', _no_data)
-  for run in (lambda: train.train_and_evaluate(config, str(workdir)),
-              lambda: evaluate.evaluate(config, str(workdir))):
+  for run in (
+      lambda: train.train_and_evaluate(config, str(workdir)),
+      lambda: evaluate.evaluate(config, str(workdir)),
+  ):
     with pytest.raises(wae_config.RecordedConfigError, match='is not valid JSON'):
       run()
   shutil.rmtree(workdir / 'checkpoints')  # nothing to resume: refused before the data too
@@ -258,8 +308,10 @@ def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
 
 def test_more_samples_than_test_images_are_refused_in_one_line(workdir_copy):
   line = error_line(_evaluate_command(workdir_copy, '--config.eval.num_samples=20000'))
-  assert line == ('error: config.eval.num_samples=20000 is more than the 10000 mnist test '
-                  'images that the samples are compared with; allowed: at most 10000')
+  assert line == (
+      'error: config.eval.num_samples=20000 is more than the 10000 mnist test '
+      'images that the samples are compared with; allowed: at most 10000'
+  )
   assert not (workdir_copy / 'eval' / 'results.json').exists()
 
 
@@ -280,7 +332,8 @@ def test_too_few_samples_for_an_fid_are_refused_before_any_work(trained_vae, mon
 
   assert refusal(128).startswith(
       'config.eval.num_samples=128 is too few: the FID on mnist_classifier features (128-d) '
-      'needs more images than dimensions')
+      'needs more images than dimensions'
+  )
   assert 'allowed: at least 129 (and at most the test images)' in refusal(128)
   given.eval.num_samples = 129  # enough for it: evaluation goes on to the data
   with pytest.raises(AssertionError, match='loaded the data'):
@@ -294,12 +347,22 @@ def test_too_few_samples_for_an_fid_are_refused_before_any_work(trained_vae, mon
 
 
 def _sampler_config(**eval_fields):
-  config = ml_collections.ConfigDict({
-      'seed': 5, 'model': {'latent_dim': 2, 'prior_variance': 1.0},
-      'data': {'name': 'mnist'},
-      'eval': {'sampler': 'both', 'num_samples': 150, 'samples_seed_offset': 1,
-               'gmm_components': 2, 'gmm_covariance': 'full', 'gmm_train_images': 300,
-               'gmm_seed_offset': 3}})
+  config = ml_collections.ConfigDict(
+      {
+          'seed': 5,
+          'model': {'latent_dim': 2, 'prior_variance': 1.0},
+          'data': {'name': 'mnist'},
+          'eval': {
+              'sampler': 'both',
+              'num_samples': 150,
+              'samples_seed_offset': 1,
+              'gmm_components': 2,
+              'gmm_covariance': 'full',
+              'gmm_train_images': 300,
+              'gmm_seed_offset': 3,
+          },
+      }
+  )
   config.eval.update(eval_fields)
   return config
 
@@ -336,10 +399,17 @@ def test_gmm_sampler_fits_training_codes(covariance):
     np.testing.assert_allclose(cluster.mean(axis=0), [5 * sign] * 2, atol=0.5)
   reference = mixture.GaussianMixture(2, covariance_type=covariance, random_state=8)
   codes = data.train_images[:300].astype(np.float64)
-  assert draws.entries == {'gmm_train_codes_log_likelihood': {
-      'value': pytest.approx(reference.fit(codes).score(codes)), 'num_codes': 300,
-      'components': 2, 'covariance': covariance, 'seed': 8,
-      'iterations': reference.n_iter_, 'converged': True}}
+  assert draws.entries == {
+      'gmm_train_codes_log_likelihood': {
+          'value': pytest.approx(reference.fit(codes).score(codes)),
+          'num_codes': 300,
+          'components': 2,
+          'covariance': covariance,
+          'seed': 8,
+          'iterations': reference.n_iter_,
+          'converged': True,
+      }
+  }
   # Reproducible from seed + eval.gmm_seed_offset, and only from it.
   np.testing.assert_array_equal(samplers.gmm(config, encode, data).codes, draws.codes)
   config.eval.gmm_seed_offset = 4

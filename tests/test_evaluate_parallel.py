@@ -40,6 +40,7 @@ def test_batched_equals_one_call(pad, count):
 
 def test_batched_limit_reads_only_the_first_rows():
   class Recording:  # indexes lazily, as input_pipeline.Images
+
     def __init__(self, array):
       self.array, self.read = array, []
 
@@ -82,22 +83,33 @@ def test_weights_are_replicated_on_the_local_devices():
 def eight_devices(tmp_path_factory):
   """The check's numbers on 8 CPU devices (a fresh process) and on this one's device."""
   cache = tmp_path_factory.mktemp('fid_cache')  # each computes its real statistics itself
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu', WAE_JAX_MNIST_DIR=str(MNIST_DIR))
+  env = dict(
+      os.environ,
+      XLA_FLAGS='--xla_force_host_platform_device_count=8',
+      JAX_PLATFORMS='cpu',
+      WAE_JAX_MNIST_DIR=str(MNIST_DIR),
+  )
   script = pathlib.Path(evaluation_parallel_check.__file__)
-  proc = subprocess.Popen([sys.executable, str(script), str(cache / 'eight')], cwd=REPO,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+      [sys.executable, str(script), str(cache / 'eight')],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   try:  # The single-device run overlaps the other process's start.
     with pytest.MonkeyPatch.context() as patch:
-      patch.setattr(mnist_classifier, 'load_or_train',
-                    evaluation_parallel_check.untrained_classifier)
+      patch.setattr(
+          mnist_classifier, 'load_or_train', evaluation_parallel_check.untrained_classifier
+      )
       one = evaluation_parallel_check.numbers(str(cache / 'one'))
     stdout, stderr = proc.communicate(timeout=600)
   finally:
     proc.kill()
   assert proc.returncode == 0, stderr[-4000:]
   line = [l for l in stdout.splitlines() if l.startswith('RESULT ')][-1]
-  return json.loads(line[len('RESULT '):]), one
+  return json.loads(line[len('RESULT ') :]), one
 
 
 def test_evaluation_on_eight_devices_equals_one(eight_devices):
@@ -106,9 +118,14 @@ def test_evaluation_on_eight_devices_equals_one(eight_devices):
   keys = set(one) - {'device_count'}
   assert set(eight) - {'device_count', 'batch_splits'} == keys
   # Both samplers' FIDs and sharpness, the floor, the GMM's fit, reconstructions, MMD.
-  assert {'fid_mnist_classifier', 'fid_mnist_classifier_gmm',
-          'fid_mnist_classifier_real_floor', 'sharpness_samples_gmm',
-          'gmm_train_codes_log_likelihood', 'test_reconstruction_cost'} <= keys
+  assert {
+      'fid_mnist_classifier',
+      'fid_mnist_classifier_gmm',
+      'fid_mnist_classifier_real_floor',
+      'sharpness_samples_gmm',
+      'gmm_train_codes_log_likelihood',
+      'test_reconstruction_cost',
+  } <= keys
   for key in sorted(keys):  # Only the order of floating-point operations differs.
     assert eight[key] == pytest.approx(one[key], rel=1e-4, abs=1e-9), key
 

@@ -140,8 +140,9 @@ class TInceptionE(nn.Module):
     b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
     bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
     bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-    pooled = (F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.max_pool
-              else _fid_avg_pool(x))
+    pooled = (
+        F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.max_pool else _fid_avg_pool(x)
+    )
     return torch.cat([self.branch1x1(x), b3, bd, self.branch_pool(pooled)], 1)
 
 
@@ -219,8 +220,11 @@ def weights_file(mirror, tmp_path_factory):
 
 
 def test_layout_matches_pytorch_fid_state_dict(mirror):
-  torch_shapes = {k: tuple(v.shape) for k, v in mirror.state_dict().items()
-                  if not k.startswith('fc.') and not k.endswith('.num_batches_tracked')}
+  torch_shapes = {
+      k: tuple(v.shape)
+      for k, v in mirror.state_dict().items()
+      if not k.startswith('fc.') and not k.endswith('.num_batches_tracked')
+  }
   assert inception.expected_state_dict_shapes() == torch_shapes
   assert len(torch_shapes) == 470  # 94 BasicConv2d x (conv weight + 4 BN entries)
   shapes = inception.variable_shapes()
@@ -236,10 +240,13 @@ def test_state_dict_round_trip_and_kernel_layout(mirror):
   variables = inception.params_from_state_dict(state)
   kernel = variables['params']['Mixed_6b']['branch7x7_2']['conv']['kernel']
   assert kernel.shape == (1, 7, 128, 128)  # [kh, kw, in, out] of a [out, in, 1, 7] weight
-  np.testing.assert_array_equal(kernel[0, 3, 5, 9],
-                                state['Mixed_6b.branch7x7_2.conv.weight'][9, 5, 0, 3])
-  np.testing.assert_array_equal(variables['batch_stats']['Mixed_7c']['branch_pool']['bn']['var'],
-                                state['Mixed_7c.branch_pool.bn.running_var'])
+  np.testing.assert_array_equal(
+      kernel[0, 3, 5, 9], state['Mixed_6b.branch7x7_2.conv.weight'][9, 5, 0, 3]
+  )
+  np.testing.assert_array_equal(
+      variables['batch_stats']['Mixed_7c']['branch_pool']['bn']['var'],
+      state['Mixed_7c.branch_pool.bn.running_var'],
+  )
   back = inception.state_dict_from_variables(variables)
   assert set(back) == set(inception.expected_state_dict_shapes())
   for key, value in back.items():
@@ -253,10 +260,12 @@ def test_bad_state_dicts_name_the_key():
   state['Mixed_5b.branch1x1.bn.num_batches_tracked'] = np.zeros((), np.int64)
   inception.params_from_state_dict(state)  # fc and num_batches_tracked are ignored.
   with pytest.raises(ValueError, match=r"missing key 'Mixed_6e\.branch_pool\.conv\.weight'"):
-    inception.params_from_state_dict({k: v for k, v in state.items()
-                                      if k != 'Mixed_6e.branch_pool.conv.weight'})
-  with pytest.raises(ValueError, match=r"'Mixed_7b\.branch1x1\.bn\.bias' has shape \(3,\), "
-                     r'expected \(320,\)'):
+    inception.params_from_state_dict(
+        {k: v for k, v in state.items() if k != 'Mixed_6e.branch_pool.conv.weight'}
+    )
+  with pytest.raises(
+      ValueError, match=r"'Mixed_7b\.branch1x1\.bn\.bias' has shape \(3,\), " r'expected \(320,\)'
+  ):
     inception.params_from_state_dict({**state, 'Mixed_7b.branch1x1.bn.bias': np.zeros(3)})
   with pytest.raises(ValueError, match=r"unexpected key 'AuxLogits\.conv0\.conv\.weight'"):
     inception.params_from_state_dict({**state, 'AuxLogits.conv0.conv.weight': np.zeros(1)})
@@ -269,9 +278,9 @@ def _awkward_state_dict():
   base = torch.arange(60, dtype=torch.float32).reshape(6, 10) / 7
   return {
       'plain': torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),
-      'offset_slice': base[2:5, 3:8],         # storage offset 23, strides (10, 1)
-      'transposed': base.t(),                 # strides (1, 10)
-      'strided': base[::2, 1::3],             # strides (20, 3), offset 1
+      'offset_slice': base[2:5, 3:8],  # storage offset 23, strides (10, 1)
+      'transposed': base.t(),  # strides (1, 10)
+      'strided': base[::2, 1::3],  # strides (20, 3), offset 1
       'conv': torch.randn(4, 3, 2, 2).permute(0, 2, 3, 1),
       'scalar': torch.tensor(2.5, dtype=torch.float64),
       'steps': torch.tensor(7),
@@ -300,12 +309,11 @@ def test_truncated_or_foreign_files_give_clear_errors(tmp_path, zip_format):
   path = tmp_path / 'w.pth'
   torch.save({'w': torch.randn(64, 64)}, path, _use_new_zipfile_serialization=zip_format)
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   with pytest.raises(ValueError, match=r'w\.pth.*(truncated|corrupt)'):
     inception.load_state_dict(path)
   # Anything but tensors is refused, not executed.
-  torch.save({'w': torch.zeros(1), 'f': os.system}, path,
-             _use_new_zipfile_serialization=zip_format)
+  torch.save({'w': torch.zeros(1), 'f': os.system}, path, _use_new_zipfile_serialization=zip_format)
   with pytest.raises(ValueError, match=r'system is not allowed'):
     inception.load_state_dict(path)
   path.write_bytes(b'not a checkpoint')
@@ -316,15 +324,21 @@ def test_truncated_or_foreign_files_give_clear_errors(tmp_path, zip_format):
 def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
   assert inception.configured_path('') is None
-  for configured, shown in (('', 'are not configured'),
-                            (str(tmp_path / 'nope.pth'), str(tmp_path / 'nope.pth'))):
+  for configured, shown in (
+      ('', 'are not configured'),
+      (str(tmp_path / 'nope.pth'), str(tmp_path / 'nope.pth')),
+  ):
     with pytest.raises(FileNotFoundError) as error:
       inception.weights_path(configured)
     message = str(error.value)
-    for part in (shown, 'pt_inception-2015-12-05-6726825d.pth', 'eval.inception_weights',
-                 'WAE_JAX_INCEPTION_WEIGHTS',
-                 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
-                 'pt_inception-2015-12-05-6726825d.pth'):
+    for part in (
+        shown,
+        'pt_inception-2015-12-05-6726825d.pth',
+        'eval.inception_weights',
+        'WAE_JAX_INCEPTION_WEIGHTS',
+        'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
+        'pt_inception-2015-12-05-6726825d.pth',
+    ):
       assert part in message
   with pytest.raises(FileNotFoundError, match='eval.inception_weights'):
     inception.make_featurizer(str(tmp_path / 'nope.pth'))
@@ -344,17 +358,24 @@ def test_resize_weights_are_torchs_exactly():
   for size in list(range(1, 40)) + [64, 100, 128, 178, 218, 256, 298, 300, 320, 511, 1024]:
     one_hot = torch.eye(size).reshape(size, 1, size, 1)  # each input pixel alone
     weights = F.interpolate(one_hot, size=(299, 1), mode='bilinear', align_corners=False)
-    np.testing.assert_array_equal(inception._bilinear_matrix(size, 299),
-                                  weights.reshape(size, 299).T.numpy(), err_msg=str(size))
+    np.testing.assert_array_equal(
+        inception._bilinear_matrix(size, 299),
+        weights.reshape(size, 299).T.numpy(),
+        err_msg=str(size),
+    )
 
 
-@pytest.mark.parametrize('shape', [(2, 28, 28, 3), (1, 64, 48, 3), (1, 320, 310, 3),
-                                   (1, 299, 299, 3)])
+@pytest.mark.parametrize(
+    'shape', [(2, 28, 28, 3), (1, 64, 48, 3), (1, 320, 310, 3), (1, 299, 299, 3)]
+)
 def test_resize_matches_torch_interpolate(shape):
   images = np.random.default_rng(0).uniform(size=shape).astype(np.float32)
   ours = np.asarray(inception.resize_bilinear(images))
-  ref = F.interpolate(_to_torch(images), size=(299, 299), mode='bilinear',
-                      align_corners=False).permute(0, 2, 3, 1).numpy()
+  ref = (
+      F.interpolate(_to_torch(images), size=(299, 299), mode='bilinear', align_corners=False)
+      .permute(0, 2, 3, 1)
+      .numpy()
+  )
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
 
 
@@ -369,8 +390,7 @@ def test_preprocess_range_and_channels():
   rgb = np.asarray(inception.preprocess(np.repeat(unit, 3, axis=-1), (0.0, 1.0)))
   np.testing.assert_array_equal(rgb, reference)
   # Other pixel ranges map to [0, 1] first (and out-of-range pixels are clipped).
-  np.testing.assert_allclose(inception.preprocess(2 * unit - 1, (-1.0, 1.0)), reference,
-                             atol=1e-6)
+  np.testing.assert_allclose(inception.preprocess(2 * unit - 1, (-1.0, 1.0)), reference, atol=1e-6)
   np.testing.assert_allclose(inception.preprocess(255 * unit, (0, 255)), reference, atol=1e-5)
   flat = np.asarray(inception.preprocess(np.full((1, 8, 8, 3), 7.0), (0.0, 1.0)))
   np.testing.assert_array_equal(flat, np.ones_like(flat))
@@ -390,9 +410,11 @@ def test_features_match_the_torch_mirror(mirror, weights_file, monkeypatch):
   images = np.random.default_rng(2).uniform(size=(3,) + IMAGE_SHAPE).astype(np.float32)
   converted = []  # rows per conversion
   to_unit_range = inception.visualize.to_unit_range
-  monkeypatch.setattr(inception.visualize, 'to_unit_range',
-                      lambda x, pixel_range: converted.append(len(x)) or to_unit_range(
-                          x, pixel_range))
+  monkeypatch.setattr(
+      inception.visualize,
+      'to_unit_range',
+      lambda x, pixel_range: converted.append(len(x)) or to_unit_range(x, pixel_range),
+  )
   ours = featurize(2.0 * images - 1.0, pixel_range=(-1.0, 1.0))  # a full batch, a padded one
   assert sum(converted) == 3 and max(converted) <= BATCH
   with torch.no_grad():
@@ -408,16 +430,17 @@ def test_features_match_the_torch_mirror(mirror, weights_file, monkeypatch):
 def _eval_config(weights, cache_dir, pixel_range=(-1.0, 1.0)):
   config = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({'name': 'mnist', 'pixel_range': pixel_range})
-  config.eval = ml_collections.ConfigDict({'inception_weights': weights,
-                                           'cache_dir': str(cache_dir),
-                                           'inception_batch_size': BATCH})
+  config.eval = ml_collections.ConfigDict(
+      {'inception_weights': weights, 'cache_dir': str(cache_dir), 'inception_batch_size': BATCH}
+  )
   return config
 
 
 def _inception_fid(config, data, samples):
   """The Inception FID evaluator, with samples against as many test images."""
-  context = evaluators.Context(config=config, data=data,
-                               test_images=data.test_images[:len(samples)], samples=samples)
+  context = evaluators.Context(
+      config=config, data=data, test_images=data.test_images[: len(samples)], samples=samples
+  )
   return evaluators.FID('inception').run(context)
 
 
@@ -436,22 +459,24 @@ def test_evaluate_inception_fid(mirror, weights_file, tmp_path, monkeypatch):
   config = _eval_config(str(weights_file), tmp_path / 'cache')
   # sqrtm of 2048 x 2048 covariances takes minutes on 2 cores, and frechet_distance has its
   # own tests: a cheap distance of the same statistics checks which ones each entry uses.
-  distance = lambda mu1, s1, mu2, s2: float(np.sum((mu1 - mu2)**2) + np.trace(s1) - np.trace(s2))
+  distance = lambda mu1, s1, mu2, s2: float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) - np.trace(s2))
   monkeypatch.setattr(metrics, 'frechet_distance', distance)
   results = _inception_fid(config, data, samples)
   fid, floor = results['fid_inception'], results['fid_inception_real_floor']
   assert fid['features'] == 'inception_v3_pool3 (pt_inception-2015-12-05)'
   assert fid['num_images'] == floor['num_images'] == n
   with torch.no_grad():  # One forward pass for all three sets.
-    features = mirror(_to_torch((np.concatenate([samples, data.test_images,
-                                                 data.train_images]) + 1) / 2)).numpy()
-  ref = {name: metrics.gaussian_statistics(features[i * n:(i + 1) * n])
-         for i, name in enumerate(('samples', 'test', 'train'))}
+    features = mirror(
+        _to_torch((np.concatenate([samples, data.test_images, data.train_images]) + 1) / 2)
+    ).numpy()
+  ref = {
+      name: metrics.gaussian_statistics(features[i * n : (i + 1) * n])
+      for i, name in enumerate(('samples', 'test', 'train'))
+  }
   assert fid['value'] == pytest.approx(distance(*ref['samples'], *ref['test']), rel=1e-4)
   assert floor['value'] == pytest.approx(distance(*ref['train'], *ref['test']), rel=1e-4)
   cached = sorted(p.name for p in (tmp_path / 'cache').glob('fid_stats_*.npz'))
-  assert cached == ['fid_stats_mnist_test_2_inception.npz',
-                    'fid_stats_mnist_train_2_inception.npz']
+  assert cached == ['fid_stats_mnist_test_2_inception.npz', 'fid_stats_mnist_train_2_inception.npz']
 
 
 def test_evaluate_without_weights_skips_or_fails_clearly(tmp_path, monkeypatch):
@@ -463,5 +488,4 @@ def test_evaluate_without_weights_skips_or_fails_clearly(tmp_path, monkeypatch):
   assert len(logged) == 1 and 'Inception FID skipped' in logged[0]
   assert 'eval.inception_weights' in logged[0] and inception.WEIGHTS_ENV in logged[0]
   with pytest.raises(FileNotFoundError, match=inception.WEIGHTS_URL):
-    _inception_fid(_eval_config(str(tmp_path / 'missing.pth'), tmp_path), data,
-                   data.test_images)
+    _inception_fid(_eval_config(str(tmp_path / 'missing.pth'), tmp_path), data, data.test_images)

@@ -17,7 +17,8 @@ from wae_jax.data import tfds_source
 
 REAL_MNIST_DIR = Path(
     os.environ.get(mnist.MNIST_DIR_ENV)
-    or Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist')
+    or Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
+)
 
 
 def data_config(**overrides):
@@ -29,7 +30,8 @@ def data_config(**overrides):
 def idx_bytes(array, magic_type=0x08):
   array = np.asarray(array, np.uint8)
   header = bytes([0, 0, magic_type, array.ndim]) + b''.join(
-      d.to_bytes(4, 'big') for d in array.shape)
+      d.to_bytes(4, 'big') for d in array.shape
+  )
   return header + array.tobytes()
 
 
@@ -39,13 +41,15 @@ def write_fake_mnist(folder, num_train=20, num_test=10, gz=True):
   rng = np.random.default_rng(0)
   for split, n in (('train', num_train), ('test', num_test)):
     images_name, labels_name = mnist.MNIST_FILES[split]
-    for name, array in ((images_name, rng.integers(0, 256, (n, 28, 28))),
-                        (labels_name, rng.integers(0, 10, n))):
+    for name, array in (
+        (images_name, rng.integers(0, 256, (n, 28, 28))),
+        (labels_name, rng.integers(0, 10, n)),
+    ):
       data = idx_bytes(array)
       if gz:
         (folder / name).write_bytes(gzip.compress(data))
       else:
-        (folder / name[:-len('.gz')]).write_bytes(data)
+        (folder / name[: -len('.gz')]).write_bytes(data)
   return folder
 
 
@@ -62,8 +66,9 @@ def real_mnist():
 @pytest.fixture(scope='module')
 def real_data():
   # REAL_MNIST_DIR was read before _no_env_dir clears the env var.
-  return ip.load_dataset(data_config(source='idx', dir=str(REAL_MNIST_DIR),
-                                     pixel_range=(-1.0, 1.0)))
+  return ip.load_dataset(
+      data_config(source='idx', dir=str(REAL_MNIST_DIR), pixel_range=(-1.0, 1.0))
+  )
 
 
 # ---------------------------------------------------------------- real MNIST
@@ -120,13 +125,16 @@ def test_read_idx_gz_and_raw(tmp_path):
   np.testing.assert_array_equal(mnist.read_idx(tmp_path / 'l.idx'), labels)
 
 
-@pytest.mark.parametrize('mutate,message', [
-    (lambda d: d[:-5], 'truncated IDX file'),
-    (lambda d: d + b'\0', 'oversized IDX file'),
-    (lambda d: b'\0\0\x0d\x03' + d[4:], 'bad IDX magic number 0x00000d03'),
-    (lambda d: b'\x01\0\x08\x03' + d[4:], 'bad IDX magic number'),
-    (lambda d: d[:6], 'truncated IDX header'),
-])
+@pytest.mark.parametrize(
+    'mutate,message',
+    [
+        (lambda d: d[:-5], 'truncated IDX file'),
+        (lambda d: d + b'\0', 'oversized IDX file'),
+        (lambda d: b'\0\0\x0d\x03' + d[4:], 'bad IDX magic number 0x00000d03'),
+        (lambda d: b'\x01\0\x08\x03' + d[4:], 'bad IDX magic number'),
+        (lambda d: d[:6], 'truncated IDX header'),
+    ],
+)
 def test_read_idx_errors(tmp_path, mutate, message):
   path = tmp_path / 'bad-idx3-ubyte'
   path.write_bytes(mutate(idx_bytes(np.zeros((2, 28, 28)))))
@@ -202,7 +210,8 @@ def test_idx_source_from_config_dir(tmp_path, caplog):
   assert data.train_images.dtype == np.float32
   assert 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
   assert [r.getMessage() for r in caplog.records if 'MNIST from' in r.getMessage()] == [
-      f'MNIST from IDX files in {folder}']
+      f'MNIST from IDX files in {folder}'
+  ]
 
 
 def test_idx_source_from_env(tmp_path, monkeypatch):
@@ -238,16 +247,24 @@ def test_auto_without_any_source_explains_both(tmp_path):
   with pytest.raises(data.DataError) as err:
     ip.load_dataset(data_config(source='auto', dir=str(tmp_path)))
   message = str(err.value)
-  for needle in ('config.data.dir', mnist.MNIST_DIR_ENV, 'TFDS',
-                 'train-images-idx3-ubyte.gz', 'does not download'):
+  for needle in (
+      'config.data.dir',
+      mnist.MNIST_DIR_ENV,
+      'TFDS',
+      'train-images-idx3-ubyte.gz',
+      'does not download',
+  ):
     assert needle in message
 
 
-@pytest.mark.parametrize('field,value,needle', [
-    ('name', 'cifar10', 'config.data.name'),
-    ('source', 'web', 'config.data.source'),
-    ('pixel_range', (1.0, 0.0), 'config.data.pixel_range'),
-])
+@pytest.mark.parametrize(
+    'field,value,needle',
+    [
+        ('name', 'cifar10', 'config.data.name'),
+        ('source', 'web', 'config.data.source'),
+        ('pixel_range', (1.0, 0.0), 'config.data.pixel_range'),
+    ],
+)
 def test_bad_config(field, value, needle):
   with pytest.raises(data.DataError, match=needle) as err:
     ip.load_dataset(data_config(**{field: value}))
@@ -271,24 +288,26 @@ def test_without_tfds_installed_auto_reads_idx_and_tfds_names_the_extra(tmp_path
 def test_tfds_source_with_mock_data(tmp_path, monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')
   with tfds.testing.mock_data(num_examples=12):
-    data = ip.load_dataset(data_config(source='tfds', dir=str(tmp_path),
-                                       pixel_range=(-1.0, 1.0)))
+    data = ip.load_dataset(data_config(source='tfds', dir=str(tmp_path), pixel_range=(-1.0, 1.0)))
     # 'auto' prefers an already prepared TFDS data set over IDX files.
     monkeypatch.setattr(tfds_source, 'prepared', lambda data_dir, name: True)
     monkeypatch.setenv(mnist.MNIST_DIR_ENV, str(write_fake_mnist(tmp_path / 'idx')))
     auto = ip.load_dataset(data_config(source='auto', dir=str(tmp_path)))
   assert data.source == f'tfds mnist (data_dir={tmp_path})'
   assert auto.source == data.source
-  for images, labels in ((data.train_images, data.train_labels),
-                         (data.test_images, data.test_labels)):
+  for images, labels in (
+      (data.train_images, data.train_labels),
+      (data.test_images, data.test_labels),
+  ):
     assert images.shape == (12, 28, 28, 1) and images.dtype == np.float32
     assert -1.0 <= images.min() and images.max() <= 1.0
     assert labels.shape == (12,) and labels.dtype == np.int32
     assert labels.min() >= 0 and labels.max() <= 9
 
 
-def test_tfds_not_prepared_is_detected_without_probing_missing_folders(tmp_path, monkeypatch,
-                                                                      caplog):
+def test_tfds_not_prepared_is_detected_without_probing_missing_folders(
+    tmp_path, monkeypatch, caplog
+):
   """The offline path (IDX files as data.dir) does not ask TFDS about a folder that does not
   exist: its builder warned 'Variant folder .../mnist/3.0.1 has no dataset_info.json' in every
   MNIST run. Where an mnist folder exists, TFDS decides."""
@@ -299,8 +318,12 @@ def test_tfds_not_prepared_is_detected_without_probing_missing_folders(tmp_path,
   assert not [r for r in caplog.records if 'Variant folder' in r.getMessage()]
   assert caplog.records  # the capture works: the source's INFO line is among them
   asked = []
-  monkeypatch.setattr(tfds, 'builder', lambda name, data_dir: asked.append(data_dir) or (
-      type('Builder', (), {'is_prepared': lambda self: False})()))
+  monkeypatch.setattr(
+      tfds,
+      'builder',
+      lambda name, data_dir: asked.append(data_dir)
+      or (type('Builder', (), {'is_prepared': lambda self: False})()),
+  )
   assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == []
   (tmp_path / 'mnist').mkdir()
   assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == [str(tmp_path)]
@@ -326,8 +349,7 @@ def test_train_batches_epoch_and_determinism():
   assert all(b.shape == (8,) for b in batches)
   seen = np.concatenate(batches)
   assert len(np.unique(seen)) == 48  # One epoch: no repeats, remainder dropped.
-  np.testing.assert_array_equal(
-      seen, np.random.default_rng([3, 0]).permutation(50)[:48])
+  np.testing.assert_array_equal(seen, np.random.default_rng([3, 0]).permutation(50)[:48])
   again = take(ip.train_batches(images, 8, seed=3), 6)
   np.testing.assert_array_equal(np.concatenate(again), seen)
   other = take(ip.train_batches(images, 8, seed=4), 6)
@@ -346,6 +368,7 @@ def test_train_batches_rows_reads_only_those_images():
   """A process's share of each global batch: the same rows, and no other image is read."""
 
   class Recording:
+
     def __init__(self, array):
       self.array, self.read = array, []
 

@@ -37,8 +37,9 @@ def _requirements():
   setup.read(REPO / 'setup.cfg')
   for extra in setup['options.extras_require'].values():
     lines += extra.splitlines()
-  return [Requirement(line) for line in (l.strip() for l in lines)
-          if line and not line.startswith('#')]
+  return [
+      Requirement(line) for line in (l.strip() for l in lines) if line and not line.startswith('#')
+  ]
 
 
 def test_the_lock_pins_every_requirement_within_its_range():
@@ -50,7 +51,8 @@ def test_the_lock_pins_every_requirement_within_its_range():
     assert name in pins, f'{requirement} is not pinned in constraints.txt'
     assert requirement.specifier.contains(pins[name], prereleases=True), (
         f'constraints.txt pins {name}=={pins[name]}, outside {requirement} '
-        f'(regenerate it: {REGENERATE} ..., as its header says)')
+        f'(regenerate it: {REGENERATE} ..., as its header says)'
+    )
 
 
 def test_the_lock_says_how_it_was_made():
@@ -66,24 +68,34 @@ def test_the_accelerator_plugins_are_the_builds_of_the_pinned_jax():
   for plugin in ('jax-cuda12-plugin', 'jax-cuda12-pjrt'):
     assert pins[plugin] == jax, f'{plugin}=={pins[plugin]} against jax=={jax}'
   if Version(importlib.metadata.version('jax')) == jax:  # jax's own metadata says which libtpu
-    tpu = [Requirement(r) for r in importlib.metadata.requires('jax')
-           if Requirement(r).name == 'libtpu' and 'tpu' in str(Requirement(r).marker)]
+    tpu = [
+        Requirement(r)
+        for r in importlib.metadata.requires('jax')
+        if Requirement(r).name == 'libtpu' and 'tpu' in str(Requirement(r).marker)
+    ]
     assert tpu and all(r.specifier.contains(pins['libtpu']) for r in tpu), tpu
 
 
-@pytest.mark.parametrize('package', ['jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint',
-                                     'numpy', 'tensorflow-cpu', 'pytest'])
+@pytest.mark.parametrize(
+    'package',
+    ['jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'tensorflow-cpu', 'pytest'],
+)
 def test_the_tests_run_on_the_lock(package):
   """The lock is what is tested: this environment was installed with it."""
   installed = Version(importlib.metadata.version(package))
   assert installed == _lock()[canonicalize_name(package)], (
       f'{package} {installed} is installed, constraints.txt pins {_lock()[package]}: install '
-      'with pip install -c constraints.txt -e ".[test]"')
+      'with pip install -c constraints.txt -e ".[test]"'
+  )
 
 
 def _readme_command(n: int) -> str:
-  return subprocess.run(['bash', str(REPO / '.ci' / 'readme_command'), str(n)],
-                        capture_output=True, text=True, check=True).stdout.strip()
+  return subprocess.run(
+      ['bash', str(REPO / '.ci' / 'readme_command'), str(n)],
+      capture_output=True,
+      text=True,
+      check=True,
+  ).stdout.strip()
 
 
 def test_the_readme_commands_install_with_the_lock_and_ci_runs_them():

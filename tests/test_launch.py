@@ -37,14 +37,23 @@ def fake_python_env(tmp_path, body: str, **env):
   fake = bin_dir / 'python'
   fake.write_text(body)
   fake.chmod(0o755)
-  return dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
-              PYTHON_CALLS=str(tmp_path / 'calls'), **env)
+  return dict(
+      os.environ,
+      PATH=f'{bin_dir}:{os.environ["PATH"]}',
+      PYTHON_CALLS=str(tmp_path / 'calls'),
+      **env,
+  )
 
 
 def run_script(tmp_path, script, *args, **env):
   """The python commands `bash launch/<script> args` starts, each as a list of arguments."""
-  subprocess.run(['bash', f'launch/{script}', *args], cwd=REPO, check=True, capture_output=True,
-                 env=fake_python_env(tmp_path, _FAKE_PYTHON, **env))
+  subprocess.run(
+      ['bash', f'launch/{script}', *args],
+      cwd=REPO,
+      check=True,
+      capture_output=True,
+      env=fake_python_env(tmp_path, _FAKE_PYTHON, **env),
+  )
   calls = (tmp_path / 'calls').read_text().splitlines()
   return [line.split(_SEPARATOR)[:-1] for line in calls]
 
@@ -81,16 +90,25 @@ def test_mnist_table_trains_and_evaluates_every_objective_and_seed(tmp_path):
   calls = run_script(tmp_path, 'mnist_table.sh', 'ROOT')
   train = trainings(calls)
   evaluate = [c for c in calls if '--mode=evaluate' in c]
-  expected = [(f'ROOT/{objective}/seed{seed}', f'configs/mnist.py:{objective},small', seed)
-              for objective in wae_config.OBJECTIVES for seed in '012']
+  expected = [
+      (f'ROOT/{objective}/seed{seed}', f'configs/mnist.py:{objective},small', seed)
+      for objective in wae_config.OBJECTIVES
+      for seed in '012'
+  ]
   for commands in (train, evaluate):
-    assert [(flag(c, 'workdir'), flag(c, 'config'), flag(c, 'config.seed'))
-            for c in commands] == expected
+    assert [
+        (flag(c, 'workdir'), flag(c, 'config'), flag(c, 'config.seed')) for c in commands
+    ] == expected
   report = calls[-1]
   assert report[:2] == ['-m', 'wae_jax.evaluation.report']
   assert flag(report, 'workdirs').split(',') == [w for w, _, _ in expected]
-  assert flag(report, 'names').split(',')[::3] == ['WAE-MMD', 'WAE-GAN', 'VAE', 'WAE-SWD',
-                                                   'WAE-Sinkhorn']
+  assert flag(report, 'names').split(',')[::3] == [
+      'WAE-MMD',
+      'WAE-GAN',
+      'VAE',
+      'WAE-SWD',
+      'WAE-Sinkhorn',
+  ]
   for command in train:
     wae_config.validate(parse_config(command))
 
@@ -138,8 +156,10 @@ def test_mnist_baselines_changes_one_setting_of_the_papers_per_run(tmp_path):
   names = flag(report, 'names').split(',')
   workdirs = flag(report, 'workdirs').split(',')
   assert names == [name for name in BASELINE_CHANGES for _ in range(2)]
-  assert workdirs[:2] == ['ROOT/vae_gaussian_decoder/vae/seed0',
-                          'ROOT/vae_gaussian_decoder/vae/seed1']
+  assert workdirs[:2] == [
+      'ROOT/vae_gaussian_decoder/vae/seed0',
+      'ROOT/vae_gaussian_decoder/vae/seed1',
+  ]
   assert all(w.startswith(f'ROOT/{n}/') for w, n in zip(workdirs, names))
 
 
@@ -147,31 +167,62 @@ def test_mnist_baselines_changes_one_setting_of_the_papers_per_run(tmp_path):
 def test_launch_script_stops_at_the_first_failure(tmp_path, script):
   """A failed training must not be followed by more runs or a report over missing results."""
   failing = '#!/usr/bin/env bash\necho "$@" >> "$PYTHON_CALLS"\nexit 3\n'
-  result = subprocess.run(['bash', f'launch/{script}', str(tmp_path / 'root')], cwd=REPO,
-                          env=fake_python_env(tmp_path, failing), capture_output=True)
+  result = subprocess.run(
+      ['bash', f'launch/{script}', str(tmp_path / 'root')],
+      cwd=REPO,
+      env=fake_python_env(tmp_path, failing),
+      capture_output=True,
+  )
   assert result.returncode != 0
   assert len((tmp_path / 'calls').read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize('arg, line', [
-    ('--sweep.fixed.train.num_stepz=1', "error: --sweep.fixed.train.num_stepz=1: the config has "
-     "no field 'fixed.train.num_stepz'"),
-    # A close match: ml_collections wraps its KeyError in an AttributeError.
-    ('--sweep.num_configz=1', "error: --sweep.num_configz=1: the config has no field "
-     "'num_configz'; Did you mean \"num_configs\" instead of \"num_configz\"? (the config "
-     "file lists every field)"),
-    ('--resources=notjson', "error: --resources=notjson: not a JSON object of resource names "
-     "and amounts >= 0; e.g. --resources='{\"TPU\": 4}'"),
-    ('--max_retries=-1', 'error: flag --max_retries=-1: -1 is not a non-negative integer'),
-    ('--max_concurrent=-1', 'error: flag --max_concurrent=-1: -1 is not a non-negative integer')])
+@pytest.mark.parametrize(
+    'arg, line',
+    [
+        (
+            '--sweep.fixed.train.num_stepz=1',
+            'error: --sweep.fixed.train.num_stepz=1: the config has '
+            "no field 'fixed.train.num_stepz'",
+        ),
+        # A close match: ml_collections wraps its KeyError in an AttributeError.
+        (
+            '--sweep.num_configz=1',
+            'error: --sweep.num_configz=1: the config has no field '
+            '\'num_configz\'; Did you mean "num_configs" instead of "num_configz"? (the config '
+            'file lists every field)',
+        ),
+        (
+            '--resources=notjson',
+            'error: --resources=notjson: not a JSON object of resource names '
+            'and amounts >= 0; e.g. --resources=\'{"TPU": 4}\'',
+        ),
+        ('--max_retries=-1', 'error: flag --max_retries=-1: -1 is not a non-negative integer'),
+        (
+            '--max_concurrent=-1',
+            'error: flag --max_concurrent=-1: -1 is not a non-negative integer',
+        ),
+    ],
+)
 def test_ray_sweep_refuses_a_bad_flag_in_one_line_before_ray_starts(tmp_path, arg, line):
   # A `ray` that cannot be imported: the refusal must come before the sweep needs Ray.
   (tmp_path / 'no_ray' / 'ray').mkdir(parents=True)
   (tmp_path / 'no_ray' / 'ray' / '__init__.py').write_text(
-      'raise ImportError("ray_sweep imported Ray before refusing its flags")\n')
+      'raise ImportError("ray_sweep imported Ray before refusing its flags")\n'
+  )
   result = subprocess.run(
-      [sys.executable, 'launch/ray_sweep.py', '--sweep=configs/sweep.py:tiny',
-       f'--root={tmp_path / "root"}', arg], cwd=REPO, capture_output=True, text=True,
-      timeout=120, env=dict(os.environ, PYTHONPATH=str(tmp_path / 'no_ray')))
+      [
+          sys.executable,
+          'launch/ray_sweep.py',
+          '--sweep=configs/sweep.py:tiny',
+          f'--root={tmp_path / "root"}',
+          arg,
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env=dict(os.environ, PYTHONPATH=str(tmp_path / 'no_ray')),
+  )
   assert error_line(result).startswith(line)
   assert not (tmp_path / 'root').exists()

@@ -20,9 +20,9 @@ def _outputs_and_grads(module, variables, x, proj):
   def loss(v, x):
     return jnp.vdot(module.apply(v, x), proj)
 
-  return jax.jit(lambda v, x: (module.apply(v, x),
-                               jax.grad(loss, argnums=(0, 1))(v, x)))(
-                                   variables, x)
+  return jax.jit(lambda v, x: (module.apply(v, x), jax.grad(loss, argnums=(0, 1))(v, x)))(
+      variables, x
+  )
 
 
 def _assert_close(got, want):
@@ -45,11 +45,13 @@ def _check(kind, kernel, strides, shape, features, implementation='phase'):
   rng = np.random.default_rng(0)
   x = _normal(rng, shape)
   # Random params (bias too, so that it is checked), shaped like flax's.
-  variables = jax.tree.map(lambda a: _normal(rng, a.shape) * 0.3,
-                           jax.eval_shape(ref.init, jax.random.key(0), x))
+  variables = jax.tree.map(
+      lambda a: _normal(rng, a.shape) * 0.3, jax.eval_shape(ref.init, jax.random.key(0), x)
+  )
   proj = _normal(rng, jax.eval_shape(ref.apply, variables, x).shape)
-  _assert_close(_outputs_and_grads(mine, variables, x, proj),
-                _outputs_and_grads(ref, variables, x, proj))
+  _assert_close(
+      _outputs_and_grads(mine, variables, x, proj), _outputs_and_grads(ref, variables, x, proj)
+  )
 
 
 CASES = [
@@ -120,8 +122,7 @@ def test_batch_dims_and_dtype(kind):
   rng = np.random.default_rng(1)
   x = _normal(rng, (2, 3, 4, 4, 2))
   mine, ref = ours(3, (4, 4)), theirs(3, (4, 4), (2, 2), padding='SAME')
-  v = {'params': {'kernel': _normal(rng, (4, 4, 2, 3)),
-                  'bias': _normal(rng, (3,))}}
+  v = {'params': {'kernel': _normal(rng, (4, 4, 2, 3)), 'bias': _normal(rng, (3,))}}
   apply = lambda m, x: jax.jit(m.apply)(v, x)
   _assert_close(apply(mine, x), apply(ref, x))
   _assert_close(apply(mine, x[0, 0]), apply(ref, x[0, 0]))
@@ -131,6 +132,7 @@ def test_batch_dims_and_dtype(kind):
 
 def test_transpose_padding_rule_matches_lax():
   from jax._src.lax import convolution  # pylint: disable=g-import-not-at-top
+
   for k in range(1, 8):
     for s in range(1, 4):
       pa, _ = convolution._conv_transpose_padding(k, s, 'SAME')
@@ -140,4 +142,5 @@ def test_transpose_padding_rule_matches_lax():
 def test_unknown_implementation():
   with pytest.raises(ValueError):
     layers.ConvTranspose(2, (4, 4), implementation='fft').init(
-        jax.random.key(0), jnp.ones((1, 4, 4, 1)))
+        jax.random.key(0), jnp.ones((1, 4, 4, 1))
+    )

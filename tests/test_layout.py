@@ -64,8 +64,13 @@ def test_no_module_imports_torch_benchmarks_or_the_tests():
   for path in PACKAGE.rglob('*.py'):
     text = path.read_text()
     for node in ast.walk(ast.parse(text)):
-      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-               [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
+      names = (
+          [a.name for a in node.names]
+          if isinstance(node, ast.Import)
+          else [node.module or '']
+          if isinstance(node, ast.ImportFrom)
+          else []
+      )
       for name in names:
         assert name.split('.')[0] not in NOT_IN_PACKAGE, f'{path} imports {name}'
 
@@ -90,7 +95,7 @@ def _cycle(graph):
   for module in sorted(graph):
     found = visit(module, [])
     if found:
-      return found[found.index(found[-1]):]
+      return found[found.index(found[-1]) :]
   return None
 
 
@@ -108,8 +113,18 @@ def test_a_cycle_is_found():
 # What the package's modules import from outside it, loaded once before the children fork:
 # each child then imports one wae_jax module first, as a fresh interpreter would (so an
 # import-order cycle still fails), without paying a second each for JAX.
-_THIRD_PARTY = ('absl', 'flax', 'jax', 'matplotlib', 'ml_collections', 'numpy', 'optax',
-                'orbax.checkpoint', 'PIL', 'scipy')
+_THIRD_PARTY = (
+    'absl',
+    'flax',
+    'jax',
+    'matplotlib',
+    'ml_collections',
+    'numpy',
+    'optax',
+    'orbax.checkpoint',
+    'PIL',
+    'scipy',
+)
 _FORK_EACH = """
 import importlib, os, sys
 for library in {libraries!r}:
@@ -146,17 +161,26 @@ def test_every_module_imports_alone_without_torch_or_tensorflow_outside_the_chec
   writer need it, and they import it when they run, so the benchmark and the AOT compiler
   start on an accelerator image without it."""
   script = _FORK_EACH.format(libraries=_THIRD_PARTY, modules=MODULES)
-  result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=900)
+  result = subprocess.run(
+      [sys.executable, '-c', script], cwd=tmp_path, capture_output=True, text=True, timeout=900
+  )
   assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_benchmark_and_the_aot_compiler_start_without_tensorflow():
-  code = ('import sys, benchmarks.benchmark, wae_jax.accelerators.aot, wae_jax.main; '
-          'print(sorted(m for m in sys.modules if m.split(".")[0] in '
-          '("tensorflow", "tensorflow_datasets", "torch")))')
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=True)
+  code = (
+      'import sys, benchmarks.benchmark, wae_jax.accelerators.aot, wae_jax.main; '
+      'print(sorted(m for m in sys.modules if m.split(".")[0] in '
+      '("tensorflow", "tensorflow_datasets", "torch")))'
+  )
+  result = subprocess.run(
+      [sys.executable, '-c', code],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=True,
+  )
   assert result.stdout.strip().splitlines()[-1] == '[]', result.stdout
 
 
@@ -176,5 +200,6 @@ def test_a_checkpoint_written_before_the_new_layout_restores_and_samples_the_sam
   _, state = inference.restore(config, str(tmp_path))
   assert int(state.step) == 2 and state.adversary_params
   path = inference.sample(config, str(tmp_path))
-  np.testing.assert_array_equal(np.asarray(Image.open(path)),
-                                np.asarray(Image.open(old / 'samples_step2.png')))
+  np.testing.assert_array_equal(
+      np.asarray(Image.open(path)), np.asarray(Image.open(old / 'samples_step2.png'))
+  )

@@ -69,11 +69,15 @@ def test_frechet_distance_is_symmetric():
   d = 10
   s1, s2 = _random_covariance(rng, d), _random_covariance(rng, d)
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
-  np.testing.assert_allclose(metrics.frechet_distance(mu1, s1, mu2, s2),
-                             metrics.frechet_distance(mu2, s2, mu1, s1), rtol=1e-9)
+  np.testing.assert_allclose(
+      metrics.frechet_distance(mu1, s1, mu2, s2),
+      metrics.frechet_distance(mu2, s2, mu1, s1),
+      rtol=1e-9,
+  )
   a, b = rng.normal(size=(200, d)), 2.0 + rng.normal(size=(150, d))
-  np.testing.assert_allclose(metrics.fid_from_features(a, b),
-                             metrics.fid_from_features(b, a), rtol=1e-9)
+  np.testing.assert_allclose(
+      metrics.fid_from_features(a, b), metrics.fid_from_features(b, a), rtol=1e-9
+  )
 
 
 def test_fid_between_samples_of_gaussians():
@@ -156,8 +160,9 @@ def _ref_sharpness(images, pixel_range):
     responses = []
     for i in range(1, height - 1):
       for j in range(1, width - 1):
-        responses.append(sum(kernel[u][v] * grey[i - 1 + u, j - 1 + v]
-                             for u in range(3) for v in range(3)))
+        responses.append(
+            sum(kernel[u][v] * grey[i - 1 + u, j - 1 + v] for u in range(3) for v in range(3))
+        )
     mean = sum(responses) / len(responses)
     variances.append(sum((x - mean) ** 2 for x in responses) / len(responses))
   return sum(variances) / len(variances)
@@ -173,14 +178,18 @@ def _random_images(rng, shape, pixel_range):
 def test_sharpness_matches_brute_force(channels, pixel_range):
   rng = np.random.default_rng(channels)
   images = _random_images(rng, (3, 9, 7, channels), pixel_range)
-  np.testing.assert_allclose(metrics.sharpness(images, pixel_range),
-                             _ref_sharpness(images, pixel_range), rtol=1e-10)
+  np.testing.assert_allclose(
+      metrics.sharpness(images, pixel_range), _ref_sharpness(images, pixel_range), rtol=1e-10
+  )
 
 
 def test_sharpness_does_not_depend_on_pixel_range():
   images01 = _random_images(np.random.default_rng(8), (4, 12, 12, 3), (0.0, 1.0))
-  np.testing.assert_allclose(metrics.sharpness(images01, (0.0, 1.0)),
-                             metrics.sharpness(2.0 * images01 - 1.0, (-1.0, 1.0)), rtol=1e-6)
+  np.testing.assert_allclose(
+      metrics.sharpness(images01, (0.0, 1.0)),
+      metrics.sharpness(2.0 * images01 - 1.0, (-1.0, 1.0)),
+      rtol=1e-6,
+  )
 
 
 def test_sharpness_of_constant_image_is_zero():
@@ -191,7 +200,7 @@ def test_sharpness_of_constant_image_is_zero():
 def test_sharpness_drops_with_blur():
   images = _random_images(np.random.default_rng(9), (5, 28, 28, 1), (0.0, 1.0))
   padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='edge')
-  blurred = sum(padded[:, i:i + 28, j:j + 28] for i in range(3) for j in range(3)) / 9
+  blurred = sum(padded[:, i : i + 28, j : j + 28] for i in range(3) for j in range(3)) / 9
   assert metrics.sharpness(blurred, (0.0, 1.0)) < 0.2 * metrics.sharpness(images, (0.0, 1.0))
 
 

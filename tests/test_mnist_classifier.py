@@ -45,8 +45,7 @@ def test_shapes(params):
   assert mnist_classifier.logits(params, images).shape == (7, 10)
   feats = mnist_classifier.features(params, images, batch_size=3)  # Padded last batch.
   assert feats.shape == (7, 128) and feats.dtype == np.float32
-  np.testing.assert_allclose(feats, mnist_classifier.features(params, images), rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(feats, mnist_classifier.features(params, images), rtol=1e-5, atol=1e-6)
   assert np.all(feats >= 0)  # Post-ReLU activations.
   acc = mnist_classifier.accuracy(params, images, np.zeros(7, np.int32), batch_size=4)
   assert 0.0 <= acc <= 1.0
@@ -69,8 +68,9 @@ def test_cnn_matches_flax_conv_and_max_pool(params):
 
   images = np.random.default_rng(1).uniform(size=(5, 28, 28, 1)).astype(np.float32)
   expected = Reference().apply({'params': params}, images)
-  np.testing.assert_allclose(mnist_classifier.logits(params, images), expected, rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      mnist_classifier.logits(params, images), expected, rtol=1e-4, atol=1e-5
+  )
 
 
 def test_save_load_round_trip(tmp_path, params):
@@ -114,16 +114,21 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_train_rejects_other_pixel_ranges(mnist):
-  data = dataclasses.replace(mnist, train_images=2.0 * mnist.train_images[:64] - 1.0,
-                             train_labels=mnist.train_labels[:64])
+  data = dataclasses.replace(
+      mnist, train_images=2.0 * mnist.train_images[:64] - 1.0, train_labels=mnist.train_labels[:64]
+  )
   with pytest.raises(ValueError, match=r'\[0, 1\]'):
     mnist_classifier.train_classifier(data, num_epochs=1, batch_size=32)
 
 
 def test_training_on_a_subset_is_deterministic_and_learns(mnist):
   small = dataclasses.replace(
-      mnist, train_images=mnist.train_images[:2000], train_labels=mnist.train_labels[:2000],
-      test_images=mnist.test_images[:500], test_labels=mnist.test_labels[:500])
+      mnist,
+      train_images=mnist.train_images[:2000],
+      train_labels=mnist.train_labels[:2000],
+      test_images=mnist.test_images[:500],
+      test_labels=mnist.test_labels[:500],
+  )
   train = lambda: mnist_classifier.train_classifier(small, seed=1, num_epochs=2, batch_size=16)
   first, second = train(), train()  # 250 steps each.
   _assert_same_params(first, second)
@@ -143,7 +148,8 @@ def test_shipped_file_is_the_one_its_hash_names():
   params = mnist_classifier.load_shipped()
   assert mnist_classifier.weights_sha256(params) == mnist_classifier.SHIPPED_SHA256
   assert mnist_classifier.features_label(mnist_classifier.SHIPPED_SHA256) == (
-      f'{mnist_classifier.FEATURES}, weights sha256 {mnist_classifier.SHIPPED_SHA256[:12]}')
+      f'{mnist_classifier.FEATURES}, weights sha256 {mnist_classifier.SHIPPED_SHA256[:12]}'
+  )
 
 
 def test_shipped_weights_classify_the_mnist_test_images(mnist):
@@ -151,7 +157,8 @@ def test_shipped_weights_classify_the_mnist_test_images(mnist):
   another CPU's order of floating-point operations may flip an image or two."""
   params = mnist_classifier.load_shipped()
   assert mnist_classifier.accuracy(params, mnist.test_images, mnist.test_labels) == (
-      pytest.approx(0.9919, abs=0.001))
+      pytest.approx(0.9919, abs=0.001)
+  )
 
 
 @pytest.mark.parametrize('damage', ['corrupted', 'missing'])
@@ -177,8 +184,9 @@ def test_the_shipped_seed_loads_the_shipped_weights_and_trains_nothing(tmp_path,
 
   monkeypatch.setattr(mnist_classifier, 'train_classifier', no_training)
   # A classifier this machine trained and cached before the weights shipped is not used.
-  mnist_classifier.save_params(mnist_classifier.cache_path(tmp_path, 0),
-                               mnist_classifier.init_params(0))
+  mnist_classifier.save_params(
+      mnist_classifier.cache_path(tmp_path, 0), mnist_classifier.init_params(0)
+  )
   params = mnist_classifier.load_or_train(tmp_path, data=None, seed=0)
   _assert_same_params(params, mnist_classifier.load_shipped())
 
@@ -186,8 +194,9 @@ def test_the_shipped_seed_loads_the_shipped_weights_and_trains_nothing(tmp_path,
 def test_cli_says_how_to_ship_retrained_weights(tmp_path, monkeypatch, capsys, mnist):
   """The CLI trains (here: finds in its cache) the seed's weights, prints their hash and, for
   seed 0, whether they are the shipped ones and how to ship them."""
-  small = dataclasses.replace(mnist, test_images=mnist.test_images[:100],
-                              test_labels=mnist.test_labels[:100])
+  small = dataclasses.replace(
+      mnist, test_images=mnist.test_images[:100], test_labels=mnist.test_labels[:100]
+  )
   monkeypatch.setattr(input_pipeline, 'load_dataset', lambda config: small)
   cfg = types.SimpleNamespace(data_dir='unused', cache_dir=str(tmp_path), seed=0)
   monkeypatch.setattr(mnist_classifier, 'flags', types.SimpleNamespace(FLAGS=cfg))
@@ -197,9 +206,11 @@ def test_cli_says_how_to_ship_retrained_weights(tmp_path, monkeypatch, capsys, m
   out = capsys.readouterr().out
   digest = mnist_classifier.weights_sha256(mnist_classifier.init_params(0))
   assert f'sha256: {digest}' in out and f'cache: {cached}' in out
-  assert (f'To ship these instead: cp {cached} '
-          'wae_jax/evaluation/weights/mnist_classifier_seed0.msgpack and set SHIPPED_SHA256 in '
-          f"wae_jax/evaluation/mnist_classifier.py to '{digest}'") in out
+  assert (
+      f'To ship these instead: cp {cached} '
+      'wae_jax/evaluation/weights/mnist_classifier_seed0.msgpack and set SHIPPED_SHA256 in '
+      f"wae_jax/evaluation/mnist_classifier.py to '{digest}'"
+  ) in out
   shutil.copyfile(mnist_classifier.SHIPPED_PATH, cached)  # what training on that machine gave
   mnist_classifier.main(['mnist_classifier'])
   out = capsys.readouterr().out

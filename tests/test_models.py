@@ -18,13 +18,18 @@ def test_paper_width_layout(dataset):
   k, channels = config.model.kernel_size, config.data.image_shape[-1]
   encoder, decoder = params['encoder'], params['decoder']
   assert [encoder[f'Conv_{i}']['kernel'].shape for i in range(4)] == [
-      (k, k, channels, 128), (k, k, 128, 256), (k, k, 256, 512), (k, k, 512, 1024)]
+      (k, k, channels, 128),
+      (k, k, 128, 256),
+      (k, k, 256, 512),
+      (k, k, 512, 1024),
+  ]
   assert encoder['Dense_0']['kernel'].shape[-1] == config.model.latent_dim
   h = config.data.image_shape[0] // 2 ** (len(config.model.decoder_widths) - 1)
   assert decoder['Dense_0']['kernel'].shape == (config.model.latent_dim, h * h * 1024)
   widths = list(config.model.decoder_widths) + [channels]
   assert [decoder[f'ConvTranspose_{i}']['kernel'].shape for i in range(len(widths) - 1)] == [
-      (k, k, a, b) for a, b in zip(widths, widths[1:])]
+      (k, k, a, b) for a, b in zip(widths, widths[1:])
+  ]
 
 
 @pytest.mark.parametrize('dataset', ['mnist', 'celeba'])
@@ -37,12 +42,14 @@ def test_encoder_decoder_shapes_and_range(dataset, gaussian):
   x = jax.random.uniform(jax.random.PRNGKey(0), (3,) + tuple(config.data.image_shape))
   # Jitted: op by op, the phase layers take seconds.
   variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
-  mean, log_variance = jax.jit(lambda v, x: model.apply(v, x, train=False,
-                                                        method=model.encode))(variables, x)
+  mean, log_variance = jax.jit(lambda v, x: model.apply(v, x, train=False, method=model.encode))(
+      variables, x
+  )
   assert mean.shape == (3, config.model.latent_dim)
   assert (log_variance is not None) == gaussian
-  logits = jax.jit(lambda v, z: model.apply(v, z, train=False,
-                                            method=model.decode))(variables, mean)
+  logits = jax.jit(lambda v, z: model.apply(v, z, train=False, method=model.decode))(
+      variables, mean
+  )
   assert logits.shape == (3,) + tuple(config.data.image_shape)
   lo, hi = config.data.pixel_range
   ends = models.activate(jnp.array([-100.0, 0.0, 100.0]), config.data.pixel_range)
@@ -55,8 +62,9 @@ def test_batch_norm_statistics_update_in_training():
   model = models.build_autoencoder(config)
   x = jax.random.uniform(jax.random.PRNGKey(0), (4, 28, 28, 1))
   variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
-  _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True,
-                                                mutable=['batch_stats']))(variables, x)
+  _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
+      variables, x
+  )
   before = jax.tree_util.tree_leaves(variables['batch_stats'])
   after = jax.tree_util.tree_leaves(updates['batch_stats'])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
@@ -69,7 +77,12 @@ def test_adversary_gives_one_logit_per_code():
   params = adversary.init(jax.random.PRNGKey(0), z)
   assert adversary.apply(params, z).shape == (5, 1)
   assert [params['params'][f'Dense_{i}']['kernel'].shape[-1] for i in range(5)] == [
-      512, 512, 512, 512, 1]
+      512,
+      512,
+      512,
+      512,
+      1,
+  ]
 
 
 def test_gaussian_codes_follow_the_encoder_distribution():

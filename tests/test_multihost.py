@@ -24,11 +24,18 @@ from wae_jax import inference
 
 
 def _overrides(workdir, steps):
-  return ['--config=configs/mnist.py:wae_mmd', f'--workdir={workdir}',
-          '--config.model.width=0.03125', '--config.train.batch_size=8',
-          f'--config.train.num_steps={steps}', '--config.train.pretrain_steps=2',
-          '--config.train.log_every=1', '--config.train.image_every=100000',
-          '--config.train.checkpoint_every=100000', f'--config.data.dir={MNIST_DIR}']
+  return [
+      '--config=configs/mnist.py:wae_mmd',
+      f'--workdir={workdir}',
+      '--config.model.width=0.03125',
+      '--config.train.batch_size=8',
+      f'--config.train.num_steps={steps}',
+      '--config.train.pretrain_steps=2',
+      '--config.train.log_every=1',
+      '--config.train.image_every=100000',
+      '--config.train.checkpoint_every=100000',
+      f'--config.data.dir={MNIST_DIR}',
+  ]
 
 
 def _free_port():
@@ -38,8 +45,12 @@ def _free_port():
 
 
 def _env(devices, **extra):
-  return dict(os.environ, JAX_PLATFORMS='cpu',
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', **extra)
+  return dict(
+      os.environ,
+      JAX_PLATFORMS='cpu',
+      XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+      **extra,
+  )
 
 
 def _start_two_processes(workdir, steps, log_dir):
@@ -48,11 +59,20 @@ def _start_two_processes(workdir, steps, log_dir):
   for i in range(2):
     logs.append(log_dir / f'process{i}.log')
     with open(logs[-1], 'w') as log:
-      procs.append(subprocess.Popen(
-          [sys.executable, '-m', 'wae_jax.main'] + _overrides(workdir, steps), cwd=REPO,
-          env=_env(2, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
-                   JAX_PROCESS_ID=str(i)),
-          stdout=log, stderr=subprocess.STDOUT))
+      procs.append(
+          subprocess.Popen(
+              [sys.executable, '-m', 'wae_jax.main'] + _overrides(workdir, steps),
+              cwd=REPO,
+              env=_env(
+                  2,
+                  JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
+                  JAX_NUM_PROCESSES='2',
+                  JAX_PROCESS_ID=str(i),
+              ),
+              stdout=log,
+              stderr=subprocess.STDOUT,
+          )
+      )
   return procs, logs
 
 
@@ -74,17 +94,23 @@ def test_two_processes_train_like_one(tmp_path):
   _wait(*_start_two_processes(workdir, STEPS - 1, tmp_path))
   texts = _wait(*_start_two_processes(workdir, STEPS, tmp_path))
   assert 'process 1 of 2, 2 local of 4 devices' in texts[1]
-  one = subprocess.run([sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one',
-                                                                            STEPS),
-                       cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=900)
+  one = subprocess.run(
+      [sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one', STEPS),
+      cwd=REPO,
+      env=_env(1),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert one.returncode == 0, one.stderr[-4000:]
 
   config = tiny_config('wae_mmd')
   _, state_two = inference.restore(config, str(workdir))
   _, state_one = inference.restore(config, str(tmp_path / 'one'))
   assert int(state_two.step) == int(state_one.step) == STEPS
-  for a, b in zip(jax.tree_util.tree_leaves(state_two.params),
-                  jax.tree_util.tree_leaves(state_one.params)):
+  for a, b in zip(
+      jax.tree_util.tree_leaves(state_two.params), jax.tree_util.tree_leaves(state_one.params)
+  ):
     np.testing.assert_allclose(a, b, atol=1e-5)
   # Metrics and pictures come from process 0 alone: one event file per run segment.
   assert len(list(workdir.glob('events.out.tfevents.*'))) == 2

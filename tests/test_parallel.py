@@ -11,9 +11,15 @@ import pytest
 
 from wae_jax import parallel
 
-LAUNCH_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID',
-                    'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_HOSTNAMES',
-                    'TPU_PROCESS_ADDRESSES')
+LAUNCH_VARIABLES = (
+    'JAX_COORDINATOR_ADDRESS',
+    'JAX_NUM_PROCESSES',
+    'JAX_PROCESS_ID',
+    'SLURM_NTASKS',
+    'OMPI_COMM_WORLD_SIZE',
+    'TPU_WORKER_HOSTNAMES',
+    'TPU_PROCESS_ADDRESSES',
+)
 
 
 @pytest.fixture
@@ -23,15 +29,18 @@ def clean_env(monkeypatch):
   return monkeypatch
 
 
-@pytest.mark.parametrize('env,expected', [
-    ({}, False),
-    ({'SLURM_NTASKS': '1'}, False),
-    ({'SLURM_NTASKS': '4'}, True),
-    ({'OMPI_COMM_WORLD_SIZE': '2'}, True),
-    ({'TPU_WORKER_HOSTNAMES': 'localhost'}, False),   # a single-host TPU VM
-    ({'TPU_WORKER_HOSTNAMES': 'w-0,w-1,w-2,w-3'}, True),
-    ({'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234'}, True),
-])
+@pytest.mark.parametrize(
+    'env,expected',
+    [
+        ({}, False),
+        ({'SLURM_NTASKS': '1'}, False),
+        ({'SLURM_NTASKS': '4'}, True),
+        ({'OMPI_COMM_WORLD_SIZE': '2'}, True),
+        ({'TPU_WORKER_HOSTNAMES': 'localhost'}, False),  # a single-host TPU VM
+        ({'TPU_WORKER_HOSTNAMES': 'w-0,w-1,w-2,w-3'}, True),
+        ({'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234'}, True),
+    ],
+)
 def test_multi_process_environment_is_detected(clean_env, env, expected):
   for name, value in env.items():
     clean_env.setenv(name, value)
@@ -75,8 +84,9 @@ def _send(signum, stop=None):
 
 
 @pytest.mark.parametrize('first', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
-def test_first_signal_stops_at_the_step_and_a_ctrl_c_after_it_at_once(first, caplog,
-                                                                      terminal_sigint):
+def test_first_signal_stops_at_the_step_and_a_ctrl_c_after_it_at_once(
+    first, caplog, terminal_sigint
+):
   previous_term = signal.getsignal(signal.SIGTERM)
   stop = parallel.StopSignal()
   assert not stop.should_stop(1)

@@ -33,13 +33,10 @@ def _ref_mmd(codes, prior, kernel, base_scale):
   prior = np.asarray(prior, np.float64)
   n, m = len(codes), len(prior)
   k = functools.partial(_ref_kernel, kernel=kernel, base_scale=base_scale)
-  within_prior = sum(k(prior[i], prior[j])
-                     for i in range(m) for j in range(m) if i != j)
-  within_codes = sum(k(codes[i], codes[j])
-                     for i in range(n) for j in range(n) if i != j)
+  within_prior = sum(k(prior[i], prior[j]) for i in range(m) for j in range(m) if i != j)
+  within_codes = sum(k(codes[i], codes[j]) for i in range(n) for j in range(n) if i != j)
   cross = sum(k(codes[i], prior[j]) for i in range(n) for j in range(m))
-  return (within_prior / (m * (m - 1)) + within_codes / (n * (n - 1))
-          - 2.0 * cross / (n * m))
+  return within_prior / (m * (m - 1)) + within_codes / (n * (n - 1)) - 2.0 * cross / (n * m)
 
 
 def _ref_log_density(z, variance):
@@ -61,7 +58,7 @@ def _ref_kl(mean, log_variance, prior_variance):
     for mu, lv in zip(mu_row, lv_row):
       # KL(N(mu, s1^2) || N(0, s2^2)) = log(s2/s1) + (s1^2 + mu^2)/(2 s2^2) - 1/2
       s1, s2 = math.exp(0.5 * lv), math.sqrt(prior_variance)
-      total += math.log(s2 / s1) + (s1 ** 2 + mu ** 2) / (2 * s2 ** 2) - 0.5
+      total += math.log(s2 / s1) + (s1**2 + mu**2) / (2 * s2**2) - 0.5
     per_sample.append(total)
   return float(np.mean(per_sample))
 
@@ -113,9 +110,12 @@ def _exact_w2_squared(x, y):
   rows = np.kron(np.eye(n), np.ones((1, m)))  # sum_j P_ij = 1/n
   cols = np.kron(np.ones((1, n)), np.eye(m))  # sum_i P_ij = 1/m
   result = optimize.linprog(
-      cost.ravel(), A_eq=np.vstack([rows, cols]),
+      cost.ravel(),
+      A_eq=np.vstack([rows, cols]),
       b_eq=np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)]),
-      bounds=(0, None), method='highs')
+      bounds=(0, None),
+      method='highs',
+  )
   assert result.success, result.message
   return result.fun
 
@@ -123,8 +123,7 @@ def _exact_w2_squared(x, y):
 # Eager JAX compiles every primitive for every new shape; one compiled MMD per
 # shape keeps the file fast on a 2-core CPU.
 _jit_mmd = jax.jit(penalties.mmd, static_argnames=('kernel', 'scales'))
-_jit_swd = jax.jit(penalties.sliced_wasserstein,
-                   static_argnames=('num_projections', 'p'))
+_jit_swd = jax.jit(penalties.sliced_wasserstein, static_argnames=('num_projections', 'p'))
 # epsilon and threshold stay traced: one compile per shape serves every value.
 _jit_sinkhorn = jax.jit(penalties.sinkhorn, static_argnames=('max_iterations',))
 
@@ -154,8 +153,7 @@ def test_squared_distances_matches_loops_and_flattens():
   y = _normal(1, (4, 6))
   got = penalties.squared_distances(x, y)
   assert got.shape == (5, 4)
-  want = np.array([[np.sum((x[i].ravel() - y[j]) ** 2) for j in range(4)]
-                   for i in range(5)])
+  want = np.array([[np.sum((x[i].ravel() - y[j]) ** 2) for j in range(4)] for i in range(5)])
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -177,10 +175,8 @@ def test_squared_distances_rejects_mismatched_dims():
 
 def test_kernels_and_default_scale():
   sq = np.array([0.0, 1.0, 4.0], np.float32)
-  np.testing.assert_allclose(penalties.rbf_kernel(sq, 2.0), np.exp(-sq / 2.0),
-                             rtol=1e-6)
-  np.testing.assert_allclose(penalties.imq_kernel(sq, 2.0), 2.0 / (2.0 + sq),
-                             rtol=1e-6)
+  np.testing.assert_allclose(penalties.rbf_kernel(sq, 2.0), np.exp(-sq / 2.0), rtol=1e-6)
+  np.testing.assert_allclose(penalties.imq_kernel(sq, 2.0), 2.0 / (2.0 + sq), rtol=1e-6)
   # The paper's settings: MNIST d_z = 8, sigma^2 = 1; CelebA d_z = 64, sigma^2 = 2.
   assert penalties.default_kernel_scale(8, 1.0) == 16.0
   assert penalties.default_kernel_scale(64, 2.0) == 256.0
@@ -205,18 +201,16 @@ def test_mmd_scale_and_prior_variance_set_the_base_scale(kernel):
   prior = _normal(4, (8, 4), std=math.sqrt(2.0))
   got = _jit_mmd(codes, prior, kernel=kernel, prior_variance=2.0)
   np.testing.assert_allclose(
-      got, _ref_mmd(codes, prior, kernel, base_scale=2 * 4 * 2.0),
-      rtol=1e-4, atol=1e-5)
+      got, _ref_mmd(codes, prior, kernel, base_scale=2 * 4 * 2.0), rtol=1e-4, atol=1e-5
+  )
   got = _jit_mmd(codes, prior, kernel=kernel, scale=0.7)
-  np.testing.assert_allclose(got, _ref_mmd(codes, prior, kernel, 0.7),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got, _ref_mmd(codes, prior, kernel, 0.7), rtol=1e-4, atol=1e-5)
 
 
 def test_mmd_custom_scales():
   codes, prior = _normal(5, (5, 3)), _normal(6, (6, 3))
   got = _jit_mmd(codes, prior, scale=1.5, scales=(0.5, 3.0))
-  want = sum(
-      _ref_mmd(codes, prior, 'imq', 1.5 * s) for s in (0.5, 3.0))
+  want = sum(_ref_mmd(codes, prior, 'imq', 1.5 * s) for s in (0.5, 3.0))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -283,19 +277,16 @@ def test_mmd_with_traced_prior_variance_and_scale():
   # E.g. values from a schedule: they may be tracers, only shapes are static.
   codes, prior = _normal(11, (6, 5)), _normal(12, (7, 5))
   want = _ref_mmd(codes, prior, 'imq', base_scale=2 * 5 * 2.0)
-  by_variance = jax.jit(
-      lambda v: penalties.mmd(codes, prior, kernel='imq', prior_variance=v))
+  by_variance = jax.jit(lambda v: penalties.mmd(codes, prior, kernel='imq', prior_variance=v))
   np.testing.assert_allclose(by_variance(2.0), want, rtol=1e-4, atol=1e-5)
-  by_scale = jax.jit(
-      lambda c: penalties.mmd(codes, prior, kernel='imq', scale=c))
+  by_scale = jax.jit(lambda c: penalties.mmd(codes, prior, kernel='imq', scale=c))
   np.testing.assert_allclose(by_scale(20.0), want, rtol=1e-4, atol=1e-5)
 
 
 def test_mmd_vmap_matches_loop():
   codes = _normal(13, (4, 6, 3))
   prior = _normal(14, (4, 8, 3))
-  batched = jax.jit(jax.vmap(functools.partial(penalties.mmd, kernel='rbf')))(
-      codes, prior)
+  batched = jax.jit(jax.vmap(functools.partial(penalties.mmd, kernel='rbf')))(codes, prior)
   looped = [_jit_mmd(c, p, kernel='rbf') for c, p in zip(codes, prior)]
   assert batched.shape == (4,)
   np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-6)
@@ -330,12 +321,9 @@ def test_random_directions_are_unit_vectors_from_the_rng():
   np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-6)
   # Uniform on the sphere: mean ~0, second moment I / d.
   np.testing.assert_allclose(np.mean(directions, axis=0), 0.0, atol=0.15)
-  np.testing.assert_allclose(np.asarray(directions).T @ directions / 300,
-                             np.eye(3) / 3, atol=0.06)
-  np.testing.assert_array_equal(directions,
-                                penalties.random_directions(rng, 300, 3))
-  assert not np.allclose(directions,
-                         penalties.random_directions(jax.random.key(1), 300, 3))
+  np.testing.assert_allclose(np.asarray(directions).T @ directions / 300, np.eye(3) / 3, atol=0.06)
+  np.testing.assert_array_equal(directions, penalties.random_directions(rng, 300, 3))
+  assert not np.allclose(directions, penalties.random_directions(jax.random.key(1), 300, 3))
 
 
 @pytest.mark.parametrize('p', [1, 2, 3])
@@ -346,8 +334,7 @@ def test_sliced_wasserstein_matches_brute_force(p, shape):
   rng = jax.random.key(42)
   got = _jit_swd(codes, prior, rng=rng, num_projections=9, p=p)
   d = math.prod(shape[1:])
-  want = _ref_sliced_wasserstein(
-      codes, prior, penalties.random_directions(rng, 9, d), p)
+  want = _ref_sliced_wasserstein(codes, prior, penalties.random_directions(rng, 9, d), p)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -357,8 +344,7 @@ def test_sliced_wasserstein_in_one_dimension_by_hand(p, want):
   # Sorted pairs (0, 2), (1, 3), (5, 4): distances 2, 2, 1.
   codes = np.array([[5.0], [0.0], [1.0]], np.float32)
   prior = np.array([[3.0], [4.0], [2.0]], np.float32)
-  got = penalties.sliced_wasserstein(codes, prior, rng=jax.random.key(0),
-                                     num_projections=4, p=p)
+  got = penalties.sliced_wasserstein(codes, prior, rng=jax.random.key(0), num_projections=4, p=p)
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
@@ -378,19 +364,27 @@ def test_sinkhorn_tends_to_exact_ot_as_epsilon_shrinks(n, m):
   if n == m:  # equal uniform weights: an optimal plan is a permutation
     rows, cols = optimize.linear_sum_assignment(_squared_cost_matrix(codes, prior))
     np.testing.assert_allclose(
-        exact, _squared_cost_matrix(codes, prior)[rows, cols].mean(), rtol=1e-9)
+        exact, _squared_cost_matrix(codes, prior)[rows, cols].mean(), rtol=1e-9
+    )
   # epsilon is traced: one compiled solver serves the three values.
-  errors = [abs(float(_jit_sinkhorn(codes, prior, epsilon=eps, max_iterations=5000,
-                                    threshold=1e-6)) - exact)
-            for eps in (1.0, 0.1, 0.01)]
+  errors = [
+      abs(
+          float(_jit_sinkhorn(codes, prior, epsilon=eps, max_iterations=5000, threshold=1e-6))
+          - exact
+      )
+      for eps in (1.0, 0.1, 0.01)
+  ]
   assert errors[0] > errors[1] > errors[2], errors
   assert errors[2] < 0.02 * exact, (errors, exact)
 
 
 def _ot_penalties(rng, num_projections=50):
-  return {'swd': lambda c, p: penalties.sliced_wasserstein(
-              c, p, rng=rng, num_projections=num_projections),
-          'sinkhorn': penalties.sinkhorn}
+  return {
+      'swd': lambda c, p: penalties.sliced_wasserstein(
+          c, p, rng=rng, num_projections=num_projections
+      ),
+      'sinkhorn': penalties.sinkhorn,
+  }
 
 
 @pytest.mark.parametrize('name', ['swd', 'sinkhorn'])
@@ -428,11 +422,15 @@ def test_ot_penalties_gradients_match_finite_differences(name):
   with jax.enable_x64(True):
     codes = jnp.asarray(_normal(49, (5, 3), loc=0.3), jnp.float64)
     prior = jnp.asarray(_normal(50, (5, 3)), jnp.float64)
-    fns = {'swd': lambda c: penalties.sliced_wasserstein(
-               c, prior, rng=jax.random.key(6), num_projections=7),
-           # Danskin's gradient is exact once the potentials have converged.
-           'sinkhorn': lambda c: penalties.sinkhorn(
-               c, prior, epsilon=0.5, max_iterations=2000, threshold=1e-10)}
+    fns = {
+        'swd': lambda c: penalties.sliced_wasserstein(
+            c, prior, rng=jax.random.key(6), num_projections=7
+        ),
+        # Danskin's gradient is exact once the potentials have converged.
+        'sinkhorn': lambda c: penalties.sinkhorn(
+            c, prior, epsilon=0.5, max_iterations=2000, threshold=1e-10
+        ),
+    }
     f = jax.jit(fns[name])
     _assert_gradient_matches_finite_differences(f, codes, atol=1e-8)
 
@@ -441,11 +439,9 @@ def test_ot_penalties_vmap_match_loop():
   codes = _normal(51, (3, 6, 2, 2))
   prior = _normal(52, (3, 6, 4))
   rngs = jax.random.split(jax.random.key(7), 3)
-  swd = jax.jit(jax.vmap(functools.partial(penalties.sliced_wasserstein,
-                                           num_projections=5)))
+  swd = jax.jit(jax.vmap(functools.partial(penalties.sliced_wasserstein, num_projections=5)))
   batched = swd(codes, prior, rng=rngs)
-  looped = [_jit_swd(c, p, rng=k, num_projections=5)
-            for c, p, k in zip(codes, prior, rngs)]
+  looped = [_jit_swd(c, p, rng=k, num_projections=5) for c, p, k in zip(codes, prior, rngs)]
   assert batched.shape == (3,)
   np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-6)
   batched = jax.jit(jax.vmap(penalties.sinkhorn))(codes, prior)
@@ -461,7 +457,8 @@ def test_ot_penalties_reject_bad_shapes_even_under_jit(name):
       (np.zeros((4, 3)), np.zeros((4, 2, 2)), 'dimension'),
       (np.float32(1.0), np.zeros((4, 1)), 'scalar'),
       (np.zeros((4, 1)), np.float32(1.0), 'scalar'),
-      (np.zeros((0, 2)), np.zeros((0, 2)), 'at least 1')]:
+      (np.zeros((0, 2)), np.zeros((0, 2)), 'at least 1'),
+  ]:
     with pytest.raises(ValueError, match=match):
       fn(codes, prior)
     with pytest.raises(ValueError, match=match):
@@ -498,7 +495,9 @@ def test_gaussian_log_density_matches_loops(variance):
   # Standard normal at the origin, d = 1: -log(2 pi) / 2.
   np.testing.assert_allclose(
       penalties.gaussian_log_density(np.zeros((1, 1)), 1.0),
-      [-0.5 * math.log(2 * math.pi)], rtol=1e-6)
+      [-0.5 * math.log(2 * math.pi)],
+      rtol=1e-6,
+  )
 
 
 @pytest.mark.parametrize('logit_shape', [(6, 1), (6,)])
@@ -515,8 +514,7 @@ def test_log_prior_logits_is_per_sample(logit_shape):
 @pytest.mark.parametrize('logit_shape', [(6, 2), (6, 1, 1), (5, 1), ()])
 def test_log_prior_logits_rejects_other_shapes(logit_shape):
   with pytest.raises(ValueError, match='logits'):
-    penalties.log_prior_logits(np.zeros(logit_shape, np.float32),
-                               np.zeros((6, 4), np.float32), 1.0)
+    penalties.log_prior_logits(np.zeros(logit_shape, np.float32), np.zeros((6, 4), np.float32), 1.0)
 
 
 def test_adversary_losses_match_log_sigmoid_formulas():
@@ -527,27 +525,28 @@ def test_adversary_losses_match_log_sigmoid_formulas():
   want_adv = -np.mean(np.log(p)) - np.mean(np.log(1 - np.array(q)))
   want_enc = -np.mean(np.log(q))
   np.testing.assert_allclose(
-      penalties.adversary_loss(prior_logits, code_logits), want_adv, rtol=1e-5)
-  np.testing.assert_allclose(
-      penalties.encoder_adversarial_loss(code_logits), want_enc, rtol=1e-5)
+      penalties.adversary_loss(prior_logits, code_logits), want_adv, rtol=1e-5
+  )
+  np.testing.assert_allclose(penalties.encoder_adversarial_loss(code_logits), want_enc, rtol=1e-5)
 
 
 def test_adversary_losses_are_finite_for_extreme_logits():
   confident = np.array([200.0, -200.0, 0.0], np.float32)
-  for fn in (lambda l: penalties.adversary_loss(l, -l),
-             lambda l: penalties.adversary_loss(-l, l),
-             penalties.encoder_adversarial_loss):
+  for fn in (
+      lambda l: penalties.adversary_loss(l, -l),
+      lambda l: penalties.adversary_loss(-l, l),
+      penalties.encoder_adversarial_loss,
+  ):
     _assert_finite_tree(jax.jit(jax.value_and_grad(fn))(confident))
   # A wrong, saturated adversary pays its logit, not inf.
   np.testing.assert_allclose(
-      penalties.encoder_adversarial_loss(np.array([-200.0], np.float32)), 200.0,
-      rtol=1e-6)
+      penalties.encoder_adversarial_loss(np.array([-200.0], np.float32)), 200.0, rtol=1e-6
+  )
 
 
 def test_adversary_loss_gradients_are_finite_and_jit():
   prior_logits, code_logits = _normal(20, (5,)), _normal(21, (5,))
-  grads = jax.jit(jax.grad(penalties.adversary_loss, argnums=(0, 1)))(
-      prior_logits, code_logits)
+  grads = jax.jit(jax.grad(penalties.adversary_loss, argnums=(0, 1)))(prior_logits, code_logits)
   _assert_finite_tree(grads)
   # Descending the loss raises the prior logits and lowers the code logits.
   assert np.all(np.asarray(grads[0]) < 0) and np.all(np.asarray(grads[1]) > 0)
@@ -560,8 +559,7 @@ def test_adversary_accuracy():
   np.testing.assert_allclose(got, 6 / 8)
   p, c = _normal(22, (9,)), _normal(23, (9,))
   want = (sum(t > 0 for t in p) + sum(t <= 0 for t in c)) / 18
-  np.testing.assert_allclose(jax.jit(penalties.adversary_accuracy)(p, c), want,
-                             rtol=1e-6)
+  np.testing.assert_allclose(jax.jit(penalties.adversary_accuracy)(p, c), want, rtol=1e-6)
 
 
 # -------------------------------------------------------------------- VAE ---
@@ -572,13 +570,15 @@ def test_gaussian_kl_matches_reference(prior_variance):
   mean = _normal(24, (5, 3))
   log_variance = _normal(25, (5, 3), std=0.5)
   got = penalties.gaussian_kl(mean, log_variance, prior_variance)
-  np.testing.assert_allclose(
-      got, _ref_kl(mean, log_variance, prior_variance), rtol=1e-5)
+  np.testing.assert_allclose(got, _ref_kl(mean, log_variance, prior_variance), rtol=1e-5)
   # Zero exactly when the posterior is the prior.
   np.testing.assert_allclose(
-      penalties.gaussian_kl(np.zeros((2, 3)),
-                            np.full((2, 3), math.log(prior_variance)),
-                            prior_variance), 0.0, atol=1e-6)
+      penalties.gaussian_kl(
+          np.zeros((2, 3)), np.full((2, 3), math.log(prior_variance)), prior_variance
+      ),
+      0.0,
+      atol=1e-6,
+  )
 
 
 def test_gaussian_kl_matches_monte_carlo():
@@ -586,9 +586,8 @@ def test_gaussian_kl_matches_monte_carlo():
   mu, log_var, prior_var = 0.7, math.log(0.3), 2.0
   rng = np.random.default_rng(26)
   x = mu + math.exp(0.5 * log_var) * rng.standard_normal(200_000)
-  log_q = -0.5 * np.log(2 * np.pi * math.exp(log_var)) - (x - mu) ** 2 / (
-      2 * math.exp(log_var))
-  log_p = -0.5 * np.log(2 * np.pi * prior_var) - x ** 2 / (2 * prior_var)
+  log_q = -0.5 * np.log(2 * np.pi * math.exp(log_var)) - (x - mu) ** 2 / (2 * math.exp(log_var))
+  log_p = -0.5 * np.log(2 * np.pi * prior_var) - x**2 / (2 * prior_var)
   estimate = np.mean(log_q - log_p)
   got = penalties.gaussian_kl(np.array([[mu]]), np.array([[log_var]]), prior_var)
   np.testing.assert_allclose(got, estimate, atol=5e-3)
@@ -596,7 +595,8 @@ def test_gaussian_kl_matches_monte_carlo():
 
 def test_gaussian_kl_gradients_are_finite():
   grads = jax.jit(jax.grad(penalties.gaussian_kl, argnums=(0, 1)))(
-      _normal(27, (4, 3)), _normal(28, (4, 3)))
+      _normal(27, (4, 3)), _normal(28, (4, 3))
+  )
   _assert_finite_tree(grads)
 
 
@@ -621,11 +621,10 @@ def test_reconstruction_costs_match_loops(name):
   x, y = _cost_inputs(name, 29)
   want = _ref_cost(x, y, name)
   np.testing.assert_allclose(_COSTS[name](x, y), want, rtol=1e-5)
-  np.testing.assert_allclose(_COSTS[name](x, y, scale=0.05), 0.05 * want,
-                             rtol=1e-5)
+  np.testing.assert_allclose(_COSTS[name](x, y, scale=0.05), 0.05 * want, rtol=1e-5)
   np.testing.assert_allclose(
-      penalties.reconstruction_cost(x, y, name=name, scale=0.05), 0.05 * want,
-      rtol=1e-5)
+      penalties.reconstruction_cost(x, y, name=name, scale=0.05), 0.05 * want, rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize('name', penalties.RECONSTRUCTION_COSTS)
@@ -652,8 +651,7 @@ def test_per_image_squared_error():
   x, y = _normal(33, (3, 2, 2)), _normal(34, (3, 2, 2))
   got = penalties.per_image_squared_error(x, y)
   assert got.shape == (3,)
-  want = [sum((a - b) ** 2 for a, b in zip(x[i].ravel(), y[i].ravel()))
-          for i in range(3)]
+  want = [sum((a - b) ** 2 for a, b in zip(x[i].ravel(), y[i].ravel())) for i in range(3)]
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 

@@ -21,9 +21,16 @@ from wae_jax.evaluation import report
 
 BUILT_IN = ('mmd', 'gan', 'vae', 'swd', 'sinkhorn')
 # A value other than the default for every field a built-in penalty reads.
-CHANGED = {'kernel': 'rbf', 'kernel_scale': 3.0, 'log_prior_trick': True,
-           'gan_update': 'alternating', 'num_projections': 7, 'swd_p': 1.0,
-           'sinkhorn_epsilon': 0.1, 'sinkhorn_max_iterations': 1}
+CHANGED = {
+    'kernel': 'rbf',
+    'kernel_scale': 3.0,
+    'log_prior_trick': True,
+    'gan_update': 'alternating',
+    'num_projections': 7,
+    'swd_p': 1.0,
+    'sinkhorn_epsilon': 0.1,
+    'sinkhorn_max_iterations': 1,
+}
 LAM = 2.5  # for the VAE, whose KL weight is 1: a lambda dropped from the loss must show
 
 
@@ -35,12 +42,12 @@ def registry(monkeypatch):
 
 
 def _doc_blocks():
-  return re.findall(r'```python\n(.*?)```', (REPO / 'docs' / 'penalties.md').read_text(),
-                    re.DOTALL)
+  return re.findall(r'```python\n(.*?)```', (REPO / 'docs' / 'penalties.md').read_text(), re.DOTALL)
 
 
 def test_the_docs_walk_through_trains_and_evaluates_a_registered_penalty(
-    registry, tmp_path, monkeypatch):
+    registry, tmp_path, monkeypatch
+):
   monkeypatch.chdir(tmp_path)
   (tmp_path / 'configs').symlink_to(REPO / 'configs')
   monkeypatch.setenv('WAE_JAX_MNIST_DIR', str(MNIST_DIR))
@@ -59,12 +66,17 @@ def test_the_docs_walk_through_trains_and_evaluates_a_registered_penalty(
   step_metrics, expected = _step_and_recomputed(config)
   assert float(step_metrics['penalty']) == pytest.approx(expected['penalty'], rel=1e-5)
   config.penalty.moments_covariance_weight = -1.0
-  with pytest.raises(errors.ConfigError, match=r'penalty.moments_covariance_weight=-1.0 is '
-                     'invalid: must be >= 0'):
+  with pytest.raises(
+      errors.ConfigError,
+      match=r'penalty.moments_covariance_weight=-1.0 is ' 'invalid: must be >= 0',
+  ):
     wae_config.validate(config)
   del config.penalty['moments_covariance_weight']
-  with pytest.raises(errors.ConfigError, match="penalty.name='moments' reads "
-                     'config.penalty.moments_covariance_weight, which this config lacks'):
+  with pytest.raises(
+      errors.ConfigError,
+      match="penalty.name='moments' reads "
+      'config.penalty.moments_covariance_weight, which this config lacks',
+  ):
     wae_config.validate(config)
 
 
@@ -100,11 +112,13 @@ def test_each_record_computes_its_documented_penalty():
   """Each built-in record passes the config's fields to the function docs and README name."""
   rng = np.random.default_rng(0)
   codes, prior = (rng.normal(size=(16, 3)).astype(np.float32) for _ in range(2))
-  mean, log_variance, logits = (rng.normal(size=s).astype(np.float32)
-                                for s in ((16, 3), (16, 3), (16,)))
+  mean, log_variance, logits = (
+      rng.normal(size=s).astype(np.float32) for s in ((16, 3), (16, 3), (16,))
+  )
   key = jax.random.key(3)
-  inputs = penalties.PenaltyInputs(codes, prior, key, 2.0, mean=mean, log_variance=log_variance,
-                                   code_logits=logits)
+  inputs = penalties.PenaltyInputs(
+      codes, prior, key, 2.0, mean=mean, log_variance=log_variance, code_logits=logits
+  )
   s = wae_config.base_config().penalty
   s.kernel, s.kernel_scale, s.num_projections, s.swd_p = 'rbf', 1.5, 6, 1.0
   s.sinkhorn_epsilon, s.sinkhorn_max_iterations = 0.3, 20
@@ -122,8 +136,11 @@ def test_each_record_computes_its_documented_penalty():
 
 def _random_images(config):
   lo, hi = config.data.pixel_range
-  return np.random.default_rng(0).uniform(
-      lo, hi, (config.train.batch_size,) + tuple(config.data.image_shape)).astype(np.float32)
+  return (
+      np.random.default_rng(0)
+      .uniform(lo, hi, (config.train.batch_size,) + tuple(config.data.image_shape))
+      .astype(np.float32)
+  )
 
 
 STEP_RNG = jax.random.PRNGKey(1)
@@ -133,7 +150,8 @@ def _step(config, state, images):
   """One train step from `state`: (its new state, its metrics)."""
   model, adversary = models.build_autoencoder(config), models.build_adversary(config)
   new_state, metrics = jax.jit(train.make_train_step(config, model, adversary, 10, STEP_RNG))(
-      state, images)
+      state, images
+  )
   assert float(metrics['skipped']) == 0.0
   return new_state, jax.device_get(metrics)
 
@@ -146,11 +164,16 @@ def _step_codes(config, state, images):
   def run(state):
     rngs, z_prior = train.step_randomness(config, STEP_RNG, state.step, images.shape[0])
     (codes, mean, log_variance, logits), _ = train.encode_decode(
-        config, models.build_autoencoder(config), state.params, state.batch_stats, images, rngs)
-    outputs = (logits if config.cost.name == 'bernoulli' else
-               models.activate(logits, config.data.pixel_range))
-    reconstruction = penalties.reconstruction_cost(images, outputs, name=config.cost.name,
-                                                   scale=config.cost.scale)
+        config, models.build_autoencoder(config), state.params, state.batch_stats, images, rngs
+    )
+    outputs = (
+        logits
+        if config.cost.name == 'bernoulli'
+        else models.activate(logits, config.data.pixel_range)
+    )
+    reconstruction = penalties.reconstruction_cost(
+        images, outputs, name=config.cost.name, scale=config.cost.scale
+    )
     return (codes, mean, log_variance, z_prior, rngs['penalty']), reconstruction
 
   return run(state)
@@ -163,12 +186,23 @@ def _registered_penalty(config, step_codes, state, new_state):
   penalty = penalties.get(config.penalty.name)
   code_logits = None
   if penalty.needs_adversary:
-    penalised_by = (new_state.adversary_params if config.penalty.gan_update == 'alternating'
-                    else state.adversary_params)
-    code_logits = train.adversary_logits(config, models.build_adversary(config), penalised_by,
-                                         codes)
-  inputs = penalties.PenaltyInputs(codes, z_prior, key, config.model.prior_variance, mean=mean,
-                                   log_variance=log_variance, code_logits=code_logits)
+    penalised_by = (
+        new_state.adversary_params
+        if config.penalty.gan_update == 'alternating'
+        else state.adversary_params
+    )
+    code_logits = train.adversary_logits(
+        config, models.build_adversary(config), penalised_by, codes
+    )
+  inputs = penalties.PenaltyInputs(
+      codes,
+      z_prior,
+      key,
+      config.model.prior_variance,
+      mean=mean,
+      log_variance=log_variance,
+      code_logits=code_logits,
+  )
   return float(jax.jit(lambda x: penalty.fn(x, config.penalty))(inputs))
 
 
@@ -180,8 +214,11 @@ def _step_and_recomputed(config):
   new_state, metrics = _step(config, state, images)
   step_codes, reconstruction = _step_codes(config, state, images)
   value = _registered_penalty(config, step_codes, state, new_state)
-  return metrics, dict(penalty=value, reconstruction=float(reconstruction),
-                       loss=float(reconstruction) + config.penalty.lam * value)
+  return metrics, dict(
+      penalty=value,
+      reconstruction=float(reconstruction),
+      loss=float(reconstruction) + config.penalty.lam * value,
+  )
 
 
 @pytest.mark.parametrize('objective', sorted(wae_config.OBJECTIVES))
@@ -208,5 +245,6 @@ def test_step_loss_is_reconstruction_plus_lambda_times_the_registered_penalty(ob
     value = float(changed_metrics['penalty'])
     # Compared exactly: a field the step ignored would compile the same program.
     assert value != float(metrics['penalty']), field
-    assert value == pytest.approx(_registered_penalty(changed, step_codes, state, new_state),
-                                  rel=1e-4, abs=1e-6), field
+    assert value == pytest.approx(
+        _registered_penalty(changed, step_codes, state, new_state), rel=1e-4, abs=1e-6
+    ), field

@@ -55,26 +55,45 @@ def _small_run_config(num_steps, **train_fields):
 def test_nonfinite_step_is_not_applied_and_is_counted():
   config = tiny_config('wae_gan')
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
-  step = jax.jit(train.make_train_step(config, models.build_autoencoder(config),
-                                       models.build_adversary(config), 10,
-                                       jax.random.PRNGKey(1)))
+  step = jax.jit(
+      train.make_train_step(
+          config,
+          models.build_autoencoder(config),
+          models.build_adversary(config),
+          10,
+          jax.random.PRNGKey(1),
+      )
+  )
   images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
   poisoned = images.copy()
   poisoned[3, 5, 5, 0] = np.nan
   after, metrics = step(state, poisoned)
   assert int(after.step) == 1 and int(after.nonfinite_steps) == 1
   assert float(metrics['skipped']) == 1.0
-  _leaves_equal((after.params, after.batch_stats, after.opt_state, after.adversary_params,
-                 after.adversary_opt_state),
-                (state.params, state.batch_stats, state.opt_state, state.adversary_params,
-                 state.adversary_opt_state))
+  _leaves_equal(
+      (
+          after.params,
+          after.batch_stats,
+          after.opt_state,
+          after.adversary_params,
+          after.adversary_opt_state,
+      ),
+      (
+          state.params,
+          state.batch_stats,
+          state.opt_state,
+          state.adversary_params,
+          state.adversary_opt_state,
+      ),
+  )
   after, metrics = step(after, poisoned)
   assert int(after.nonfinite_steps) == 2
   # A finite step is applied again and resets the count.
   recovered, metrics = step(after, images)
   assert int(recovered.nonfinite_steps) == 0 and float(metrics['skipped']) == 0.0
-  assert not np.allclose(recovered.params['decoder']['Dense_0']['kernel'],
-                         state.params['decoder']['Dense_0']['kernel'])
+  assert not np.allclose(
+      recovered.params['decoder']['Dense_0']['kernel'], state.params['decoder']['Dense_0']['kernel']
+  )
 
 
 def test_a_step_whose_update_is_not_finite_is_skipped_though_its_gradient_is():
@@ -83,9 +102,15 @@ def test_a_step_whose_update_is_not_finite_is_skipped_though_its_gradient_is():
   config = tiny_config('wae_mmd')
   config.train.learning_rate = float('inf')
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
-  step = jax.jit(train.make_train_step(config, models.build_autoencoder(config),
-                                       models.build_adversary(config), 10,
-                                       jax.random.PRNGKey(1)))
+  step = jax.jit(
+      train.make_train_step(
+          config,
+          models.build_autoencoder(config),
+          models.build_adversary(config),
+          10,
+          jax.random.PRNGKey(1),
+      )
+  )
   images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
   after, metrics = step(state, images)
   assert np.isfinite(float(metrics['loss']))
@@ -140,13 +165,23 @@ def test_pictures_that_fail_do_not_cost_the_checkpoint_of_their_step(tmp_path, m
 
 def test_a_workdir_is_trained_in_by_one_run_at_a_time(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time; from wae_jax import files\n'
-       'with files.workdir_lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(600)',
-       str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+      [
+          sys.executable,
+          '-c',
+          'import sys, time; from wae_jax import files\n'
+          'with files.workdir_lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(600)',
+          str(tmp_path),
+      ],
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=REPO,
+  )
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    with pytest.raises(files.WorkdirError, match=f'another run is training in {tmp_path} '
-                       f'\\(pid {holder.pid} on '):
+    with pytest.raises(
+        files.WorkdirError,
+        match=f'another run is training in {tmp_path} ' f'\\(pid {holder.pid} on ',
+    ):
       train.train_and_evaluate(_small_run_config(2), str(tmp_path))
   finally:
     holder.kill()  # SIGKILL: the kernel releases the lock
@@ -160,11 +195,12 @@ def _truncate(checkpoint):
   """Cuts each array file of a checkpoint in half, as a kill during a copy would."""
   for path in checkpoint.rglob('*'):
     if path.is_file() and path.parent.name == 'd' and path.stat().st_size > 0:
-      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+      path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def test_a_config_too_big_for_memory_is_refused_before_it_is_allocated_or_run(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
   assert parallel.free_memory_bytes(parallel.make_mesh()) > 2**20  # this machine's, read
   free = iter([1])  # the state's check: 1 byte free
   monkeypatch.setattr(parallel, 'free_memory_bytes', lambda mesh: next(free, 2**50))
@@ -176,8 +212,10 @@ def test_a_config_too_big_for_memory_is_refused_before_it_is_allocated_or_run(
   monkeypatch.undo()
   free = iter([2**50, 1])  # the state fits; the compiled step's temporaries do not
   monkeypatch.setattr(parallel, 'free_memory_bytes', lambda mesh: next(free, 2**50))
-  with pytest.raises(train.OutOfMemoryError, match="the step's temporaries and outputs .* "
-                     r'config.train.batch_size \(8;'):
+  with pytest.raises(
+      train.OutOfMemoryError,
+      match="the step's temporaries and outputs .* " r'config.train.batch_size \(8;',
+  ):
     train.train_and_evaluate(_small_run_config(2), str(tmp_path / 'step'))
   assert not any((tmp_path / 'step').glob('checkpoints/*'))
 
@@ -217,8 +255,10 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
     inference.restore(config, str(tmp_path))
   message = str(error.value)
   assert str(tmp_path / 'checkpoints') in message
-  assert ("['params']['encoder']['Dense_0']['kernel']: checkpoint has (128, 8), this config "
-          "expects (128, 4)") in message
+  assert (
+      "['params']['encoder']['Dense_0']['kernel']: checkpoint has (128, 8), this config "
+      'expects (128, 4)'
+  ) in message
   assert 'different model config' in message and '\n' not in message
 
 
@@ -229,11 +269,12 @@ def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeyp
   monkeypatch.setattr(visualize, 'write_pictures', lambda *args: None)  # not tested here
   workdir = tmp_path / 'run'
   train.train_and_evaluate(_small_run_config(1), str(workdir))
-  assert sorted(p.name for p in workdir.glob('config*.json')) == ['config.json',
-                                                                 'config_0000000.json']
+  assert sorted(p.name for p in workdir.glob('config*.json')) == [
+      'config.json',
+      'config_0000000.json',
+  ]
   (tmp_path / 'mnist').symlink_to(MNIST_DIR)
-  free = _small_run_config(2, log_every=5, checkpoint_every=7, image_every=9,
-                           max_nonfinite_steps=3)
+  free = _small_run_config(2, log_every=5, checkpoint_every=7, image_every=9, max_nonfinite_steps=3)
   free.data.dir = str(tmp_path / 'mnist')
   free.eval.num_samples = 50
   assert wae_config.check_resume(free, workdir, 1) == {}
@@ -250,9 +291,11 @@ def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeyp
       train.train_and_evaluate(changed, str(workdir))
   message = str(error.value)
   assert message.split('changed: ')[1].split('. ')[0] == (
-      'cost.scale: 0.05 -> 0.1; penalty.lam: 10.0 -> 3.0')
-  assert ('--allow_config_change to go on under this one from step 1 (kept as '
-          'config_0000001.json)') in message and str(workdir) in message
+      'cost.scale: 0.05 -> 0.1; penalty.lam: 10.0 -> 3.0'
+  )
+  assert (
+      '--allow_config_change to go on under this one from step 1 (kept as ' 'config_0000001.json)'
+  ) in message and str(workdir) in message
   assert json.loads((workdir / 'config.json').read_text())['penalty']['lam'] == 10.0
 
   assert int(train.train_and_evaluate(changed, str(workdir), allow_config_change=True).step) == 2
@@ -274,14 +317,22 @@ def test_resume_under_a_changed_config_is_refused_unless_meant(tmp_path, monkeyp
   first = {'step': 0, 'file': 'config_0000000.json', 'changed': {}}
   assert wae_config.config_changes(workdir, step=1) == [first]  # step 1 came before the change
   results = evaluate.evaluate(changed, str(workdir))
-  assert results['configs'] == [first, {
-      'step': 1, 'file': 'config_0000001.json',
-      'changed': {'cost.scale': [0.05, 0.1], 'penalty.lam': [10.0, 3.0]}}]
+  assert results['configs'] == [
+      first,
+      {
+          'step': 1,
+          'file': 'config_0000001.json',
+          'changed': {'cost.scale': [0.05, 0.1], 'penalty.lam': [10.0, 3.0]},
+      },
+  ]
   assert 'config changed from step 1: cost.scale: 0.05 -> 0.1; penalty.lam: 10.0 -> 3.0' in (
-      evaluate.summary(results))
+      evaluate.summary(results)
+  )
   markdown = report.markdown_report([report.load_run(workdir, 'lam10to3')])
-  assert ('lam10to3: its config changed during training: cost.scale 0.05 -> 0.1; penalty.lam '
-          '10.0 -> 3.0 from step 1 (config_0000001.json).') in markdown
+  assert (
+      'lam10to3: its config changed during training: cost.scale 0.05 -> 0.1; penalty.lam '
+      '10.0 -> 3.0 from step 1 (config_0000001.json).'
+  ) in markdown
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):
@@ -290,6 +341,7 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
 
 
 # --- A full disk ------------------------------------------------------------------------------
+
 
 def _checkpoint_folders(workdir):
   return sorted(p.name for p in (workdir / 'checkpoints').iterdir())
@@ -301,7 +353,8 @@ def _one_line_status(error):
 
 
 def test_a_checkpoint_without_room_is_not_begun_and_names_path_bytes_and_intact_step(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
   """The free space is checked before each save; here the disk is full once step 2's
   checkpoint is written."""
   real_disk_usage = shutil.disk_usage
@@ -322,18 +375,21 @@ def test_a_checkpoint_without_room_is_not_begun_and_names_path_bytes_and_intact_
       f'out of space: checkpoint {tmp_path / "checkpoints" / "4"} needs about {needed:,} bytes '
       'but only 1,000 bytes are free on its file system. Free some space (or use a --workdir on '
       'a larger disk) and run the same command again; the last intact checkpoint is step 2 '
-      f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.')
+      f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.'
+  )
   assert _checkpoint_folders(tmp_path) == ['2']  # step 4 was not begun
   assert _one_line_status(error.value) == (2, f'error: {message}\n')
   assert int(inference.restore(config, str(tmp_path))[1].step) == 2
 
 
 def test_a_disk_that_fills_up_during_a_save_leaves_the_last_intact_checkpoint_in_use(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
   """The write itself meets ENOSPC (here orbax's last act, completing step 4's checkpoint):
   the same one-line error, and the half-written checkpoint, left as orbax's temporary folder,
   is never restored."""
   from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+
   finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
   async def full_at_step_4(self):
@@ -346,10 +402,14 @@ def test_a_disk_that_fills_up_during_a_save_leaves_the_last_intact_checkpoint_in
   with pytest.raises(errors.OutOfSpaceError) as error:
     train.train_and_evaluate(config, str(tmp_path))
   message = str(error.value)
-  assert message.startswith(f'out of space: the disk filled up while checkpoint '
-                            f'{tmp_path / "checkpoints" / "4"} was written (it needs about ')
-  assert message.endswith(f'the last intact checkpoint is step 2 '
-                          f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.')
+  assert message.startswith(
+      f'out of space: the disk filled up while checkpoint '
+      f'{tmp_path / "checkpoints" / "4"} was written (it needs about '
+  )
+  assert message.endswith(
+      f'the last intact checkpoint is step 2 '
+      f'({tmp_path / "checkpoints" / "2"}): the run will resume from it.'
+  )
   assert _one_line_status(error.value)[0] == 2
   folders = _checkpoint_folders(tmp_path)
   assert folders[0] == '2' and folders[1].startswith('4.orbax-checkpoint-tmp'), folders
@@ -362,13 +422,24 @@ def test_a_disk_that_fills_up_during_a_save_leaves_the_last_intact_checkpoint_in
 
 # --- Real processes, killed and preempted ---------------------------------------------------
 
+
 def _main_command(workdir, num_steps, checkpoint_every):
-  return [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd',
-          f'--workdir={workdir}', '--config.model.width=0.03125',
-          '--config.model.adversary_width=0.03125', '--config.train.batch_size=8',
-          '--config.train.pretrain_steps=0', f'--config.train.num_steps={num_steps}',
-          f'--config.train.checkpoint_every={checkpoint_every}', '--config.train.log_every=1',
-          '--config.train.image_every=100000', f'--config.data.dir={MNIST_DIR}']
+  return [
+      sys.executable,
+      '-m',
+      'wae_jax.main',
+      '--config=configs/mnist.py:wae_mmd',
+      f'--workdir={workdir}',
+      '--config.model.width=0.03125',
+      '--config.model.adversary_width=0.03125',
+      '--config.train.batch_size=8',
+      '--config.train.pretrain_steps=0',
+      f'--config.train.num_steps={num_steps}',
+      f'--config.train.checkpoint_every={checkpoint_every}',
+      '--config.train.log_every=1',
+      '--config.train.image_every=100000',
+      f'--config.data.dir={MNIST_DIR}',
+  ]
 
 
 def _env():
@@ -378,8 +449,11 @@ def _env():
 def _wait_for_checkpoint(workdir, timeout=300):
   deadline = time.time() + timeout
   while time.time() < deadline:
-    done = [p for p in (workdir / 'checkpoints').glob('[0-9]*')] if (
-        workdir / 'checkpoints').exists() else []
+    done = (
+        [p for p in (workdir / 'checkpoints').glob('[0-9]*')]
+        if (workdir / 'checkpoints').exists()
+        else []
+    )
     if done:
       return
     time.sleep(0.2)
@@ -393,8 +467,13 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   rng = random.Random(0)
   kills = 0
   for _ in range(4):
-    proc = subprocess.Popen(_main_command(workdir, steps, 1), cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _main_command(workdir, steps, 1),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for_checkpoint(workdir) if kills == 0 else None
     time.sleep(rng.uniform(0.5, 4.0))
     if proc.poll() is None:
@@ -402,11 +481,23 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
       kills += 1
     proc.wait()
   assert kills >= 2
-  finish = subprocess.run(_main_command(workdir, steps, 1), cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+  finish = subprocess.run(
+      _main_command(workdir, steps, 1),
+      cwd=REPO,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert finish.returncode == 0, finish.stderr[-3000:]
-  straight = subprocess.run(_main_command(tmp_path / 'straight', steps, 1000), cwd=REPO,
-                            env=_env(), capture_output=True, text=True, timeout=600)
+  straight = subprocess.run(
+      _main_command(tmp_path / 'straight', steps, 1000),
+      cwd=REPO,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert straight.returncode == 0, straight.stderr[-3000:]
   config = _small_run_config(steps)
   _, killed_state = inference.restore(config, str(workdir))
@@ -417,21 +508,31 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
 def test_signal_stops_with_a_checkpoint_and_the_resume_matches_an_uninterrupted_run(
-    tmp_path, signum, terminal_sigint):
+    tmp_path, signum, terminal_sigint
+):
   """A preemption (SIGTERM) or a Ctrl-C (SIGINT) finishes the step, checkpoints it, says so
   and exits 0; resumed (with a longer budget and other intervals: free fields), the run ends
   with the parameters of one never stopped."""
   workdir = tmp_path / 'stopped'
-  proc = subprocess.Popen(_main_command(workdir, 100000, 50), cwd=REPO, env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+      _main_command(workdir, 100000, 50),
+      cwd=REPO,
+      env=_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
   _wait_for_checkpoint(workdir)
   time.sleep(1.0)
   proc.send_signal(signum)
   output = proc.communicate(timeout=120)[0]
   assert proc.returncode == 0, output[-3000:]
   name = 'SIGTERM' if signum == signal.SIGTERM else r'SIGINT \(Ctrl-C\)'
-  match = re.search(rf'{name} at step (\d+): wrote a checkpoint and stopped; run the same '
-                    'command again to resume', output)
+  match = re.search(
+      rf'{name} at step (\d+): wrote a checkpoint and stopped; run the same '
+      'command again to resume',
+      output,
+  )
   assert match, output[-3000:]
   stopped_at = int(match.group(1))
   assert stopped_at > 50 and 'Traceback' not in output

@@ -23,15 +23,24 @@ STEPS = (10, 20, 30)
 
 def _results(penalty: str, fid: float, **extra):
   return {
-      'step': 30, 'workdir': 'x', 'penalty': penalty,
-      'fid_mnist_classifier': {'value': fid, 'num_images': 500,
-                               'features': 'mnist_classifier penultimate layer (128-d)'},
+      'step': 30,
+      'workdir': 'x',
+      'penalty': penalty,
+      'fid_mnist_classifier': {
+          'value': fid,
+          'num_images': 500,
+          'features': 'mnist_classifier penultimate layer (128-d)',
+      },
       'fid_mnist_classifier_real_floor': {'value': 0.8123, 'num_images': 500},
       'sharpness_samples': {'value': 0.012345, 'num_images': 100},
       'sharpness_reconstructions': {'value': 0.0234, 'num_images': 100},
       'sharpness_test_images': {'value': 0.0456, 'num_images': 100},
-      'test_reconstruction_cost': {'value': 1.23456, 'num_images': 500, 'cost': 'l2sq',
-                                   'scale': 0.05},
+      'test_reconstruction_cost': {
+          'value': 1.23456,
+          'num_images': 500,
+          'cost': 'l2sq',
+          'scale': 0.05,
+      },
       'test_mse_per_pixel': {'value': 0.0321, 'num_images': 500},
       'test_codes_mmd': {'value': -0.000123, 'num_codes': 200, 'kernel': 'imq_multiscale'},
       **extra,
@@ -47,30 +56,54 @@ def _write_scalars(workdir, rows):
   writer.close()
 
 
-def _workdir(root: pathlib.Path, name: str, penalty: str, fid: float, lam: float = 10.0,
-             results=True, sample_value: int = 0, seed: int = 0, **extra) -> pathlib.Path:
+def _workdir(
+    root: pathlib.Path,
+    name: str,
+    penalty: str,
+    fid: float,
+    lam: float = 10.0,
+    results=True,
+    sample_value: int = 0,
+    seed: int = 0,
+    **extra,
+) -> pathlib.Path:
   """name may be 'objective/seed<k>'; extra entries are added to (or replace) the results'."""
   workdir = root / name
   (workdir / 'images').mkdir(parents=True)
-  (workdir / 'config.json').write_text(json.dumps(
-      {'data': {'name': 'mnist'}, 'model': {'width': 0.125}, 'seed': seed,
-       'penalty': {'name': penalty, 'lam': lam}}))
+  (workdir / 'config.json').write_text(
+      json.dumps(
+          {
+              'data': {'name': 'mnist'},
+              'model': {'width': 0.125},
+              'seed': seed,
+              'penalty': {'name': penalty, 'lam': lam},
+          }
+      )
+  )
   if results:
     (workdir / 'eval').mkdir()
     (workdir / 'eval' / 'results.json').write_text(json.dumps(_results(penalty, fid, **extra)))
   for step, value in ((10, 255), (30, sample_value)):  # The step-30 grid must be chosen.
     Image.fromarray(np.full((30, 30), value, np.uint8)).save(
-        workdir / 'images' / f'samples_{step:07d}.png')
-  _write_scalars(workdir, {s: {'loss': 10.0 / s, 'reconstruction': 5.0 / s,
-                               'penalty': 0.1 * s, 'uptime': 6.0 * s} for s in STEPS})
+        workdir / 'images' / f'samples_{step:07d}.png'
+    )
+  _write_scalars(
+      workdir,
+      {
+          s: {'loss': 10.0 / s, 'reconstruction': 5.0 / s, 'penalty': 0.1 * s, 'uptime': 6.0 * s}
+          for s in STEPS
+      },
+  )
   return workdir
 
 
 @pytest.fixture
 def workdirs(tmp_path):
-  return [_workdir(tmp_path, 'mmd_run', 'mmd', 12.3456),
-          _workdir(tmp_path, 'gan_run', 'gan', 123.456, sample_value=128),
-          _workdir(tmp_path, 'vae_run', 'vae', 4.56789, lam=1.0)]
+  return [
+      _workdir(tmp_path, 'mmd_run', 'mmd', 12.3456),
+      _workdir(tmp_path, 'gan_run', 'gan', 123.456, sample_value=128),
+      _workdir(tmp_path, 'vae_run', 'vae', 4.56789, lam=1.0),
+  ]
 
 
 def test_the_penalty_is_labelled_as_the_evaluated_checkpoint_was_trained(tmp_path):
@@ -109,15 +142,20 @@ def test_missing_entries_and_inception_fid(workdirs):
   results_path = workdirs[0] / 'eval' / 'results.json'
   results = json.loads(results_path.read_text())
   del results['test_codes_mmd'], results['sharpness_samples']
-  results['fid_inception'] = {'value': 45.678, 'num_images': 500,
-                              'features': 'InceptionV3 pool3 (2048-d)'}
+  results['fid_inception'] = {
+      'value': 45.678,
+      'num_images': 500,
+      'features': 'InceptionV3 pool3 (2048-d)',
+  }
   results['fid_inception_real_floor'] = {'value': 1.5, 'num_images': 500}
   results_path.write_text(json.dumps(results))
   run = report.load_run(workdirs[0])
-  assert ('FID (Inception): Fréchet distance between 500 samples and as many test images on '
-          'the InceptionV3 pool3 (2048-d)') in report.markdown_report([run])
+  assert (
+      'FID (Inception): Fréchet distance between 500 samples and as many test images on '
+      'the InceptionV3 pool3 (2048-d)'
+  ) in report.markdown_report([run])
   assert 'same count): 1.50.' in report.markdown_report([run])
-  row, = _rows(report.markdown_table([run]))
+  (row,) = _rows(report.markdown_table([run]))
   assert row['run'] == 'mmd_run'
   assert row['test codes MMD'] == '–' and row['sharpness samples'] == '–'
   assert row['FID (Inception)'] == '45.7'
@@ -134,31 +172,39 @@ def test_report_notes_the_fid_floor(workdirs):
   results_path.write_text(json.dumps(results))
   markdown = report.markdown_report([report.load_run(w) for w in workdirs])
   assert 'same count): 0.812 (mmd_run), 0.812 (gan_run), 2.50 (vae_run).' in markdown
-  assert ('l2sq (scale 0.05) (mmd_run), l2sq (scale 0.05) (gan_run), '
-          'bernoulli (scale 1.0) (vae_run)') in markdown
+  assert (
+      'l2sq (scale 0.05) (mmd_run), l2sq (scale 0.05) (gan_run), ' 'bernoulli (scale 1.0) (vae_run)'
+  ) in markdown
 
 
 def test_report_says_when_fids_are_on_different_weights(workdirs):
   """FIDs on another classifier's weights (another hash in the features' label) are said
   not to compare, and which run has which."""
   markdown = report.markdown_report([report.load_run(w) for w in workdirs])
-  assert ('on the mnist_classifier penultimate layer (128-d) (comparable only with FIDs on the '
-          'same features)') in markdown
+  assert (
+      'on the mnist_classifier penultimate layer (128-d) (comparable only with FIDs on the '
+      'same features)'
+  ) in markdown
   results_path = workdirs[2] / 'eval' / 'results.json'
   results = json.loads(results_path.read_text())
   results['fid_mnist_classifier']['features'] += ', weights sha256 fed7b12aaeac'
   results_path.write_text(json.dumps(results))
   markdown = report.markdown_report([report.load_run(w) for w in workdirs])
-  assert ('on the mnist_classifier penultimate layer (128-d) (mmd_run), mnist_classifier '
-          'penultimate layer (128-d) (gan_run), mnist_classifier penultimate layer (128-d), '
-          'weights sha256 fed7b12aaeac (vae_run) (NOT comparable between runs on different '
-          'features)') in markdown
+  assert (
+      'on the mnist_classifier penultimate layer (128-d) (mmd_run), mnist_classifier '
+      'penultimate layer (128-d) (gan_run), mnist_classifier penultimate layer (128-d), '
+      'weights sha256 fed7b12aaeac (vae_run) (NOT comparable between runs on different '
+      'features)'
+  ) in markdown
 
 
 def test_training_curves_read_back(workdirs):
   run = report.load_run(workdirs[0])
-  for tag, expected in (('loss', [1.0, 0.5, 1 / 3]), ('reconstruction', [0.5, 0.25, 1 / 6]),
-                        ('penalty', [1.0, 2.0, 3.0])):
+  for tag, expected in (
+      ('loss', [1.0, 0.5, 1 / 3]),
+      ('reconstruction', [0.5, 0.25, 1 / 6]),
+      ('penalty', [1.0, 2.0, 3.0]),
+  ):
     np.testing.assert_array_equal(run.curves[tag].steps, STEPS)
     np.testing.assert_allclose(run.curves[tag].values, expected, rtol=1e-6)
   assert run.training_time == report.TrainingTime(180.0, 30, 'uptime')
@@ -168,16 +214,17 @@ def test_training_curves_read_back(workdirs):
 def _legacy_event(step, wall_time, **scalars):
   """A TF1-style event: 'scalars' kind (simple_value), with a chosen wall time."""
   values = [summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in scalars.items()]
-  return event_pb2.Event(step=step, wall_time=wall_time,
-                         summary=summary_pb2.Summary(value=values))
+  return event_pb2.Event(step=step, wall_time=wall_time, summary=summary_pb2.Summary(value=values))
 
 
 def test_resumed_run_and_legacy_scalars(tmp_path):
   """Two processes: the second resumed from step 20 and redid step 30; no uptime scalar."""
   workdir = tmp_path / 'resumed'
   workdir.mkdir()
-  for suffix, events in (('.a', [(10, 100.0, 1.0), (20, 110.0, 2.0), (30, 120.0, 3.0)]),
-                         ('.b', [(30, 500.0, 30.0), (40, 530.0, 40.0)])):
+  for suffix, events in (
+      ('.a', [(10, 100.0, 1.0), (20, 110.0, 2.0), (30, 120.0, 3.0)]),
+      ('.b', [(30, 500.0, 30.0), (40, 530.0, 40.0)]),
+  ):
     writer = event_file_writer.EventFileWriter(str(workdir), filename_suffix=suffix)
     for step, wall, loss in events:
       writer.add_event(_legacy_event(step, wall, loss=loss))
@@ -222,29 +269,48 @@ def test_write_report(workdirs, tmp_path):
 def test_a_workdir_given_twice_is_refused_in_one_line_not_counted_as_two_seeds(tmp_path):
   workdir = _workdir(tmp_path, 'once', 'mmd', 50.0)
   result = subprocess.run(
-      [sys.executable, '-m', 'wae_jax.evaluation.report', f'--workdirs={workdir},{workdir}/',
-       '--names=X,X', f'--out={tmp_path / "out"}'], cwd=REPO, capture_output=True, text=True,
-      timeout=300)
+      [
+          sys.executable,
+          '-m',
+          'wae_jax.evaluation.report',
+          f'--workdirs={workdir},{workdir}/',
+          '--names=X,X',
+          f'--out={tmp_path / "out"}',
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert error_line(result) == (
-      f'error: --workdirs names {workdir}, {workdir}/ more than once: give each run once')
+      f'error: --workdirs names {workdir}, {workdir}/ more than once: give each run once'
+  )
   assert not (tmp_path / 'out' / 'report.md').exists()
 
 
 def _report_command(*args):
-  return subprocess.run([sys.executable, '-m', 'wae_jax.evaluation.report', *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+      [sys.executable, '-m', 'wae_jax.evaluation.report', *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
 
 
 def test_empty_workdirs_and_an_out_that_is_a_file_are_refused_in_one_line(tmp_path):
   workdir = _workdir(tmp_path, 'run', 'mmd', 50.0)
   assert error_line(_report_command('--workdirs=', f'--out={tmp_path / "out"}')) == (
       'error: --workdirs is empty: give the evaluated workdirs to compare, comma-separated '
-      '(e.g. --workdirs=DIR1,DIR2)')
+      '(e.g. --workdirs=DIR1,DIR2)'
+  )
   a_file = tmp_path / 'report.md'
   a_file.write_text('keep me')
   line = error_line(_report_command(f'--workdirs={workdir}', f'--out={a_file}'))
-  assert line == (f'error: --out={a_file}: {a_file} is a file, not a directory; give a '
-                  'directory for report.md, report.png and report.json (it is created if missing)')
+  assert line == (
+      f'error: --out={a_file}: {a_file} is a file, not a directory; give a '
+      'directory for report.md, report.png and report.json (it is created if missing)'
+  )
   assert a_file.read_text() == 'keep me'
   with pytest.raises(ValueError, match=f'--out={a_file}/sub: {a_file} is a file'):
     report.write_report([str(workdir)], a_file / 'sub')
@@ -253,31 +319,43 @@ def test_empty_workdirs_and_an_out_that_is_a_file_are_refused_in_one_line(tmp_pa
 
 
 def test_a_truncated_results_json_is_refused_in_one_line_with_the_command_that_rewrites_it(
-    tmp_path):
+    tmp_path,
+):
   workdir = _workdir(tmp_path, 'cut', 'mmd', 50.0)
   results = workdir / 'eval' / 'results.json'
   results.write_text(results.read_text()[:50])
   line = error_line(_report_command(f'--workdirs={workdir}', f'--out={tmp_path / "out"}'))
   assert line.startswith(f'error: {results} is not valid JSON (Unterminated string')
-  assert line.endswith('it was cut short or overwritten; evaluate the run again to rewrite it '
-                       '(with the config and overrides it was trained with): python -m '
-                       f'wae_jax.main --config=configs/mnist.py:wae_mmd,small --workdir={workdir} '
-                       '--mode=evaluate')
+  assert line.endswith(
+      'it was cut short or overwritten; evaluate the run again to rewrite it '
+      '(with the config and overrides it was trained with): python -m '
+      f'wae_jax.main --config=configs/mnist.py:wae_mmd,small --workdir={workdir} '
+      '--mode=evaluate'
+  )
   assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('file, text, why', [
-    ('eval/results.json', '[1, 2]', 'holds a JSON list, not an object; evaluate the run again'),
-    ('eval/results.json', '{"step": "30"}', "'step' is '30', not a whole number; evaluate"),
-    ('eval/results.json', '{"penalty": ["mmd"]}', "'penalty' is .'mmd'., not a string"),
-    ('eval/results.json', '{"configs": 3}', "'configs' is 3, not a list"),
-    ('eval/results.json', '{"step": 30}', 'holds none of the numbers the report shows'),
-    ('eval/results.json', '\xff', 'is not valid JSON'),
-    ('config.json', '{"seed": 0', 'is not valid JSON .*: it was cut short or overwritten; copy '
-     'the latest config_<step>.json of the workdir over it'),
-    ('config.json', '{"penalty": "mmd"}', "'penalty' is 'mmd', not an object")])
+@pytest.mark.parametrize(
+    'file, text, why',
+    [
+        ('eval/results.json', '[1, 2]', 'holds a JSON list, not an object; evaluate the run again'),
+        ('eval/results.json', '{"step": "30"}', "'step' is '30', not a whole number; evaluate"),
+        ('eval/results.json', '{"penalty": ["mmd"]}', "'penalty' is .'mmd'., not a string"),
+        ('eval/results.json', '{"configs": 3}', "'configs' is 3, not a list"),
+        ('eval/results.json', '{"step": 30}', 'holds none of the numbers the report shows'),
+        ('eval/results.json', '\xff', 'is not valid JSON'),
+        (
+            'config.json',
+            '{"seed": 0',
+            'is not valid JSON .*: it was cut short or overwritten; copy '
+            'the latest config_<step>.json of the workdir over it',
+        ),
+        ('config.json', '{"penalty": "mmd"}', "'penalty' is 'mmd', not an object"),
+    ],
+)
 def test_results_or_config_not_as_written_is_a_results_error_naming_the_file(
-    tmp_path, file, text, why):
+    tmp_path, file, text, why
+):
   workdir = _workdir(tmp_path, 'edited', 'mmd', 50.0)
   (workdir / file).write_bytes(text.encode('latin-1'))
   with pytest.raises(report.ResultsError, match=f'^{workdir / file}:? .*{why}'):
@@ -290,14 +368,17 @@ def test_missing_results_names_the_workdir_and_the_command(tmp_path):
     report.load_run(workdir)
   message = str(error.value)
   assert str(workdir) in message and 'eval/results.json' in message
-  assert (f'python -m wae_jax.main --config=configs/mnist.py:wae_gan,small '
-          f'--workdir={workdir} --mode=evaluate') in message
+  assert (
+      f'python -m wae_jax.main --config=configs/mnist.py:wae_gan,small '
+      f'--workdir={workdir} --mode=evaluate'
+  ) in message
 
 
 def test_format_number():
-  assert [report.format_number(x) for x in (None, 0.0, 12345.6, 123.4, 1.0, 0.001234,
-                                            0.00001234, float('nan'))] == [
-      '–', '0', '1.23e+04', '123', '1.00', '0.00123', '1.23e-05', 'nan']
+  assert [
+      report.format_number(x)
+      for x in (None, 0.0, 12345.6, 123.4, 1.0, 0.001234, 0.00001234, float('nan'))
+  ] == ['–', '0', '1.23e+04', '123', '1.00', '0.00123', '1.23e-05', 'nan']
   # Over seeds: the std with two significant digits, no exponent next to a mean like 0.0165.
   assert report.stats_text(report.Stats((0.0165, 0.0169, 0.0161)), 3) == '0.0165 ± 0.00040'
   assert report.stats_text(report.Stats((12345.0, 22345.0)), 2) == '1.73e+04 ± 7100'
@@ -311,18 +392,29 @@ def test_format_number():
 
 def _seeds(root, objective, penalty, fids, mses=(0.03, 0.03, 0.03), **extra):
   """One workdir root/objective/seed<k> per FID (and MSE per pixel), seeds 0, 1, 2, ..."""
-  return [_workdir(root, f'{objective}/seed{k}', penalty, fid, seed=k,
-                   test_mse_per_pixel={'value': mse, 'num_images': 500}, **extra)
-          for k, (fid, mse) in enumerate(zip(fids, mses))]
+  return [
+      _workdir(
+          root,
+          f'{objective}/seed{k}',
+          penalty,
+          fid,
+          seed=k,
+          test_mse_per_pixel={'value': mse, 'num_images': 500},
+          **extra,
+      )
+      for k, (fid, mse) in enumerate(zip(fids, mses))
+  ]
 
 
 @pytest.fixture
 def seeded(tmp_path):
   """WAE-MMD and WAE-SWD within the FID noise of each other, the VAE far off; one WAE-GAN run."""
-  return {'WAE-MMD': _seeds(tmp_path, 'wae_mmd', 'mmd', (10.0, 12.0, 14.0)),
-          'WAE-SWD': _seeds(tmp_path, 'wae_swd', 'swd', (11.0, 13.0, 15.0)),
-          'VAE': _seeds(tmp_path, 'vae', 'vae', (100.0, 101.0, 102.0), (0.01, 0.02, 0.03)),
-          'WAE-GAN': [_workdir(tmp_path, 'wae_gan/seed0', 'gan', 123.456)]}
+  return {
+      'WAE-MMD': _seeds(tmp_path, 'wae_mmd', 'mmd', (10.0, 12.0, 14.0)),
+      'WAE-SWD': _seeds(tmp_path, 'wae_swd', 'swd', (11.0, 13.0, 15.0)),
+      'VAE': _seeds(tmp_path, 'vae', 'vae', (100.0, 101.0, 102.0), (0.01, 0.02, 0.03)),
+      'WAE-GAN': [_workdir(tmp_path, 'wae_gan/seed0', 'gan', 123.456)],
+  }
 
 
 def _load(seeded):
@@ -360,7 +452,7 @@ def test_seed_missing_a_number_and_default_names(seeded):
 
 
 def _significance_line(markdown: str, title: str) -> str:
-  line, = [l for l in markdown.splitlines() if l.startswith(f'- {title}, ')]
+  (line,) = [l for l in markdown.splitlines() if l.startswith(f'- {title}, ')]
   return line
 
 
@@ -439,8 +531,12 @@ def test_gmm_columns_only_when_a_run_has_them(seeded):
   assert rows['WAE-MMD']['FID (Inception)'] == '–'
   assert rows['VAE']['FID (MNIST classifier, GMM)'] == '–'
   assert 'Prior and GMM columns' in report.markdown_report(_load(seeded))
-  assert report.inception_fid_key({'fid_inception_gmm': {}, 'fid_inception_x_real_floor': {},
-                                   'fid_inception_x': {}}) == 'fid_inception_x'
+  assert (
+      report.inception_fid_key(
+          {'fid_inception_gmm': {}, 'fid_inception_x_real_floor': {}, 'fid_inception_x': {}}
+      )
+      == 'fid_inception_x'
+  )
 
 
 def test_new_objectives_in_the_evaluate_command(tmp_path):

@@ -28,8 +28,11 @@ def _resnet_config(dataset, gaussian=False, width=1.0, blocks=(3, 4, 6, 3), dtyp
 
 
 def _count(tree, keep=lambda path: True):
-  return sum(int(np.prod(leaf.shape)) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-             if keep(jax.tree_util.keystr(path)))
+  return sum(
+      int(np.prod(leaf.shape))
+      for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+      if keep(jax.tree_util.keystr(path))
+  )
 
 
 def _key(seed):
@@ -60,15 +63,25 @@ def test_full_width_resnet50_layout(dataset, gaussian):
   # Projections exactly where the shape changes: each encoder stage's first block; in the
   # decoder the first of stages 3..1 (upsampling), not stage 4's (its Dense gives 2048 channels).
   assert [b for b in blocks if 'projection' in encoder[b]] == [
-      'stage1_block1', 'stage2_block1', 'stage3_block1', 'stage4_block1']
+      'stage1_block1',
+      'stage2_block1',
+      'stage3_block1',
+      'stage4_block1',
+  ]
   assert [b for b in blocks if 'projection' in decoder[b]] == [
-      'stage1_block1', 'stage2_block1', 'stage3_block1']
+      'stage1_block1',
+      'stage2_block1',
+      'stage3_block1',
+  ]
   assert encoder['stage4_block3']['conv3']['kernel'].shape == (1, 1, 512, 2048)
   assert encoder['stem']['kernel'].shape == (3, 3, shape[-1], 64)
-  conv_kernels = _count(encoder, lambda p: p.endswith("['kernel']") and ('stage' in p or
-                                                                         'stem' in p))
-  print(f'{dataset}: {conv_kernels:,} encoder conv parameters, {_count(encoder):,} in the '
-        f'encoder, {_count(decoder):,} in the decoder')
+  conv_kernels = _count(
+      encoder, lambda p: p.endswith("['kernel']") and ('stage' in p or 'stem' in p)
+  )
+  print(
+      f'{dataset}: {conv_kernels:,} encoder conv parameters, {_count(encoder):,} in the '
+      f'encoder, {_count(decoder):,} in the decoder'
+  )
   # The same trunk, but a 3x3 stem on the image's channels for the 7x7x3 one.
   stem_difference = 3 * 3 * shape[-1] * 64 - 7 * 7 * 3 * 64
   assert conv_kernels == RESNET50_CONV_KERNELS + stem_difference  # 23,447,232 for RGB
@@ -80,18 +93,21 @@ def test_full_width_resnet50_layout(dataset, gaussian):
   assert decoder['output']['kernel'].shape == (3, 3, 256, shape[-1])
 
   mean, log_variance = jax.eval_shape(
-      lambda v, x: model.apply(v, x, train=False, method=model.encode), variables, x)
+      lambda v, x: model.apply(v, x, train=False, method=model.encode), variables, x
+  )
   assert (mean.shape, mean.dtype) == ((2, latent), jnp.float32)
   assert (log_variance is not None) == gaussian
   if gaussian:
     assert (log_variance.shape, log_variance.dtype) == ((2, latent), jnp.float32)
-  logits = jax.eval_shape(lambda v, z: model.apply(v, z, train=False, method=model.decode),
-                          variables, mean)
+  logits = jax.eval_shape(
+      lambda v, z: model.apply(v, z, train=False, method=model.decode), variables, mean
+  )
   assert (logits.shape, logits.dtype) == ((2,) + shape, jnp.float32)
 
 
-@pytest.mark.parametrize('dataset,gaussian,dtype', [('mnist', False, 'float32'),
-                                                    ('celeba', True, 'bfloat16')])
+@pytest.mark.parametrize(
+    'dataset,gaussian,dtype', [('mnist', False, 'float32'), ('celeba', True, 'bfloat16')]
+)
 def test_stage_outputs_follow_the_plan(dataset, gaussian, dtype):
   """Each stage's output lies at the planned size, in the decoder as in the encoder; the
   activations are in the config's dtype, the codes and logits float32."""
@@ -101,10 +117,18 @@ def test_stage_outputs_follow_the_plan(dataset, gaussian, dtype):
   x = jax.ShapeDtypeStruct((3,) + shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
   (_, mean, log_variance, logits), state = jax.eval_shape(
-      lambda v, x: model.apply(v, x, train=True, method=model.encode_decode,
-                               rngs={'latent': jax.random.PRNGKey(1)},
-                               mutable=['batch_stats', 'intermediates'],
-                               capture_intermediates=True), variables, x)
+      lambda v, x: model.apply(
+          v,
+          x,
+          train=True,
+          method=model.encode_decode,
+          rngs={'latent': jax.random.PRNGKey(1)},
+          mutable=['batch_stats', 'intermediates'],
+          capture_intermediates=True,
+      ),
+      variables,
+      x,
+  )
   assert (mean.shape, mean.dtype) == ((3, latent), jnp.float32)
   assert (log_variance is not None) == gaussian
   if gaussian:
@@ -127,9 +151,14 @@ def test_reduced_width_forward_and_backward():
 
   def loss(params):
     (_, _, log_variance, logits), state = model.apply(
-        {'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,
-        method=model.encode_decode, rngs={'latent': _key(2)}, mutable=['batch_stats'])
-    return jnp.mean((logits - x)**2) + jnp.mean(log_variance**2), (logits, state)
+        {'params': params, 'batch_stats': variables['batch_stats']},
+        x,
+        train=True,
+        method=model.encode_decode,
+        rngs={'latent': _key(2)},
+        mutable=['batch_stats'],
+    )
+    return jnp.mean((logits - x) ** 2) + jnp.mean(log_variance**2), (logits, state)
 
   grads, (logits, state) = jax.jit(jax.grad(loss, has_aux=True))(variables['params'])
   assert logits.shape == (3, 28, 28, 1) and np.all(np.isfinite(logits))
@@ -140,11 +169,14 @@ def test_reduced_width_forward_and_backward():
   assert all(not np.allclose(a, b) for a, b in zip(before, after))
 
 
-@pytest.mark.parametrize('in_shape,stride,resize_to,out_shape', [
-    ((2, 7, 7, 16), 1, None, (2, 7, 7, 16)),  # identity shortcut
-    ((2, 7, 7, 8), 2, None, (2, 4, 4, 16)),  # encoder: stride-2 projection
-    ((2, 4, 4, 32), 1, (7, 7), (2, 7, 7, 16)),  # decoder: upsampling projection
-])
+@pytest.mark.parametrize(
+    'in_shape,stride,resize_to,out_shape',
+    [
+        ((2, 7, 7, 16), 1, None, (2, 7, 7, 16)),  # identity shortcut
+        ((2, 7, 7, 8), 2, None, (2, 4, 4, 16)),  # encoder: stride-2 projection
+        ((2, 4, 4, 32), 1, (7, 7), (2, 7, 7, 16)),  # decoder: upsampling projection
+    ],
+)
 def test_block_adds_the_shortcut(in_shape, stride, resize_to, out_shape):
   """With its last conv zeroed a block is exactly its shortcut: the input, or the 1x1
   projection of the pre-activated (BN-ReLU) input, strided or resized."""
@@ -203,15 +235,17 @@ def test_wae_mmd_train_step_with_resnet():
   adversary = models.build_adversary(config)
   state = train.create_train_state(config, _key(0), steps_per_epoch=10)
   step = jax.jit(train.make_train_step(config, model, adversary, 10, _key(1)))
-  images = np.random.default_rng(0).uniform(
-      0, 1, (config.train.batch_size,) + tuple(config.data.image_shape)).astype(np.float32)
+  images = (
+      np.random.default_rng(0)
+      .uniform(0, 1, (config.train.batch_size,) + tuple(config.data.image_shape))
+      .astype(np.float32)
+  )
   new_state, metrics = step(state, images)
   metrics = jax.device_get(metrics)
   assert metrics['skipped'] == 0.0
   for key in ('loss', 'reconstruction', 'penalty', 'codes_mean_gap', 'codes_cov_gap'):
     assert np.isfinite(metrics[key]), key
   assert set(new_state.params) == {'encoder', 'decoder'}
-  for old, new in ((state.params, new_state.params),
-                   (state.batch_stats, new_state.batch_stats)):
+  for old, new in ((state.params, new_state.params), (state.batch_stats, new_state.batch_stats)):
     changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), old, new)
     assert all(jax.tree_util.tree_leaves(changed)), changed

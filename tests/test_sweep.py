@@ -67,7 +67,7 @@ def test_sampling_is_reproducible_and_extending_keeps_earlier_configs():
   other = trials.sample_trials(_sweep(num_configs=4, sweep_seed=1))
   assert [t.params for t in other] != [t.params for t in first]
   more = trials.sample_trials(_sweep(num_configs=9))
-  assert more[:len(first)] == first
+  assert more[: len(first)] == first
   # A sweep of one method draws that method's configurations unchanged.
   only_vae = trials.sample_trials(_sweep(num_configs=4, methods=('vae',)))
   assert only_vae == [t for t in first if t.method == 'vae']
@@ -85,8 +85,11 @@ def test_trial_config_validates_and_carries_the_values():
   assert config.model.width == 1 / 32 and config.eval.num_samples == 500
 
   big = _sweep(num_configs=20)
-  sampled = [t for t in _configs(trials.sample_trials(big))
-            if t.params['model.arch'] in wae_config.ARCHITECTURES]
+  sampled = [
+      t
+      for t in _configs(trials.sample_trials(big))
+      if t.params['model.arch'] in wae_config.ARCHITECTURES
+  ]
   assert {t.method for t in sampled} == set(big.methods)
   for t in sampled:
     config = trials.trial_config(big, t)
@@ -96,13 +99,13 @@ def test_trial_config_validates_and_carries_the_values():
     assert config.model.latent_dim == t.params['model.latent_dim']
     if t.method == 'wae_mmd':  # The IMQ base scale, as a multiple of 2 d_z sigma_z^2.
       assert config.penalty.kernel_scale == pytest.approx(
-          t.params['penalty.kernel_scale_factor'] * 2 * config.model.latent_dim * 2.0)
+          t.params['penalty.kernel_scale_factor'] * 2 * config.model.latent_dim * 2.0
+      )
     if t.method == 'vae':
       assert config.model.gaussian_encoder
 
 
-def test_trials_carry_their_config_file_absolute_and_need_absolute_paths(tmp_path,
-                                                                         monkeypatch):
+def test_trials_carry_their_config_file_absolute_and_need_absolute_paths(tmp_path, monkeypatch):
   s = _sweep('tiny')
   sampled = trials.sample_trials(s)
   assert sampled[0].config_file == f'{REPO / "configs" / "mnist.py"}:wae_mmd,small'
@@ -117,8 +120,9 @@ def test_trials_carry_their_config_file_absolute_and_need_absolute_paths(tmp_pat
     trials.sample_trials(s)  # configs/mnist.py is not in tmp_path
   s.fixed.data.dir = 'mnist'
   (tmp_path / 'mnist').mkdir()
-  with pytest.raises(ValueError, match=r"config.data.dir='mnist' is relative; a sweep needs "
-                                       'absolute paths'):
+  with pytest.raises(
+      ValueError, match=r"config.data.dir='mnist' is relative; a sweep needs " 'absolute paths'
+  ):
     trials.trial_config(s, sampled[0])
   s.fixed.data.dir = str(tmp_path / 'mnist')
   assert trials.trial_config(s, sampled[0]).data.dir == str(tmp_path / 'mnist')
@@ -135,8 +139,10 @@ def test_wrong_specs_and_fields_are_named(monkeypatch):
     trials.sample_trials(s)
   s = _sweep('tiny')
   s.space.wae_mmd.model.depth = ('choice', (1, 2))
-  with pytest.raises(ValueError, match=r"sweep.space.wae_mmd.model.depth: the config has no "
-                                       r"field 'model.depth'"):
+  with pytest.raises(
+      ValueError,
+      match=r'sweep.space.wae_mmd.model.depth: the config has no ' r"field 'model.depth'",
+  ):
     trials.trial_config(s, trials.sample_trials(s)[0])
   monkeypatch.delenv('WAE_JAX_INCEPTION_WEIGHTS', raising=False)
   with pytest.raises(ValueError, match='Inception FID'):
@@ -149,8 +155,13 @@ def test_select_best_ignores_non_finite_fids():
 
 
 def _fake_trial(s, trial, root, fid, status='ok'):
-  record = {**trials.trial_record(s, trial), 'status': status, 'fid_metric': 'fid_inception',
-            'best_fid': fid, 'best_step': 20_000 if fid is not None else None}
+  record = {
+      **trials.trial_record(s, trial),
+      'status': status,
+      'fid_metric': 'fid_inception',
+      'best_fid': fid,
+      'best_step': 20_000 if fid is not None else None,
+  }
   (root / trial.trial_id).mkdir(parents=True)
   (root / trial.trial_id / trials.TRIAL_FILE).write_text(json.dumps(record))
 
@@ -164,7 +175,8 @@ def _one_error_line(error):
 
 @pytest.mark.parametrize('diverged', [True, False])
 def test_a_trial_whose_training_diverged_is_recorded_as_diverged_not_failed(
-    tmp_path, monkeypatch, diverged):
+    tmp_path, monkeypatch, diverged
+):
   s = _sweep('tiny')
   trial = trials.sample_trials(s)[0]
   with pytest.raises(train.NonFiniteError) as raised:
@@ -182,7 +194,6 @@ def test_a_trial_whose_training_diverged_is_recorded_as_diverged_not_failed(
   assert written['status'] == 'diverged'
 
 
-
 def test_a_trial_that_really_diverges_is_recorded_as_diverged_not_failed(tmp_path, mnist_dir):
   # The tiny sweep's trial with an absurd learning rate (valid, but the first update makes the
   # loss non-finite), really trained: 2 non-finite steps in a row stop it before its only
@@ -198,8 +209,12 @@ def test_a_trial_that_really_diverges_is_recorded_as_diverged_not_failed(tmp_pat
   assert json.loads((workdir / trials.TRIAL_FILE).read_text())['status'] == 'diverged'
   log = (workdir / trials.LOG_FILE).read_text()
   assert _attempts(workdir) == 1 and '--config.train.learning_rate=1e+30' in log
-  assert log.strip().splitlines()[-1].startswith('error: diverged: 2 steps in a row had a '
-                                                 'non-finite loss')
+  assert (
+      log.strip()
+      .splitlines()[-1]
+      .startswith('error: diverged: 2 steps in a row had a ' 'non-finite loss')
+  )
+
 
 def test_collect_writes_the_table_and_figures(tmp_path):
   s = _sweep(num_configs=2)
@@ -225,8 +240,12 @@ def test_collect_writes_the_table_and_figures(tmp_path):
   markdown = paths['markdown'].read_text()
   assert '| wae_gan | 2 | 1 | 1 | 0 | 45.0 | wae_gan-0000-s0 | 20000 |' in markdown
   assert '| vae | 2 | 1 | 0 | 1 | 70.0 | vae-0000-s0 | 20000 |' in markdown
-  for name in ('best_fid_per_method.png', 'fid_vs_lambda.png', 'fid_vs_latent_dim.png',
-               'fid_vs_learning_rate.png'):
+  for name in (
+      'best_fid_per_method.png',
+      'fid_vs_lambda.png',
+      'fid_vs_latent_dim.png',
+      'fid_vs_learning_rate.png',
+  ):
     with Image.open(tmp_path / name) as image:
       assert image.size[0] > 300
     assert f'![{name}]({name})' in markdown
@@ -237,13 +256,23 @@ def test_collect_writes_the_table_and_figures(tmp_path):
 
 
 def _launch(root, cache, mnist_dir, max_retries):
-  command = [sys.executable, 'launch/ray_sweep.py', '--sweep=configs/sweep.py:tiny',
-             f'--root={root}', '--max_concurrent=2', '--num_cpus=2',
-             f'--max_retries={max_retries}', '--progress_secs=20',
-             '--sweep.seeds_per_config=1', '--sweep.num_steps=6',
-             '--sweep.fixed.eval.num_samples=200', '--sweep.fixed.eval.sharpness_images=50',
-             '--sweep.fixed.eval.mmd_codes=50', f'--sweep.fixed.eval.cache_dir={cache}',
-             f'--sweep.fixed.data.dir={mnist_dir}']
+  command = [
+      sys.executable,
+      'launch/ray_sweep.py',
+      '--sweep=configs/sweep.py:tiny',
+      f'--root={root}',
+      '--max_concurrent=2',
+      '--num_cpus=2',
+      f'--max_retries={max_retries}',
+      '--progress_secs=20',
+      '--sweep.seeds_per_config=1',
+      '--sweep.num_steps=6',
+      '--sweep.fixed.eval.num_samples=200',
+      '--sweep.fixed.eval.sharpness_images=50',
+      '--sweep.fixed.eval.mmd_codes=50',
+      f'--sweep.fixed.eval.cache_dir={cache}',
+      f'--sweep.fixed.data.dir={mnist_dir}',
+  ]
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -299,8 +328,13 @@ def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, 
   assert rows['wae_mmd-0000-s0']['status'] == 'ok'
   assert float(rows['wae_mmd-0000-s0']['best_fid']) == result['best_fid']
   assert rows['wae_mmd-0001-s0']['status'] == 'failed'
-  for name in ('results.md', 'best_fid_per_method.png', 'fid_vs_lambda.png',
-               'fid_vs_latent_dim.png', 'fid_vs_learning_rate.png'):
+  for name in (
+      'results.md',
+      'best_fid_per_method.png',
+      'fid_vs_lambda.png',
+      'fid_vs_latent_dim.png',
+      'fid_vs_learning_rate.png',
+  ):
     assert (root / name).stat().st_size > 0
 
 
@@ -311,6 +345,7 @@ def test_ray_sweep_retries_reports_failures_and_skips_finished_trials(tmp_path, 
 class _FakeReport:
   """What sweep_plan.plan reads of an aot.Report; the step time follows the latent dim and
   batch."""
+
   num_chips = 4
 
   def __init__(self, config):
@@ -318,8 +353,13 @@ class _FakeReport:
 
   def roofline(self):
     step_s = 1e-3 * self.latent_dim + 1e-4 * self.batch_size
-    return dict(compute_s=step_s, memory_s=step_s / 3, step_s=step_s,
-                img_per_s=self.batch_size / step_s, bound='compute')
+    return dict(
+        compute_s=step_s,
+        memory_s=step_s / 3,
+        step_s=step_s,
+        img_per_s=self.batch_size / step_s,
+        bound='compute',
+    )
 
   def fit_error(self):
     return 'the compiled step needs 20 GiB per chip' if self.batch_size == 12 else None
@@ -333,14 +373,16 @@ def _fake_analyse(calls):
     if (config.model.latent_dim, config.train.batch_size) == (8, 12):
       raise aot.DoesNotFitError('the parameters and optimizer state need 99 GiB per chip')
     return _FakeReport(config)
+
   return analyse
 
 
 def _plan_sweep():
   """tiny with the batch size searched too: 6 (not divisible by 4 chips), 8 and 12."""
   s = _sweep('tiny', num_configs=12)
-  s.fixed = trials.nested({p: v for p, v in wae_config.flatten(s.fixed).items()
-                          if p != 'train.batch_size'})
+  s.fixed = trials.nested(
+      {p: v for p, v in wae_config.flatten(s.fixed).items() if p != 'train.batch_size'}
+  )
   s.space.wae_mmd.train.batch_size = ('choice', (6, 8, 12))
   return s
 
@@ -357,9 +399,14 @@ def test_plan_shape_key_drops_only_what_cannot_change_the_step():
   key = sweep_plan.shape_key(a)
   assert key['model.latent_dim'] == a.model.latent_dim and key['train.input_noise'] is True
   assert not {'seed', 'penalty.lam', 'train.learning_rate', 'eval.num_samples'} & set(key)
-  for path, value in [('model.latent_dim', 16), ('train.batch_size', 12),
-                      ('train.input_noise', 0.0), ('train.adam_b1', 0.9),
-                      ('penalty.name', 'gan'), ('model.dtype', 'bfloat16')]:
+  for path, value in [
+      ('model.latent_dim', 16),
+      ('train.batch_size', 12),
+      ('train.input_noise', 0.0),
+      ('train.adam_b1', 0.9),
+      ('penalty.name', 'gan'),
+      ('model.dtype', 'bfloat16'),
+  ]:
     c = trials.trial_config(s, sampled[0])
     trials._set(c, path, value, 'test')  # pylint: disable=protected-access
     assert sweep_plan.shape_key(c) != key, path
@@ -373,8 +420,14 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
     combos.setdefault((t.params['model.latent_dim'], t.params['train.batch_size']), []).append(t)
   assert len(combos) == 6  # every latent dim with every batch size
   calls, lines = [], []
-  rows = sweep_plan.plan(s, 'v5e:2x2', analyse=_fake_analyse(calls), num_chips=4,
-                         progress=lines.append, cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE)
+  rows = sweep_plan.plan(
+      s,
+      'v5e:2x2',
+      analyse=_fake_analyse(calls),
+      num_chips=4,
+      progress=lines.append,
+      cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE,
+  )
   # One compile per shape: the trials of a shape differ in learning rate, lambda and seed only.
   compiled = sorted(c for c in combos if c[1] % 4 == 0)
   assert sorted(calls) == [(*c, 'v5e:2x2') for c in compiled]
@@ -382,7 +435,8 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
   assert len(rows) == 6
   by_combo = {(r.key['model.latent_dim'], r.key['train.batch_size']): r for r in rows}
   assert {c: r.trial_ids for c, r in by_combo.items()} == {
-      c: [t.trial_id for t in ts] for c, ts in combos.items()}
+      c: [t.trial_id for t in ts] for c, ts in combos.items()
+  }
   assert any(len({t.params['train.learning_rate'] for t in ts}) > 1 for ts in combos.values())
 
   total = 0.0
@@ -393,8 +447,11 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
       assert 'train.batch_size=6 does not split over the 4 chips' in row.note
     elif batch_size == 12:
       assert row.status == 'does not fit' and row.chip_hours == 0.0
-      assert row.note == ('the parameters and optimizer state need 99 GiB per chip'
-                          if latent_dim == 8 else 'the compiled step needs 20 GiB per chip')
+      assert row.note == (
+          'the parameters and optimizer state need 99 GiB per chip'
+          if latent_dim == 8
+          else 'the compiled step needs 20 GiB per chip'
+      )
     else:
       step_s = 1e-3 * latent_dim + 1e-4 * batch_size
       assert (row.status, row.step_s, row.bound) == ('ok', step_s, 'compute')
@@ -416,26 +473,39 @@ def test_plan_compiles_each_shape_once_and_adds_up_the_chip_hours(tmp_path):
   # A rerun reads the figures back from the cache file: no compile.
   def no_compile(config, topology):
     raise AssertionError('compiled again')
-  again = sweep_plan.plan(s, 'v5e:2x2', analyse=no_compile, num_chips=4, progress=lines.append,
-                          cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE)
+
+  again = sweep_plan.plan(
+      s,
+      'v5e:2x2',
+      analyse=no_compile,
+      num_chips=4,
+      progress=lines.append,
+      cache_path=tmp_path / sweep_plan.PLAN_CACHE_FILE,
+  )
   assert len(lines) == 4 and all(r.cached for r in again if r.status != 'indivisible')
   assert [(r.trial_ids, r.status, r.step_s, r.note) for r in again] == [
-      (r.trial_ids, r.status, r.step_s, r.note) for r in rows]
+      (r.trial_ids, r.status, r.step_s, r.note) for r in rows
+  ]
   assert sweep_plan.format_plan(again, 'v5e:2x2').splitlines()[-2:] == text.splitlines()[-2:]
   # Another topology is another compile; the in-memory cache serves as the file does.
   cache = {}
-  sweep_plan.plan(s, 'v5e:4x4', analyse=_fake_analyse(calls), num_chips=4, cache=cache,
-                  progress=lines.append)
-  sweep_plan.plan(s, 'v5e:4x4', analyse=no_compile, num_chips=4, cache=cache,
-                  progress=lines.append)
+  sweep_plan.plan(
+      s, 'v5e:4x4', analyse=_fake_analyse(calls), num_chips=4, cache=cache, progress=lines.append
+  )
+  sweep_plan.plan(s, 'v5e:4x4', analyse=no_compile, num_chips=4, cache=cache, progress=lines.append)
   assert len(calls) == 8 and len(cache) == 4
 
 
 def _plan_command(*args):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  return subprocess.run([sys.executable, 'launch/ray_sweep.py', '--plan',
-                         '--sweep=configs/sweep.py:tiny', *args],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+      [sys.executable, 'launch/ray_sweep.py', '--plan', '--sweep=configs/sweep.py:tiny', *args],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
 
 
 def test_plan_of_the_tiny_sweep_compiles_for_v5e(tmp_path):

@@ -31,36 +31,49 @@ def _run_steps(config, num_steps):
   return state, new_state, metrics
 
 
-@pytest.mark.parametrize('objective,extra_metrics', [
-    ('wae_mmd', ()),
-    ('wae_gan', ('adversary_loss', 'adversary_accuracy')),
-    ('vae', ('encoder_variance',)),
-    ('wae_swd', ()),
-    ('wae_sinkhorn', ()),
-])
+@pytest.mark.parametrize(
+    'objective,extra_metrics',
+    [
+        ('wae_mmd', ()),
+        ('wae_gan', ('adversary_loss', 'adversary_accuracy')),
+        ('vae', ('encoder_variance',)),
+        ('wae_swd', ()),
+        ('wae_sinkhorn', ()),
+    ],
+)
 def test_train_step_learns(objective, extra_metrics):
   config = tiny_config(objective)
   before, after, metrics = _run_steps(config, 8)
   assert int(after.step) == 8
-  for key in ('loss', 'reconstruction', 'penalty', 'learning_rate', 'codes_mean_gap',
-              'codes_cov_gap') + extra_metrics:
+  for key in (
+      'loss',
+      'reconstruction',
+      'penalty',
+      'learning_rate',
+      'codes_mean_gap',
+      'codes_cov_gap',
+  ) + extra_metrics:
     assert all(np.isfinite(m[key]) for m in metrics), key
   # The same batch, eight times: its reconstruction cost must fall.
   assert metrics[-1]['reconstruction'] < metrics[0]['reconstruction']
-  changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), before.params,
-                                   after.params)
+  changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), before.params, after.params)
   assert all(jax.tree_util.tree_leaves(changed))
   if objective == 'wae_gan':
-    assert not np.allclose(jax.tree_util.tree_leaves(before.adversary_params)[0],
-                           jax.tree_util.tree_leaves(after.adversary_params)[0])
+    assert not np.allclose(
+        jax.tree_util.tree_leaves(before.adversary_params)[0],
+        jax.tree_util.tree_leaves(after.adversary_params)[0],
+    )
     assert 0.0 <= metrics[-1]['adversary_accuracy'] <= 1.0
   else:
     assert before.adversary_params == {}
 
 
 def _tree_close(a, b):
-  return all(jax.tree_util.tree_leaves(
-      jax.tree_util.tree_map(lambda x, y: np.allclose(x, y, rtol=1e-5, atol=1e-6), a, b)))
+  return all(
+      jax.tree_util.tree_leaves(
+          jax.tree_util.tree_map(lambda x, y: np.allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+      )
+  )
 
 
 def test_alternating_gan_update_penalises_the_encoder_with_the_updated_adversary():
@@ -83,10 +96,12 @@ def test_alternating_gan_update_penalises_the_encoder_with_the_updated_adversary
   after_alt, alt_metrics = alternating(state, images)
   assert _tree_close(after_alt.adversary_params, after_sim.adversary_params)
   assert float(alt_metrics['adversary_loss']) == pytest.approx(
-      float(sim_metrics['adversary_loss']), rel=1e-5)
+      float(sim_metrics['adversary_loss']), rel=1e-5
+  )
   assert not _tree_close(after_alt.params, after_sim.params)
   against_updated, _ = simultaneous(
-      state.replace(adversary_params=after_alt.adversary_params), images)
+      state.replace(adversary_params=after_alt.adversary_params), images
+  )
   assert _tree_close(after_alt.params, against_updated.params)
 
 
@@ -144,8 +159,13 @@ def test_pretraining_moves_codes_towards_the_prior():
   images = _random_images(config, 64)
 
   def gap(s):
-    codes = model.apply({'params': s.params, 'batch_stats': s.batch_stats}, images,
-                        train=True, method=model.encode, mutable=['batch_stats'])[0][0]
+    codes = model.apply(
+        {'params': s.params, 'batch_stats': s.batch_stats},
+        images,
+        train=True,
+        method=model.encode,
+        mutable=['batch_stats'],
+    )[0][0]
     m, c = train.prior_moment_gaps(codes, 1.0)
     return float(m**2 + c**2)
 
@@ -153,7 +173,8 @@ def test_pretraining_moves_codes_towards_the_prior():
   assert gap(pretrained) < 0.5 * gap(state)
   np.testing.assert_array_equal(
       jax.tree_util.tree_leaves(pretrained.params['decoder'])[0],
-      jax.tree_util.tree_leaves(state.params['decoder'])[0])
+      jax.tree_util.tree_leaves(state.params['decoder'])[0],
+  )
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
@@ -172,16 +193,18 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
   assert int(straight.step) == int(resumed.step) == 8
   for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
     np.testing.assert_array_equal(a, b)
-  assert sorted(p.name for p in (tmp_path / 'resumed' / 'checkpoints').iterdir()
-                if p.name.isdigit()) == ['4', '8']
+  assert sorted(
+      p.name for p in (tmp_path / 'resumed' / 'checkpoints').iterdir() if p.name.isdigit()
+  ) == ['4', '8']
 
 
 def test_bfloat16_activations_keep_float32_parameters_and_losses():
   config = tiny_config('wae_mmd')
   config.model.dtype = 'bfloat16'
   model = models.build_autoencoder(config)
-  step_fn = train.make_train_step(config, model, models.build_adversary(config), 10,
-                                  jax.random.PRNGKey(1))
+  step_fn = train.make_train_step(
+      config, model, models.build_adversary(config), 10, jax.random.PRNGKey(1)
+  )
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
   images = _random_images(config, config.train.batch_size)
   # The convolutions' matrix products run in bfloat16 ...
@@ -189,8 +212,9 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
   assert 'bf16' in jaxpr and 'dot_general' in jaxpr
   new_state, metrics = jax.jit(step_fn)(state, images)
   # ... while parameters, optimizer state, losses and penalty stay float32.
-  for leaf in jax.tree_util.tree_leaves((new_state.params, new_state.opt_state,
-                                         new_state.batch_stats)):
+  for leaf in jax.tree_util.tree_leaves(
+      (new_state.params, new_state.opt_state, new_state.batch_stats)
+  ):
     if jnp.issubdtype(leaf.dtype, jnp.floating):
       assert leaf.dtype == jnp.float32
   for key in ('loss', 'reconstruction', 'penalty'):
@@ -207,14 +231,23 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
 
 def test_jitted_step_donates_the_state_and_a_checkpoint_keeps_its_own_copy(tmp_path):
   from wae_jax import checkpoints  # pylint: disable=g-import-not-at-top
+
   config = tiny_config('wae_gan')
   mesh = parallel.make_mesh()
   state = parallel.replicate(train.create_train_state(config, jax.random.PRNGKey(0), 10), mesh)
-  step = parallel.jit_on_mesh(train.make_train_step(
-      config, models.build_autoencoder(config), models.build_adversary(config), 10,
-      jax.random.PRNGKey(1)), mesh)
-  images = jax.device_put(_random_images(config, config.train.batch_size),
-                          parallel.batch_sharded(mesh))
+  step = parallel.jit_on_mesh(
+      train.make_train_step(
+          config,
+          models.build_autoencoder(config),
+          models.build_adversary(config),
+          10,
+          jax.random.PRNGKey(1),
+      ),
+      mesh,
+  )
+  images = jax.device_put(
+      _random_images(config, config.train.batch_size), parallel.batch_sharded(mesh)
+  )
   # Copies: on the CPU a numpy view of a buffer would keep the step from donating it.
   saved = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), state)
   ckpts = checkpoints.Checkpoints(tmp_path, keep=2)

@@ -16,9 +16,9 @@ def test_image_grid_layout_and_pixel_mapping():
   images[1] = 1.0
   grid = visualize.image_grid(images, (0.0, 1.0), ncols=2, pad=1)
   assert grid.shape == (3 * 4 + 1, 2 * 5 + 1, 1) and grid.dtype == np.uint8
-  assert (grid[1:4, 1:5] == 0).all()          # image 0: black
-  assert (grid[1:4, 6:10] == 255).all()       # image 1: white
-  assert (grid[0] == 255).all()               # padding
+  assert (grid[1:4, 1:5] == 0).all()  # image 0: black
+  assert (grid[1:4, 6:10] == 255).all()  # image 1: white
+  assert (grid[0] == 255).all()  # padding
   signed = visualize.image_grid(-np.ones((1, 2, 2, 3)), (-1.0, 1.0), ncols=1)
   assert (signed[1:3, 1:3] == 0).all()
 
@@ -29,8 +29,9 @@ def test_make_pictures_with_identity_autoencoder():
   flat = lambda x: x.reshape(len(x), -1)
   unflat = lambda z: z.reshape(len(z), 4, 4, 1)
   noise = rng.uniform(size=(9, 16)).astype(np.float32)
-  grids = visualize.make_pictures(flat, unflat, test_images, noise, (0.0, 1.0),
-                                  num_pairs=2, num_steps=3)
+  grids = visualize.make_pictures(
+      flat, unflat, test_images, noise, (0.0, 1.0), num_pairs=2, num_steps=3
+  )
   assert grids['samples'].shape == (3 * 5 + 1, 3 * 5 + 1, 1)
   rec = grids['reconstructions']
   assert rec.shape == (8 * 5 + 1, 8 * 5 + 1, 1)
@@ -43,6 +44,7 @@ def test_make_pictures_with_identity_autoencoder():
 
 def test_save_png_round_trip(tmp_path):
   from PIL import Image
+
   grid = visualize.image_grid(np.ones((4, 5, 5, 3)) * 0.5, (0.0, 1.0), ncols=2)
   path = visualize.save_png(tmp_path / 'a' / 'grid.png', grid)
   with Image.open(path) as image:
@@ -52,13 +54,19 @@ def test_save_png_round_trip(tmp_path):
 def test_make_pictures_with_few_test_images():
   # Three test images make one interpolation pair, not a crash on pairs of unequal length.
   images = np.random.default_rng(0).uniform(size=(3, 4, 4, 1)).astype(np.float32)
-  grids = visualize.make_pictures(lambda x: x.reshape(len(x), -1),
-                                  lambda z: z.reshape(len(z), 4, 4, 1), images,
-                                  np.zeros((4, 16), np.float32), (0.0, 1.0), num_steps=3)
+  grids = visualize.make_pictures(
+      lambda x: x.reshape(len(x), -1),
+      lambda z: z.reshape(len(z), 4, 4, 1),
+      images,
+      np.zeros((4, 16), np.float32),
+      (0.0, 1.0),
+      num_steps=3,
+  )
   assert grids['interpolations'].shape == (1 * 5 + 1, 3 * 5 + 1, 1)
 
 
 class _Writer:
+
   def __init__(self):
     self.images = {}
 
@@ -75,7 +83,8 @@ def test_pictures_of_a_real_model_from_one_test_image_or_none(tmp_path):
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
   for n, expected in ((1, {'samples', 'reconstructions'}), (0, {'samples'})):
     writer = _Writer()
-    paths = visualize.write_pictures(config, model, state,
-                                     np.zeros((n, 28, 28, 1), np.float32), writer, tmp_path, n)
+    paths = visualize.write_pictures(
+        config, model, state, np.zeros((n, 28, 28, 1), np.float32), writer, tmp_path, n
+    )
     assert set(paths) == set(writer.images[n]) == expected
     assert all(pathlib.Path(p).exists() for p in paths.values())

@@ -33,8 +33,11 @@ _MARGIN = 0.05
 def state_bytes(state) -> int:
   """The bytes of a state's arrays (or of their `jax.ShapeDtypeStruct`s): at most what a
   checkpoint of it holds, uncompressed."""
-  return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
-             for x in jax.tree_util.tree_leaves(state) if hasattr(x, 'dtype'))
+  return sum(
+      math.prod(x.shape) * np.dtype(x.dtype).itemsize
+      for x in jax.tree_util.tree_leaves(state)
+      if hasattr(x, 'dtype')
+  )
 
 
 # Where training keeps checkpoints it could not read (next to checkpoints/).
@@ -56,10 +59,14 @@ def _first_line(error: Exception, limit: int = 200) -> str:
 
 def _tree_differences(found, expected, limit: int = 6):
   """Lines naming the paths whose presence or shape differs between two trees."""
-  flat_found = {jax.tree_util.keystr(p): getattr(v, 'shape', None)
-                for p, v in jax.tree_util.tree_flatten_with_path(found)[0]}
-  flat_expected = {jax.tree_util.keystr(p): tuple(v.shape)
-                   for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  flat_found = {
+      jax.tree_util.keystr(p): getattr(v, 'shape', None)
+      for p, v in jax.tree_util.tree_flatten_with_path(found)[0]
+  }
+  flat_expected = {
+      jax.tree_util.keystr(p): tuple(v.shape)
+      for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]
+  }
   lines = []
   # The parameters first: they say most plainly which config wrote the checkpoint.
   for path in sorted(set(flat_found) | set(flat_expected), key=lambda p: ('opt_state' in p, p)):
@@ -78,8 +85,10 @@ class Checkpoints:
   def __init__(self, workdir, keep: int = 3):
     self.directory = files.check_workdir(workdir).absolute() / 'checkpoints'
     self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        item_handlers=ocp.StandardCheckpointHandler())  # so metadata reads before a restore
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler(),
+    )  # so metadata reads before a restore
     self._writing = None  # (step, bytes needed) of the save last started
     self._failure: Optional[errors.OutOfSpaceError] = None
 
@@ -110,26 +119,34 @@ class Checkpoints:
       self._raise_if_out_of_space(e)
       raise
 
-  def _out_of_space(self, step: int, needed: int, free: Optional[int],
-                    while_writing: bool = False) -> errors.OutOfSpaceError:
+  def _out_of_space(
+      self, step: int, needed: int, free: Optional[int], while_writing: bool = False
+  ) -> errors.OutOfSpaceError:
     """The one-line error: the checkpoint, its bytes, the free bytes, the last intact step."""
     last = self._manager.latest_step()
     path = self.directory / str(step)
     free = f'{free:,} bytes' if free is not None else 'an unknown number of bytes'
     if while_writing:
-      what = (f'the disk filled up while checkpoint {path} was written (it needs about '
-              f'{needed:,} bytes; {free} are free now)')
+      what = (
+          f'the disk filled up while checkpoint {path} was written (it needs about '
+          f'{needed:,} bytes; {free} are free now)'
+      )
     else:
-      what = (f'checkpoint {path} needs about {needed:,} bytes but only {free} are free on '
-              'its file system')
+      what = (
+          f'checkpoint {path} needs about {needed:,} bytes but only {free} are free on '
+          'its file system'
+      )
     if last is None:
       then = 'there is no intact checkpoint yet: the run will start from the beginning'
     else:
-      then = (f'the last intact checkpoint is step {last} ({self.directory / str(last)}): the '
-              f'run will resume from it')
+      then = (
+          f'the last intact checkpoint is step {last} ({self.directory / str(last)}): the '
+          f'run will resume from it'
+      )
     return errors.OutOfSpaceError(
         f'out of space: {what}. Free some space (or use a --workdir on a larger disk) and run '
-        f'the same command again; {then}.')
+        f'the same command again; {then}.'
+    )
 
   def _raise_if_out_of_space(self, error: Exception) -> None:
     """Orbax's error for a full disk (tensorstore's text in a ValueError, from a thread) as
@@ -137,15 +154,17 @@ class Checkpoints:
     if not errors.is_out_of_space(error):
       return
     step, needed = self._writing or (None, 0)
-    self._failure = self._out_of_space(step, needed, errors.free_bytes(self.directory),
-                                       while_writing=True)
+    self._failure = self._out_of_space(
+        step, needed, errors.free_bytes(self.directory), while_writing=True
+    )
     raise self._failure from error
 
   def all_steps(self):
     return sorted(self._manager.all_steps())
 
-  def restore(self, target: State, step: Optional[int] = None,
-              set_aside_unreadable: bool = False) -> Optional[State]:
+  def restore(
+      self, target: State, step: Optional[int] = None, set_aside_unreadable: bool = False
+  ) -> Optional[State]:
     """The state at `step` (default: the latest readable one), shaped like `target`.
 
     None if there is no checkpoint. Without `step`, a checkpoint that cannot be read (cut
@@ -157,8 +176,9 @@ class Checkpoints:
     steps = [step] if step is not None else self.all_steps()[::-1]
     if not steps:
       return None
-    template = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      flax.serialization.to_state_dict(target))
+    template = jax.tree_util.tree_map(
+        ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
+    )
     failed = []
     for s in steps:
       try:
@@ -169,14 +189,17 @@ class Checkpoints:
           raise ValueError(f'arrays of another shape: {differences[0].strip()}')
         restored = self._manager.restore(s, args=ocp.args.StandardRestore(template))
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning('Checkpoint %s cannot be restored: %s', self.directory / str(s),
-                        _first_line(e))
+        logging.warning(
+            'Checkpoint %s cannot be restored: %s', self.directory / str(s), _first_line(e)
+        )
         failed.append((s, e))
         continue
       if failed:
-        logging.warning('Restored checkpoint %s instead of the later %s, which cannot be read',
-                        self.directory / str(s),
-                        ', '.join(str(self.directory / str(f)) for f, _ in failed))
+        logging.warning(
+            'Restored checkpoint %s instead of the later %s, which cannot be read',
+            self.directory / str(s),
+            ', '.join(str(self.directory / str(f)) for f, _ in failed),
+        )
         if set_aside_unreadable:
           self._set_aside([f for f, _ in failed])
       else:
@@ -196,10 +219,14 @@ class Checkpoints:
           copies += 1
           target = aside / f'{step}.{copies}'
         (self.directory / str(step)).rename(target)
-        logging.warning('Moved the unreadable checkpoint of step %d to %s; that step will be '
-                        'written again', step, target)
+        logging.warning(
+            'Moved the unreadable checkpoint of step %d to %s; that step will be ' 'written again',
+            step,
+            target,
+        )
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       multihost_utils.sync_global_devices('wae_jax.checkpoints.set_aside')
     self._manager.reload()
 
@@ -219,15 +246,19 @@ class Checkpoints:
     tried = ', '.join(f'step {s} ({_first_line(e)})' for s, e in failed)
     differences = self._shape_differences(failed[0][0], template)
     if differences:
-      return (f'no checkpoint in {self.directory} fits this config (tried steps '
-              f'{", ".join(str(s) for s, _ in failed)}); step {failed[0][0]}: '
-              f'{"; ".join(line.strip() for line in differences)}. Was it written with a '
-              'different model config (widths, latent_dim, penalty)? Use that config, or a new '
-              '--workdir.')
-    return (f'no checkpoint in {self.directory} can be read (tried {tried}): its files are cut '
-            'short or corrupt (a kill during a copy, a full or failing disk). Put back intact '
-            f'copies, or move the folder aside (mv {self.directory} '
-            f'{self.directory.parent / UNREADABLE}) to train again from step 0.')
+      return (
+          f'no checkpoint in {self.directory} fits this config (tried steps '
+          f'{", ".join(str(s) for s, _ in failed)}); step {failed[0][0]}: '
+          f'{"; ".join(line.strip() for line in differences)}. Was it written with a '
+          'different model config (widths, latent_dim, penalty)? Use that config, or a new '
+          '--workdir.'
+      )
+    return (
+        f'no checkpoint in {self.directory} can be read (tried {tried}): its files are cut '
+        'short or corrupt (a kill during a copy, a full or failing disk). Put back intact '
+        f'copies, or move the folder aside (mv {self.directory} '
+        f'{self.directory.parent / UNREADABLE}) to train again from step 0.'
+    )
 
   def wait(self) -> None:
     """Blocks until the last save is complete; OutOfSpaceError if the disk filled up during

@@ -61,9 +61,11 @@ def descriptions() -> Dict[str, str]:
   to its comment. Raises ValueError for a comment that belongs to no field."""
   source = textwrap.dedent(inspect.getsource(wae_config.base_config))
   lines = source.splitlines()
-  comments = {token.start[0]: token.string.lstrip('#').strip()
-              for token in tokenize.generate_tokens(io.StringIO(source).readline)
-              if token.type == tokenize.COMMENT}
+  comments = {
+      token.start[0]: token.string.lstrip('#').strip()
+      for token in tokenize.generate_tokens(io.StringIO(source).readline)
+      if token.type == tokenize.COMMENT
+  }
   function = ast.parse(source).body[0]
   found, used = {}, set()
   for statement in function.body:
@@ -74,16 +76,21 @@ def descriptions() -> Dict[str, str]:
       continue
     rows = [r for r in range(statement.lineno, statement.end_lineno + 1) if r in comments]
     row = statement.end_lineno + 1
-    while (row in comments and lines[row - 1].lstrip().startswith('#')
-           and len(lines[row - 1]) - len(lines[row - 1].lstrip()) > statement.col_offset):
+    while (
+        row in comments
+        and lines[row - 1].lstrip().startswith('#')
+        and len(lines[row - 1]) - len(lines[row - 1].lstrip()) > statement.col_offset
+    ):
       rows.append(row)  # a comment line indented below the field continues its comment
       row += 1
     used.update(rows)
     found[name[2:]] = ' '.join(comments[r] for r in rows)
   stray = sorted(set(comments) - used)
   if stray:
-    raise ValueError(f'base_config: the comment {lines[stray[0] - 1].strip()!r} belongs to no '
-                     'field; put it on a field\'s line (or indented below it)')
+    raise ValueError(
+        f'base_config: the comment {lines[stray[0] - 1].strip()!r} belongs to no '
+        "field; put it on a field's line (or indented below it)"
+    )
   return found
 
 
@@ -115,8 +122,12 @@ def markdown() -> str:
     heading = f'`config.{section}`' if section else 'Top level'
     about = f'{text[0].upper()}{text[1:]}.\n\n' if text else ''
     parts.append(f'\n## {heading}\n\n{about}| field | default | description |\n|---|---|---|\n')
-    parts.append(''.join(f'| `{name}` | `{_cell(repr(default))}` | {_cell(description)} |\n'
-                         for name, default, description in fields))
+    parts.append(
+        ''.join(
+            f'| `{name}` | `{_cell(repr(default))}` | {_cell(description)} |\n'
+            for name, default, description in fields
+        )
+    )
   return ''.join(parts)
 
 
@@ -131,8 +142,9 @@ def main(argv):
 
 
 def _define_flags():
-  flags.DEFINE_string('out', None, 'Write the markdown to this file (docs/config.md) instead of '
-                      'printing it.')
+  flags.DEFINE_string(
+      'out', None, 'Write the markdown to this file (docs/config.md) instead of ' 'printing it.'
+  )
 
 
 if __name__ == '__main__':

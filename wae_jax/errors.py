@@ -111,7 +111,8 @@ def out_of_space(what: str, path) -> OutOfSpaceError:
   return OutOfSpaceError(
       f'out of space: cannot write {what} {path}; {free}. Free some space (or use a --workdir '
       'on a larger disk) and run the same command again (a training run resumes from its last '
-      'intact checkpoint).')
+      'intact checkpoint).'
+  )
 
 
 @contextlib.contextmanager
@@ -134,8 +135,9 @@ _CHATTY_LIBRARIES = ('/orbax/', '/jax/_src/xla_bridge.py')
 
 def drop_library_info(record: std_logging.LogRecord) -> bool:
   """A log handler's filter: keeps the libraries' warnings, drops their INFO chatter."""
-  return (record.levelno >= std_logging.WARNING
-          or not any(library in record.pathname for library in _CHATTY_LIBRARIES))
+  return record.levelno >= std_logging.WARNING or not any(
+      library in record.pathname for library in _CHATTY_LIBRARIES
+  )
 
 
 def _drop_reported_library_errors(record: std_logging.LogRecord) -> bool:
@@ -166,8 +168,10 @@ def report(error: BaseException, verbose: bool = False, file=None) -> Optional[i
   if isinstance(error, WaeError):
     message = str(error).strip()
   elif is_out_of_space(error):
-    message = (f'out of space: {one_line(error)}. Free some space and run the same command '
-               'again (a training run resumes from its last intact checkpoint).')
+    message = (
+        f'out of space: {one_line(error)}. Free some space and run the same command '
+        'again (a training run resumes from its last intact checkpoint).'
+    )
   else:
     return None
   if verbose:
@@ -184,7 +188,7 @@ def _flag_argument(argv: Sequence[str], name: str) -> Optional[str]:
       break
     for prefix in (f'--{name}=', f'-{name}='):
       if arg.startswith(prefix):
-        value = arg[len(prefix):]
+        value = arg[len(prefix) :]
     if arg in (f'--{name}', f'-{name}') and i + 1 < len(argv):
       value = argv[i + 1]
   return value
@@ -202,8 +206,9 @@ def _is_config_flag(flag) -> bool:
 
 
 def _config_flags(flag_values) -> List[str]:
-  return sorted({flag_values[name].name for name in flag_values
-                 if _is_config_flag(flag_values[name])})
+  return sorted(
+      {flag_values[name].name for name in flag_values if _is_config_flag(flag_values[name])}
+  )
 
 
 def _check_config_files(argv: Sequence[str], flag_values) -> None:
@@ -213,9 +218,11 @@ def _check_config_files(argv: Sequence[str], flag_values) -> None:
     spec = _flag_argument(argv, name)
     path = spec.split(':', 1)[0] if spec is not None else None
     if path is not None and not os.path.isfile(path):
-      raise ConfigError(f'--{name}={spec}: config file {path!r} not found; config files are '
-                        f'found from the current directory, {os.getcwd()}: run from the '
-                        'checkout, or give the file\'s path')
+      raise ConfigError(
+          f'--{name}={spec}: config file {path!r} not found; config files are '
+          f'found from the current directory, {os.getcwd()}: run from the '
+          "checkout, or give the file's path"
+      )
 
 
 def _check_loaded_configs(argv: Sequence[str], flag_values) -> None:
@@ -225,8 +232,10 @@ def _check_loaded_configs(argv: Sequence[str], flag_values) -> None:
     try:
       getattr(flag_values[name].value, 'keys', None)
     except OSError as e:
-      raise ConfigError(f'--{name}={_flag_argument(argv, name)}: the config cannot be '
-                        f'loaded: {one_line(e.__cause__ or e)}') from e
+      raise ConfigError(
+          f'--{name}={_flag_argument(argv, name)}: the config cannot be '
+          f'loaded: {one_line(e.__cause__ or e)}'
+      ) from e
 
 
 def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
@@ -254,11 +263,16 @@ def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
     if override is None:
       raise
     hint = ' '.join(_missing_key(e).splitlines()[1:])  # ml_collections' "Did you mean ...?"
-    listed = ('docs/config.md lists every field' if override.startswith('--config.') else
-              'the config file lists every field')
-    raise ConfigError(f'{override}: the config has no field '
-                      f'{override.split("=", 1)[0].split(".", 1)[1]!r}{"; " if hint else ""}'
-                      f'{hint} ({listed})') from e
+    listed = (
+        'docs/config.md lists every field'
+        if override.startswith('--config.')
+        else 'the config file lists every field'
+    )
+    raise ConfigError(
+        f'{override}: the config has no field '
+        f'{override.split("=", 1)[0].split(".", 1)[1]!r}{"; " if hint else ""}'
+        f'{hint} ({listed})'
+    ) from e
   _check_loaded_configs(argv, flag_values)
   return args
 
@@ -285,16 +299,19 @@ def _unknown_override(argv: Sequence[str], flag_values, error: Exception) -> Opt
 def _verbose(argv: Sequence[str]) -> bool:
   if flags.FLAGS.is_parsed() and 'verbose' in flags.FLAGS:
     return bool(flags.FLAGS.verbose)
-  return any(arg in ('--verbose', '-verbose', '--verbose=true', '--verbose=1')
-             for arg in argv[1:])
+  return any(arg in ('--verbose', '-verbose', '--verbose=true', '--verbose=1') for arg in argv[1:])
 
 
 def run(main: Callable[[List[str]], object], argv: Optional[Sequence[str]] = None) -> None:
   """`absl.app.run(main)` for every command: a project error (or a full disk) ends it with
   one line, `error: <message>`, and exit status 2; a bug keeps its traceback."""
   if 'verbose' not in flags.FLAGS:
-    flags.DEFINE_bool('verbose', False, 'Show the traceback of errors that are reported in '
-                      'one line (bad config, data, checkpoint, full disk); bugs always show it.')
+    flags.DEFINE_bool(
+        'verbose',
+        False,
+        'Show the traceback of errors that are reported in '
+        'one line (bad config, data, checkpoint, full disk); bugs always show it.',
+    )
   argv = list(sys.argv if argv is None else argv)
   absl_logger = std_logging.getLogger('absl')
   if _drop_reported_library_errors not in absl_logger.filters:

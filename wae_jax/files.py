@@ -72,8 +72,10 @@ def check_workdir(workdir) -> pathlib.Path:
   """`workdir` as a path; WorkdirError if it is a file (every command reads or writes in it)."""
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
-    raise WorkdirError(f'--workdir={workdir} is a file, not a directory: pass a directory '
-                       '(it is created if missing)')
+    raise WorkdirError(
+        f'--workdir={workdir} is a file, not a directory: pass a directory '
+        '(it is created if missing)'
+    )
   return workdir
 
 
@@ -89,8 +91,10 @@ def workdir_lock(workdir) -> Iterator[pathlib.Path]:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except (FileExistsError, NotADirectoryError) as e:
-    raise WorkdirError(f'--workdir={workdir} cannot be created: {e.strerror} ({e.filename}); '
-                       'pass a directory path whose parents are directories') from e
+    raise WorkdirError(
+        f'--workdir={workdir} cannot be created: {e.strerror} ({e.filename}); '
+        'pass a directory path whose parents are directories'
+    ) from e
   path = workdir / LOCK_FILE
   with open(path, 'a+') as lock:
     try:
@@ -98,12 +102,16 @@ def workdir_lock(workdir) -> Iterator[pathlib.Path]:
     except BlockingIOError:
       lock.seek(0)
       holder = lock.read().strip() or 'another process'
-      raise WorkdirError(f'another run is training in {workdir} ({holder}): wait for it to end '
-                         'or stop it, or pass another --workdir') from None
+      raise WorkdirError(
+          f'another run is training in {workdir} ({holder}): wait for it to end '
+          'or stop it, or pass another --workdir'
+      ) from None
     lock.seek(0)
     lock.truncate()
-    lock.write(f'pid {os.getpid()} on {os.uname().nodename}, since '
-               f'{datetime.datetime.now().isoformat(timespec="seconds")}')
+    lock.write(
+        f'pid {os.getpid()} on {os.uname().nodename}, since '
+        f'{datetime.datetime.now().isoformat(timespec="seconds")}'
+    )
     lock.flush()
     try:
       yield workdir

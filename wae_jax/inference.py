@@ -27,8 +27,9 @@ def restore(config, workdir: str, step: Optional[int] = None):
   ckpts = checkpoints.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   state = ckpts.restore(target, step)
   if state is None:
-    raise errors.NotFoundError(f'no checkpoint in {ckpts.directory}: train first with '
-                               f'--mode=train --workdir={workdir}')
+    raise errors.NotFoundError(
+        f'no checkpoint in {ckpts.directory}: train first with ' f'--mode=train --workdir={workdir}'
+    )
   return model, state
 
 
@@ -44,16 +45,21 @@ def trained_config(config, workdir, step: int):
   record, recorded = in_force
   trained, disagreements = wae_config.with_recorded(config, recorded)
   if disagreements:
-    logging.warning('The checkpoint at step %d of %s was trained under %s, and the given config '
-                    'differs from it in training settings, whose recorded values are used '
-                    '(recorded -> given): %s', step, workdir,
-                    wae_config.record_file(workdir, record),
-                    wae_config.describe_changes(disagreements))
+    logging.warning(
+        'The checkpoint at step %d of %s was trained under %s, and the given config '
+        'differs from it in training settings, whose recorded values are used '
+        '(recorded -> given): %s',
+        step,
+        workdir,
+        wae_config.record_file(workdir, record),
+        wae_config.describe_changes(disagreements),
+    )
   return trained
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str,
-           step: Optional[int] = None) -> pathlib.Path:
+def sample(
+    config: ml_collections.ConfigDict, workdir: str, step: Optional[int] = None
+) -> pathlib.Path:
   """Decodes the fixed prior noise with the latest (or given) checkpoint into a PNG grid,
   under the model settings it was trained with (`trained_config`)."""
   latest = step if step is not None else checkpoints.Checkpoints(workdir).latest_step()
@@ -62,8 +68,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str,
   model, state = restore(config, workdir, step)
   _, decode = visualize.make_eval_fns(model, state, config.data.pixel_range)
   ncols = int(np.ceil(np.sqrt(config.eval.grid_samples)))
-  grid = visualize.image_grid(decode(visualize.fixed_prior_noise(config)),
-                              config.data.pixel_range, ncols=ncols)
+  grid = visualize.image_grid(
+      decode(visualize.fixed_prior_noise(config)), config.data.pixel_range, ncols=ncols
+  )
   path = visualize.save_png(pathlib.Path(workdir) / f'samples_step{int(state.step)}.png', grid)
   logging.info('Wrote %s', path)
   return path

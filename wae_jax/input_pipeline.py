@@ -15,7 +15,6 @@ import numpy as np
 from wae_jax import data as datasets
 from wae_jax.data import DataError
 
-
 # ----------------------------------------------------------------------------
 # Config-driven loading.
 
@@ -66,6 +65,7 @@ class Images:
 class ImageData:
   """A whole data set: images as `Images` (float32 NHWC when indexed), labels
   int32 [N], or None for data sets without labels (CelebA)."""
+
   train_images: Images
   train_labels: Optional[np.ndarray]
   test_images: Images
@@ -79,8 +79,10 @@ def _pixel_range(value) -> Tuple[float, float]:
   except (TypeError, ValueError):
     lo = hi = None
   if lo is None or not lo < hi:
-    raise DataError(f'config.data.pixel_range={value!r}: expected a pair '
-                    '(lo, hi) with lo < hi, e.g. (0.0, 1.0) or (-1.0, 1.0)')
+    raise DataError(
+        f'config.data.pixel_range={value!r}: expected a pair '
+        '(lo, hi) with lo < hi, e.g. (0.0, 1.0) or (-1.0, 1.0)'
+    )
   return lo, hi
 
 
@@ -100,16 +102,22 @@ def _checked(dataset: datasets.Dataset, splits, description: str) -> None:
   where = f'{dataset.title} from {description}'
   for split in ('train', 'test'):
     if split not in splits:
-      raise DataError(f'{where}: the loader gave no {split!r} split (it gave '
-                      f'{sorted(splits)}); it must return both train and test')
+      raise DataError(
+          f'{where}: the loader gave no {split!r} split (it gave '
+          f'{sorted(splits)}); it must return both train and test'
+      )
     images, labels = splits[split]
     if images.dtype != np.uint8 or tuple(images.shape[1:]) != dataset.image_shape:
-      raise DataError(f'{where}: {split} images are {images.dtype} {list(images.shape)}; '
-                      f'expected uint8 [N, {", ".join(map(str, dataset.image_shape))}] (the '
-                      "data set's image_shape)")
+      raise DataError(
+          f'{where}: {split} images are {images.dtype} {list(images.shape)}; '
+          f'expected uint8 [N, {", ".join(map(str, dataset.image_shape))}] (the '
+          "data set's image_shape)"
+      )
     if labels is not None and len(labels) != len(images):
-      raise DataError(f'{where}: {len(images)} {split} images but {len(labels)} labels; '
-                      'expected one label per image, or None')
+      raise DataError(
+          f'{where}: {len(images)} {split} images but {len(labels)} labels; '
+          'expected one label per image, or None'
+      )
 
 
 def load_dataset(data_config) -> ImageData:
@@ -126,17 +134,22 @@ def load_dataset(data_config) -> ImageData:
   lo, hi = _pixel_range(data_config.pixel_range)
   image_shape = data_config.get('image_shape')
   if image_shape is not None and tuple(image_shape) != dataset.image_shape:
-    raise DataError(f'config.data.image_shape={tuple(image_shape)} does not match '
-                    f'{dataset.title} (config.data.name={name!r}), whose images are '
-                    f'{dataset.image_shape}; set config.data.image_shape={dataset.image_shape}')
+    raise DataError(
+        f'config.data.image_shape={tuple(image_shape)} does not match '
+        f'{dataset.title} (config.data.name={name!r}), whose images are '
+        f'{dataset.image_shape}; set config.data.image_shape={dataset.image_shape}'
+    )
   splits, description = dataset.load(data_config)
   _checked(dataset, splits, description)
   logging.info('%s from %s', dataset.title, description)
   (train_x, train_y), (test_x, test_y) = splits['train'], splits['test']
   return ImageData(
-      train_images=Images(train_x, (lo, hi)), train_labels=train_y,
-      test_images=Images(test_x, (lo, hi)), test_labels=test_y,
-      source=description)
+      train_images=Images(train_x, (lo, hi)),
+      train_labels=train_y,
+      test_images=Images(test_x, (lo, hi)),
+      test_labels=test_y,
+      source=description,
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -150,8 +163,9 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-def train_batches(images: np.ndarray, batch_size: int, seed: int,
-                  start_step: int = 0, rows: slice = slice(None)) -> Iterator[np.ndarray]:
+def train_batches(
+    images: np.ndarray, batch_size: int, seed: int, start_step: int = 0, rows: slice = slice(None)
+) -> Iterator[np.ndarray]:
   """Yields shuffled batches forever, reproducible from any step.
 
   Epoch e visits the rows in the order np.random.default_rng([seed, e])
@@ -162,8 +176,9 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int,
   """
   steps = steps_per_epoch(len(images), batch_size)
   if steps == 0:
-    raise DataError(f'batch_size={batch_size} is larger than the '
-                    f'{len(images)} training examples')
+    raise DataError(
+        f'batch_size={batch_size} is larger than the ' f'{len(images)} training examples'
+    )
   if start_step < 0:
     raise ValueError(f'start_step must be >= 0, got {start_step}')
 
@@ -172,7 +187,7 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int,
     while True:
       order = np.random.default_rng([seed, epoch]).permutation(len(images))
       for i in range(first, steps):
-        yield images[order[i * batch_size:(i + 1) * batch_size][rows]]
+        yield images[order[i * batch_size : (i + 1) * batch_size][rows]]
       epoch, first = epoch + 1, 0
 
   return generate()

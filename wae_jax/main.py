@@ -17,25 +17,34 @@ from wae_jax import parallel
 from wae_jax import train
 from wae_jax.evaluation import evaluate
 
-_CONFIG = config_flags.DEFINE_config_file('config', None,
-                                          'Config file, e.g. configs/mnist.py:wae_mmd.',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, pictures.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'evaluate'],
-                          'train: train (resuming from the latest checkpoint); '
-                          'sample: a grid of samples from the latest checkpoint; '
-                          'evaluate: FID, sharpness, reconstruction and MMD into DIR/eval.')
+_MODE = flags.DEFINE_enum(
+    'mode',
+    'train',
+    ['train', 'sample', 'evaluate'],
+    'train: train (resuming from the latest checkpoint); '
+    'sample: a grid of samples from the latest checkpoint; '
+    'evaluate: FID, sharpness, reconstruction and MMD into DIR/eval.',
+)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step for sample/evaluate (default: latest).')
 _DISTRIBUTED = flags.DEFINE_enum(
-    'distributed', 'auto', ['auto', 'on', 'off'],
+    'distributed',
+    'auto',
+    ['auto', 'on', 'off'],
     'jax.distributed.initialize() for multi-host runs. auto: when launched as several '
     'processes (SLURM, Open MPI, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS with '
-    'JAX_NUM_PROCESSES and JAX_PROCESS_ID).')
+    'JAX_NUM_PROCESSES and JAX_PROCESS_ID).',
+)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    'allow_config_change', False,
+    'allow_config_change',
+    False,
     'Resume a workdir under a config that changes what training computes (e.g. another '
     'penalty.lam); the new config is kept as DIR/config_<step>.json from the step it resumes '
-    'at. Without it such a resume is refused with the changed fields.')
+    'at. Without it such a resume is refused with the changed fields.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -47,8 +56,9 @@ def main(argv):
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
   if _MODE.value == 'train':
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    train.train_and_evaluate(
+        _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    )
   elif _MODE.value == 'sample':
     inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
   else:

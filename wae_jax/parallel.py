@@ -46,11 +46,14 @@ def _env_int(name: str) -> int:
 def multi_process_environment() -> bool:
   """Whether the environment launched several cooperating processes of this program."""
   tpu_hosts = os.environ.get('TPU_WORKER_HOSTNAMES', '') or os.environ.get(
-      'TPU_PROCESS_ADDRESSES', '')
-  return bool(os.environ.get(COORDINATOR_ENV)
-              or _env_int('SLURM_NTASKS') > 1
-              or _env_int('OMPI_COMM_WORLD_SIZE') > 1
-              or ',' in tpu_hosts)
+      'TPU_PROCESS_ADDRESSES', ''
+  )
+  return bool(
+      os.environ.get(COORDINATOR_ENV)
+      or _env_int('SLURM_NTASKS') > 1
+      or _env_int('OMPI_COMM_WORLD_SIZE') > 1
+      or ',' in tpu_hosts
+  )
 
 
 def initialize_distributed(mode: str = 'auto') -> bool:
@@ -70,9 +73,13 @@ def initialize_distributed(mode: str = 'auto') -> bool:
   # CPU processes (tests, CPU clusters) exchange data through gloo; accelerators ignore this.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**kwargs)
-  logging.info('jax.distributed: process %d of %d, %d local of %d devices',
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
+  logging.info(
+      'jax.distributed: process %d of %d, %d local of %d devices',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return True
 
 
@@ -97,7 +104,8 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     raise errors.ConfigError(
         f'config.train.batch_size={batch_size} is not divisible by the {devices} devices '
         f'of the mesh; allowed: a multiple of {devices}, e.g. '
-        f'{devices * max(1, round(batch_size / devices))}')
+        f'{devices * max(1, round(batch_size / devices))}'
+    )
 
 
 def free_memory_bytes(mesh: Mesh) -> Optional[int]:
@@ -149,7 +157,8 @@ def process_rows(batch_size: int) -> slice:
 def global_batch(local_rows: np.ndarray, mesh: Mesh, batch_size: int) -> jax.Array:
   """This process's rows of a global batch -> one array split along 'data'."""
   return jax.make_array_from_process_local_data(
-      batch_sharded(mesh), local_rows, (batch_size,) + local_rows.shape[1:])
+      batch_sharded(mesh), local_rows, (batch_size,) + local_rows.shape[1:]
+  )
 
 
 def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
@@ -161,8 +170,12 @@ def jit_on_mesh(step_fn: Callable, mesh, donate: bool = True) -> Callable:
   checkpoint saves a copy (`checkpoints.Checkpoints.save`), so the next step cannot overwrite
   what it still reads.
   """
-  return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharded(mesh)),
-                 out_shardings=replicated(mesh), donate_argnums=(0,) if donate else ())
+  return jax.jit(
+      step_fn,
+      in_shardings=(replicated(mesh), batch_sharded(mesh)),
+      out_shardings=replicated(mesh),
+      donate_argnums=(0,) if donate else (),
+  )
 
 
 def mesh_batches(images: np.ndarray, batch_size: int, seed: int, mesh, start_step: int = 0):
@@ -218,8 +231,12 @@ class StopSignal:
     if self.received is not None and not self._announced:
       self._announced = True
       self._release_sigint()
-      logging.warning('%s: stopping after step %d with a checkpoint (a Ctrl-C now stops at '
-                      'once, without one)', self.received, step)
+      logging.warning(
+          '%s: stopping after step %d with a checkpoint (a Ctrl-C now stops at '
+          'once, without one)',
+          self.received,
+          step,
+      )
     return self.received is not None
 
   def restore(self):

@@ -62,8 +62,9 @@ def _check_same_shape(x, y, x_name='x', y_name='y'):
   # Broadcasting [n, ...] against a differently shaped batch would silently
   # compute a cost between the wrong pairs of images.
   if jnp.shape(x) != jnp.shape(y):
-    raise ValueError(f'{x_name} and {y_name} must have the same shape, got '
-                     f'{jnp.shape(x)} and {jnp.shape(y)}')
+    raise ValueError(
+        f'{x_name} and {y_name} must have the same shape, got ' f'{jnp.shape(x)} and {jnp.shape(y)}'
+    )
 
 
 def _check_dims(codes, prior_samples):
@@ -71,11 +72,13 @@ def _check_dims(codes, prior_samples):
   codes, prior_samples = _flatten(codes), _flatten(prior_samples)
   (n, d), (m, d_prior) = codes.shape, prior_samples.shape
   if d != d_prior:
-    raise ValueError('codes and prior_samples must have the same flattened '
-                     f'dimension, got {d} and {d_prior}')
+    raise ValueError(
+        'codes and prior_samples must have the same flattened ' f'dimension, got {d} and {d_prior}'
+    )
   if n < 1 or m < 1:
-    raise ValueError(f'need at least 1 code and 1 prior sample, got n={n} codes '
-                     f'and m={m} prior samples')
+    raise ValueError(
+        f'need at least 1 code and 1 prior sample, got n={n} codes ' f'and m={m} prior samples'
+    )
   return codes, prior_samples, n, m, d
 
 
@@ -95,8 +98,9 @@ def squared_distances(x, y):
   """
   x, y = _flatten(x), _flatten(y)
   if x.shape[1] != y.shape[1]:
-    raise ValueError('x and y must have the same flattened dimension, got '
-                     f'{x.shape[1]} and {y.shape[1]}')
+    raise ValueError(
+        'x and y must have the same flattened dimension, got ' f'{x.shape[1]} and {y.shape[1]}'
+    )
   centre = jnp.mean(y, axis=0)
   x, y = x - centre, y - centre
   x_norms = jnp.sum(jnp.square(x), axis=1)
@@ -145,8 +149,15 @@ def _mean_off_diagonal(k):
   return jnp.sum(k * off_diagonal) / (n * (n - 1))
 
 
-def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
-        scale=None, scales=IMQ_SCALES):
+def mmd(
+    codes,
+    prior_samples,
+    *,
+    kernel='imq_multiscale',
+    prior_variance=1.0,
+    scale=None,
+    scales=IMQ_SCALES,
+):
   """Unbiased (U-statistic) estimate of MMD_k^2(Q_Z, P_Z); the WAE-MMD penalty.
 
   Within-sample terms leave out the diagonal k(z_i, z_i) and average over the
@@ -169,16 +180,20 @@ def mmd(codes, prior_samples, *, kernel='imq_multiscale', prior_variance=1.0,
   _check_choice('kernel', kernel, KERNELS)
   codes, prior_samples, n, m, d = _check_dims(codes, prior_samples)
   if n < 2 or m < 2:
-    raise ValueError('the unbiased MMD needs at least 2 codes and 2 prior '
-                     f'samples, got n={n} codes and m={m} prior samples')
+    raise ValueError(
+        'the unbiased MMD needs at least 2 codes and 2 prior '
+        f'samples, got n={n} codes and m={m} prior samples'
+    )
   base_scale = default_kernel_scale(d, prior_variance) if scale is None else scale
 
   def k(a, b):
     return _kernel_matrix(squared_distances(a, b), kernel, base_scale, scales)
 
-  return (_mean_off_diagonal(k(prior_samples, prior_samples))
-          + _mean_off_diagonal(k(codes, codes))
-          - 2.0 * jnp.mean(k(codes, prior_samples)))
+  return (
+      _mean_off_diagonal(k(prior_samples, prior_samples))
+      + _mean_off_diagonal(k(codes, codes))
+      - 2.0 * jnp.mean(k(codes, prior_samples))
+  )
 
 
 # -------------------------------------------- optimal-transport penalties ---
@@ -220,9 +235,11 @@ def sliced_wasserstein(codes, prior_samples, *, rng, num_projections=50, p=2):
   """
   codes, prior_samples, n, m, d = _check_dims(codes, prior_samples)
   if n != m:
-    raise ValueError('sliced_wasserstein pairs sorted codes with sorted prior '
-                     f'samples, so it needs as many of each (n == m), got n={n} '
-                     f'codes and m={m} prior samples')
+    raise ValueError(
+        'sliced_wasserstein pairs sorted codes with sorted prior '
+        f'samples, so it needs as many of each (n == m), got n={n} '
+        f'codes and m={m} prior samples'
+    )
   if num_projections < 1:
     raise ValueError(f'num_projections must be >= 1, got {num_projections}')
   if isinstance(p, (int, float)) and p < 1:  # below 1, |x|^p has no slope at 0
@@ -232,14 +249,14 @@ def sliced_wasserstein(codes, prior_samples, *, rng, num_projections=50, p=2):
 
   def project(x):  # [n, d] -> [n, L], each column sorted
     # Full float32 precision: accelerators may otherwise round to TF32/bfloat16.
-    return jnp.sort(jnp.matmul(x, directions.T,
-                               precision=jax.lax.Precision.HIGHEST), axis=0)
+    return jnp.sort(jnp.matmul(x, directions.T, precision=jax.lax.Precision.HIGHEST), axis=0)
 
   return jnp.mean(jnp.abs(project(codes) - project(prior_samples)) ** p)
 
 
-def sinkhorn(codes, prior_samples, *, epsilon=1.0, max_iterations=200,
-             threshold=SINKHORN_THRESHOLD):
+def sinkhorn(
+    codes, prior_samples, *, epsilon=1.0, max_iterations=200, threshold=SINKHORN_THRESHOLD
+):
   """Debiased Sinkhorn divergence S_eps(Q_Z, P_Z), squared Euclidean cost.
 
   S_eps = OT_eps(a, b) - (OT_eps(a, a) + OT_eps(b, b)) / 2 for the uniform
@@ -271,6 +288,7 @@ def sinkhorn(codes, prior_samples, *, epsilon=1.0, max_iterations=200,
   # this module, so only a Sinkhorn run pays for it.
   from ott.geometry import pointcloud  # pylint: disable=g-import-not-at-top
   from ott.tools import sinkhorn_divergence  # pylint: disable=g-import-not-at-top
+
   codes, prior_samples, _, _, _ = _check_dims(codes, prior_samples)
   if isinstance(epsilon, (int, float)) and epsilon <= 0:
     raise ValueError(f'epsilon must be > 0, got {epsilon}')
@@ -281,9 +299,12 @@ def sinkhorn(codes, prior_samples, *, epsilon=1.0, max_iterations=200,
   centre = jnp.mean(prior_samples, axis=0)
   with jax.default_matmul_precision('highest'):  # no TF32/bfloat16 rounding
     divergence, _ = sinkhorn_divergence.sinkhorn_divergence(
-        pointcloud.PointCloud, codes - centre, prior_samples - centre,
+        pointcloud.PointCloud,
+        codes - centre,
+        prior_samples - centre,
         epsilon=epsilon,
-        solve_kwargs={'max_iterations': max_iterations, 'threshold': threshold})
+        solve_kwargs={'max_iterations': max_iterations, 'threshold': threshold},
+    )
   return divergence
 
 
@@ -303,8 +324,9 @@ def gaussian_log_density(z, variance):
   """
   z = _flatten(z)
   d = z.shape[1]
-  return (-0.5 * jnp.sum(jnp.square(z), axis=1) / variance
-          - 0.5 * d * jnp.log(2.0 * math.pi * variance))
+  return -0.5 * jnp.sum(jnp.square(z), axis=1) / variance - 0.5 * d * jnp.log(
+      2.0 * math.pi * variance
+  )
 
 
 def log_prior_logits(logits, z, prior_variance):
@@ -322,8 +344,10 @@ def log_prior_logits(logits, z, prior_variance):
   logits = jnp.asarray(logits)
   n = jnp.shape(z)[0]
   if logits.shape not in ((n,), (n, 1)):
-    raise ValueError(f'logits must have shape ({n},) or ({n}, 1) to match z of '
-                     f'shape {jnp.shape(z)}, got {logits.shape}')
+    raise ValueError(
+        f'logits must have shape ({n},) or ({n}, 1) to match z of '
+        f'shape {jnp.shape(z)}, got {logits.shape}'
+    )
   return logits.reshape(n) + gaussian_log_density(z, prior_variance)
 
 
@@ -335,10 +359,8 @@ def adversary_loss(prior_logits, code_logits):
   log(0) NaNs of probabilities. The caller multiplies by lambda.
   """
   prior_logits, code_logits = jnp.asarray(prior_logits), jnp.asarray(code_logits)
-  real = optax.sigmoid_binary_cross_entropy(prior_logits,
-                                            jnp.ones_like(prior_logits))
-  fake = optax.sigmoid_binary_cross_entropy(code_logits,
-                                            jnp.zeros_like(code_logits))
+  real = optax.sigmoid_binary_cross_entropy(prior_logits, jnp.ones_like(prior_logits))
+  fake = optax.sigmoid_binary_cross_entropy(code_logits, jnp.zeros_like(code_logits))
   return jnp.mean(real) + jnp.mean(fake)
 
 
@@ -360,8 +382,7 @@ def encoder_adversarial_loss(code_logits):
   gradient large while the adversary still wins easily.
   """
   code_logits = jnp.asarray(code_logits)
-  return jnp.mean(optax.sigmoid_binary_cross_entropy(
-      code_logits, jnp.ones_like(code_logits)))
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(code_logits, jnp.ones_like(code_logits)))
 
 
 # ------------------------------------------------------------- VAE ---
@@ -375,8 +396,12 @@ def gaussian_kl(mean, log_variance, prior_variance=1.0):
   variance positive without a constraint.
   """
   _check_same_shape(mean, log_variance, 'mean', 'log_variance')
-  per_dim = 0.5 * ((jnp.exp(log_variance) + jnp.square(mean)) / prior_variance
-                   - 1.0 - log_variance + jnp.log(prior_variance))
+  per_dim = 0.5 * (
+      (jnp.exp(log_variance) + jnp.square(mean)) / prior_variance
+      - 1.0
+      - log_variance
+      + jnp.log(prior_variance)
+  )
   return jnp.mean(_sum_per_image(per_dim))
 
 
@@ -443,11 +468,12 @@ def reconstruction_cost(x, y, *, name='l2sq', scale=1.0):
 
 class PenaltyInputs(NamedTuple):
   """What a train step hands a latent penalty: a batch of codes, as many prior samples."""
-  codes: Any                    # [n, d_z] the encoder's codes (sampled, if it is Gaussian)
-  prior_samples: Any            # [n, d_z] from N(0, prior_variance I)
-  rng: Any                      # the penalty's own random numbers, fresh every step
-  prior_variance: float         # config.model.prior_variance
-  mean: Optional[Any] = None    # a Gaussian encoder's means and log-variances, else None
+
+  codes: Any  # [n, d_z] the encoder's codes (sampled, if it is Gaussian)
+  prior_samples: Any  # [n, d_z] from N(0, prior_variance I)
+  rng: Any  # the penalty's own random numbers, fresh every step
+  prior_variance: float  # config.model.prior_variance
+  mean: Optional[Any] = None  # a Gaussian encoder's means and log-variances, else None
   log_variance: Optional[Any] = None
   code_logits: Optional[Any] = None  # needs_adversary: the adversary's [n] logits on the codes
 
@@ -462,33 +488,39 @@ class LatentPenalty:
   sweep's trials that differ only in them share one compilation). `choices` and `checks`
   are what `wae_jax.config.validate` asks of the fields' values.
   """
-  name: str                     # config.penalty.name
+
+  name: str  # config.penalty.name
   fn: Callable[[PenaltyInputs, Any], Any]
-  display_name: str             # in reports and figures: 'MMD', 'KL', ...
+  display_name: str  # in reports and figures: 'MMD', 'KL', ...
   fields: Tuple[str, ...] = ()
   compiled_fields: Tuple[str, ...] = ()
   choices: Mapping[str, Tuple[Any, ...]] = dataclasses.field(default_factory=dict)
   checks: Mapping[str, Tuple[Callable[[Any], bool], str]] = dataclasses.field(
-      default_factory=dict)     # field -> (ok(value), what a value must be)
+      default_factory=dict
+  )  # field -> (ok(value), what a value must be)
   needs_adversary: bool = False  # WAE-GAN: the step trains a latent adversary beside the
-                                # auto-encoder and hands fn its logits on the codes
+  # auto-encoder and hands fn its logits on the codes
   needs_gaussian_encoder: bool = False  # fn reads the encoder's mean and log_variance
-  pretrains: bool = True        # train.pretrain_steps moves Q_Z onto the prior first
-  min_batch_size: int = 1       # codes fn needs in a batch,
-  min_batch_why: str = ''       # and why, for the message that refuses fewer
+  pretrains: bool = True  # train.pretrain_steps moves Q_Z onto the prior first
+  min_batch_size: int = 1  # codes fn needs in a batch,
+  min_batch_why: str = ''  # and why, for the message that refuses fewer
 
   def __post_init__(self):
-    for group, names in (('compiled_fields', self.compiled_fields),
-                         ('choices', tuple(self.choices)), ('checks', tuple(self.checks))):
+    for group, names in (
+        ('compiled_fields', self.compiled_fields),
+        ('choices', tuple(self.choices)),
+        ('checks', tuple(self.checks)),
+    ):
       unknown = sorted(set(names) - set(self.fields))
       if unknown:
-        raise ValueError(f'penalty {self.name!r}: {group} names {unknown}, which are not '
-                         f'among its fields {self.fields}')
+        raise ValueError(
+            f'penalty {self.name!r}: {group} names {unknown}, which are not '
+            f'among its fields {self.fields}'
+        )
 
 
 def _finite_number(value) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive_int(value) -> bool:
@@ -496,8 +528,13 @@ def _positive_int(value) -> bool:
 
 
 def _mmd_penalty(x: PenaltyInputs, settings):
-  return mmd(x.codes, x.prior_samples, kernel=settings.kernel,
-             prior_variance=x.prior_variance, scale=settings.kernel_scale)
+  return mmd(
+      x.codes,
+      x.prior_samples,
+      kernel=settings.kernel,
+      prior_variance=x.prior_variance,
+      scale=settings.kernel_scale,
+  )
 
 
 def _adversarial_penalty(x: PenaltyInputs, settings):
@@ -511,13 +548,22 @@ def _kl_penalty(x: PenaltyInputs, settings):
 
 
 def _swd_penalty(x: PenaltyInputs, settings):
-  return sliced_wasserstein(x.codes, x.prior_samples, rng=x.rng,
-                            num_projections=settings.num_projections, p=settings.swd_p)
+  return sliced_wasserstein(
+      x.codes,
+      x.prior_samples,
+      rng=x.rng,
+      num_projections=settings.num_projections,
+      p=settings.swd_p,
+  )
 
 
 def _sinkhorn_penalty(x: PenaltyInputs, settings):
-  return sinkhorn(x.codes, x.prior_samples, epsilon=settings.sinkhorn_epsilon,
-                  max_iterations=settings.sinkhorn_max_iterations)
+  return sinkhorn(
+      x.codes,
+      x.prior_samples,
+      epsilon=settings.sinkhorn_epsilon,
+      max_iterations=settings.sinkhorn_max_iterations,
+  )
 
 
 GAN_UPDATES = ('simultaneous', 'alternating')
@@ -534,8 +580,9 @@ def register(penalty: LatentPenalty) -> LatentPenalty:
   """
   known = REGISTRY.get(penalty.name)
   if known is not None and known != penalty:
-    raise ValueError(f'a latent penalty named {penalty.name!r} is already registered: '
-                     'choose another name')
+    raise ValueError(
+        f'a latent penalty named {penalty.name!r} is already registered: ' 'choose another name'
+    )
   REGISTRY[penalty.name] = penalty
   return penalty
 
@@ -543,8 +590,9 @@ def register(penalty: LatentPenalty) -> LatentPenalty:
 def get(name: str) -> LatentPenalty:
   """The record config.penalty.name = `name` names; ValueError naming the registered ones."""
   if name not in REGISTRY:
-    raise ValueError(f'unknown latent penalty {name!r}; registered: '
-                     f'{", ".join(map(repr, REGISTRY))}')
+    raise ValueError(
+        f'unknown latent penalty {name!r}; registered: ' f'{", ".join(map(repr, REGISTRY))}'
+    )
   return REGISTRY[name]
 
 
@@ -556,29 +604,64 @@ def fields_not_in_step() -> frozenset:
   return frozenset(f'penalty.{f}' for f in read - compiled)
 
 
-register(LatentPenalty(
-    name='mmd', fn=_mmd_penalty, display_name='MMD', fields=('kernel', 'kernel_scale'),
-    compiled_fields=('kernel',), choices={'kernel': KERNELS},
-    checks={'kernel_scale': (lambda v: v is None or (_finite_number(v) and v > 0),
-                             "must be > 0 and finite, or None (the paper's C = 2 * latent_dim "
-                             '* prior_variance)')},
-    min_batch_size=2, min_batch_why='the MMD U-statistic needs two codes'))
-register(LatentPenalty(
-    name='gan', fn=_adversarial_penalty, display_name='adversarial',
-    fields=('log_prior_trick', 'gan_update'), compiled_fields=('log_prior_trick', 'gan_update'),
-    choices={'gan_update': GAN_UPDATES}, needs_adversary=True))
-register(LatentPenalty(
-    name='vae', fn=_kl_penalty, display_name='KL', needs_gaussian_encoder=True,
-    pretrains=False))
-register(LatentPenalty(
-    name='swd', fn=_swd_penalty, display_name='sliced Wasserstein',
-    fields=('num_projections', 'swd_p'), compiled_fields=('num_projections', 'swd_p'),
-    checks={'num_projections': (_positive_int, 'must be >= 1'),
-            'swd_p': (lambda v: v >= 1, 'must be >= 1 (SW_p is a distance for p >= 1)')}))
-register(LatentPenalty(
-    name='sinkhorn', fn=_sinkhorn_penalty, display_name='Sinkhorn',
-    fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
-    compiled_fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
-    checks={'sinkhorn_epsilon': (lambda v: _finite_number(v) and v > 0,
-                                 'must be > 0 and finite'),
-            'sinkhorn_max_iterations': (_positive_int, 'must be >= 1')}))
+register(
+    LatentPenalty(
+        name='mmd',
+        fn=_mmd_penalty,
+        display_name='MMD',
+        fields=('kernel', 'kernel_scale'),
+        compiled_fields=('kernel',),
+        choices={'kernel': KERNELS},
+        checks={
+            'kernel_scale': (
+                lambda v: v is None or (_finite_number(v) and v > 0),
+                "must be > 0 and finite, or None (the paper's C = 2 * latent_dim "
+                '* prior_variance)',
+            )
+        },
+        min_batch_size=2,
+        min_batch_why='the MMD U-statistic needs two codes',
+    )
+)
+register(
+    LatentPenalty(
+        name='gan',
+        fn=_adversarial_penalty,
+        display_name='adversarial',
+        fields=('log_prior_trick', 'gan_update'),
+        compiled_fields=('log_prior_trick', 'gan_update'),
+        choices={'gan_update': GAN_UPDATES},
+        needs_adversary=True,
+    )
+)
+register(
+    LatentPenalty(
+        name='vae', fn=_kl_penalty, display_name='KL', needs_gaussian_encoder=True, pretrains=False
+    )
+)
+register(
+    LatentPenalty(
+        name='swd',
+        fn=_swd_penalty,
+        display_name='sliced Wasserstein',
+        fields=('num_projections', 'swd_p'),
+        compiled_fields=('num_projections', 'swd_p'),
+        checks={
+            'num_projections': (_positive_int, 'must be >= 1'),
+            'swd_p': (lambda v: v >= 1, 'must be >= 1 (SW_p is a distance for p >= 1)'),
+        },
+    )
+)
+register(
+    LatentPenalty(
+        name='sinkhorn',
+        fn=_sinkhorn_penalty,
+        display_name='Sinkhorn',
+        fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
+        compiled_fields=('sinkhorn_epsilon', 'sinkhorn_max_iterations'),
+        checks={
+            'sinkhorn_epsilon': (lambda v: _finite_number(v) and v > 0, 'must be > 0 and finite'),
+            'sinkhorn_max_iterations': (_positive_int, 'must be >= 1'),
+        },
+    )
+)

@@ -34,10 +34,10 @@ from wae_jax.data import tfds_source
 @flax.struct.dataclass
 class TrainState:
   step: jnp.ndarray
-  params: Any                # {'encoder': ..., 'decoder': ...}
+  params: Any  # {'encoder': ..., 'decoder': ...}
   batch_stats: Any
   opt_state: Any
-  adversary_params: Any      # {} unless the penalty needs_adversary (WAE-GAN)
+  adversary_params: Any  # {} unless the penalty needs_adversary (WAE-GAN)
   adversary_opt_state: Any
   nonfinite_steps: jnp.ndarray  # consecutive steps skipped: loss, gradient or update not finite
 
@@ -52,17 +52,22 @@ def num_train_steps(config, steps_per_epoch: int) -> int:
 def learning_rate_schedule(base_rate: float, lr_decay, steps_per_epoch: int) -> optax.Schedule:
   """The paper's piecewise-constant schedule; `lr_decay` holds (epoch, factor) pairs."""
   return optax.piecewise_constant_schedule(
-      base_rate, {int(epoch * steps_per_epoch): factor for epoch, factor in lr_decay})
+      base_rate, {int(epoch * steps_per_epoch): factor for epoch, factor in lr_decay}
+  )
 
 
 def optimizers(config, steps_per_epoch: int):
   """(auto-encoder optimizer, its schedule, adversary optimizer): Adam with beta1 = 0.5."""
   t = config.train
   schedule = learning_rate_schedule(t.learning_rate, t.lr_decay, steps_per_epoch)
-  adversary_schedule = learning_rate_schedule(t.adversary_learning_rate, t.lr_decay,
-                                              steps_per_epoch)
-  return (optax.adam(schedule, b1=t.adam_b1), schedule,
-          optax.adam(adversary_schedule, b1=t.adam_b1))
+  adversary_schedule = learning_rate_schedule(
+      t.adversary_learning_rate, t.lr_decay, steps_per_epoch
+  )
+  return (
+      optax.adam(schedule, b1=t.adam_b1),
+      schedule,
+      optax.adam(adversary_schedule, b1=t.adam_b1),
+  )
 
 
 def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
@@ -75,8 +80,7 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
   adversary_params = {}
   if penalties.get(config.penalty.name).needs_adversary:
     codes = jnp.zeros((1, config.model.latent_dim), jnp.float32)
-    adversary_params = jax.jit(models.build_adversary(config).init)(adversary_rng,
-                                                                     codes)['params']
+    adversary_params = jax.jit(models.build_adversary(config).init)(adversary_rng, codes)['params']
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=variables['params'],
@@ -84,7 +88,8 @@ def create_train_state(config, rng, steps_per_epoch: int) -> TrainState:
       opt_state=ae_tx.init(variables['params']),
       adversary_params=adversary_params,
       adversary_opt_state=adversary_tx.init(adversary_params),
-      nonfinite_steps=jnp.zeros((), jnp.int32))
+      nonfinite_steps=jnp.zeros((), jnp.int32),
+  )
 
 
 class OutOfMemoryError(errors.WaeError, MemoryError):
@@ -100,17 +105,25 @@ def check_memory(config, need: int, what: str, mesh, activations: bool) -> None:
     return
   gib = 2**30
   device = mesh.devices.flat[0]
-  where = (f"this machine's memory shared by {mesh.local_mesh.size} CPU devices"
-           if device.platform == 'cpu' and mesh.local_mesh.size > 1 else
-           "this machine's memory" if device.platform == 'cpu' else
-           f'each {device.device_kind}')
+  where = (
+      f"this machine's memory shared by {mesh.local_mesh.size} CPU devices"
+      if device.platform == 'cpu' and mesh.local_mesh.size > 1
+      else "this machine's memory"
+      if device.platform == 'cpu'
+      else f'each {device.device_kind}'
+  )
   raise OutOfMemoryError(
       f'this config needs at least {need / gib:.2f} GiB per device ({what}), more than the '
       f'{free / gib:.2f} GiB free in {where}: lower config.model.width '
-      f'({config.model.width:g}; the state grows about with its square)' +
-      (f' or config.train.batch_size ({config.train.batch_size}; the activations grow with it)'
-       if activations else '') + ', or train where there is more memory (python -m '
-      "wae_jax.accelerators.aot gives a step's memory on a TPU or GPU without one)")
+      f'({config.model.width:g}; the state grows about with its square)'
+      + (
+          f' or config.train.batch_size ({config.train.batch_size}; the activations grow with it)'
+          if activations
+          else ''
+      )
+      + ', or train where there is more memory (python -m '
+      "wae_jax.accelerators.aot gives a step's memory on a TPU or GPU without one)"
+  )
 
 
 def prior_moment_gaps(codes, prior_variance: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -143,8 +156,7 @@ def adversary_logits(config, adversary, adversary_params, z):
   return logits[:, 0]
 
 
-def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None,
-                   log_variance=None):
+def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None, log_variance=None):
   """The divergence config.penalty.name puts between a batch of codes and as many prior
   samples (before lambda): its registered function (`penalties.REGISTRY`), as the step and
   the benchmark compute it.
@@ -152,8 +164,15 @@ def latent_penalty(config, codes, z_prior, rng, *, code_logits=None, mean=None,
   rng: the penalty's random numbers. `code_logits`: the adversary's on the codes, for a
   penalty that needs_adversary; `mean`, `log_variance`: a Gaussian encoder's.
   """
-  inputs = penalties.PenaltyInputs(codes, z_prior, rng, config.model.prior_variance, mean=mean,
-                                   log_variance=log_variance, code_logits=code_logits)
+  inputs = penalties.PenaltyInputs(
+      codes,
+      z_prior,
+      rng,
+      config.model.prior_variance,
+      mean=mean,
+      log_variance=log_variance,
+      code_logits=code_logits,
+  )
   return penalties.get(config.penalty.name).fn(inputs, config.penalty)
 
 
@@ -167,10 +186,14 @@ def step_randomness(config, rng, step, batch_size: int):
   encoder's codes and the penalty, by name; the batch's prior samples)."""
   step_rng = jax.random.fold_in(rng, step)
   noise_rng, latent_rng, prior_rng = jax.random.split(step_rng, 3)
-  z_prior = penalties.prior_samples(prior_rng, (batch_size, config.model.latent_dim),
-                                    config.model.prior_variance)
-  rngs = {'noise': noise_rng, 'latent': latent_rng,
-          'penalty': jax.random.fold_in(step_rng, _PENALTY_STREAM)}
+  z_prior = penalties.prior_samples(
+      prior_rng, (batch_size, config.model.latent_dim), config.model.prior_variance
+  )
+  rngs = {
+      'noise': noise_rng,
+      'latent': latent_rng,
+      'penalty': jax.random.fold_in(step_rng, _PENALTY_STREAM),
+  }
   return rngs, z_prior
 
 
@@ -179,8 +202,13 @@ def encode_decode(config, model, params, batch_stats, images, rngs):
   (codes, mean, log_variance, decoder logits), and the updated batch statistics."""
   inputs = encoder_inputs(rngs['noise'], images, config.train.input_noise)
   outputs, updates = model.apply(
-      {'params': params, 'batch_stats': batch_stats}, inputs, train=True,
-      method=model.encode_decode, rngs={'latent': rngs['latent']}, mutable=['batch_stats'])
+      {'params': params, 'batch_stats': batch_stats},
+      inputs,
+      train=True,
+      method=model.encode_decode,
+      rngs={'latent': rngs['latent']},
+      mutable=['batch_stats'],
+  )
   return outputs, updates['batch_stats']
 
 
@@ -212,20 +240,28 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
     the encoder through it): its new parameters and optimizer state, its loss and accuracy,
     and whether its loss and gradient are finite."""
     (loss, accuracy), grads = jax.value_and_grad(adversary_loss, has_aux=True)(
-        state.adversary_params, jax.lax.stop_gradient(codes), z_prior)
-    updates, opt_state = adversary_tx.update(grads, state.adversary_opt_state,
-                                             state.adversary_params)
-    return dict(params=optax.apply_updates(state.adversary_params, updates),
-                opt_state=opt_state, loss=loss, accuracy=accuracy,
-                finite=all_finite(loss, grads))
+        state.adversary_params, jax.lax.stop_gradient(codes), z_prior
+    )
+    updates, opt_state = adversary_tx.update(
+        grads, state.adversary_opt_state, state.adversary_params
+    )
+    return dict(
+        params=optax.apply_updates(state.adversary_params, updates),
+        opt_state=opt_state,
+        loss=loss,
+        accuracy=accuracy,
+        finite=all_finite(loss, grads),
+    )
 
   def ae_loss(params, state: TrainState, images, z_prior, rngs):
     """reconstruction + lambda * penalty, and what the step reports of it."""
     (codes, mean, log_variance, logits), batch_stats = encode_decode(
-        config, model, params, state.batch_stats, images, rngs)
+        config, model, params, state.batch_stats, images, rngs
+    )
     outputs = logits if config.cost.name == 'bernoulli' else models.activate(logits, pixel_range)
     reconstruction = penalties.reconstruction_cost(
-        images, outputs, name=config.cost.name, scale=config.cost.scale)
+        images, outputs, name=config.cost.name, scale=config.cost.scale
+    )
     code_logits, adversary_step = None, None
     if penalty.needs_adversary:
       penalised_by = state.adversary_params
@@ -236,10 +272,23 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
         adversary_step = adversary_update(state, codes, z_prior)
         penalised_by = adversary_step['params']
       code_logits = adversary_logits(config, adversary, penalised_by, codes)
-    value = latent_penalty(config, codes, z_prior, rngs['penalty'], code_logits=code_logits,
-                           mean=mean, log_variance=log_variance)
-    aux = dict(codes=codes, batch_stats=batch_stats, reconstruction=reconstruction,
-               penalty=value, log_variance=log_variance, adversary_step=adversary_step)
+    value = latent_penalty(
+        config,
+        codes,
+        z_prior,
+        rngs['penalty'],
+        code_logits=code_logits,
+        mean=mean,
+        log_variance=log_variance,
+    )
+    aux = dict(
+        codes=codes,
+        batch_stats=batch_stats,
+        reconstruction=reconstruction,
+        penalty=value,
+        log_variance=log_variance,
+        adversary_step=adversary_step,
+    )
     return reconstruction + lam * value, aux
 
   def skip(state: TrainState) -> TrainState:
@@ -248,47 +297,66 @@ def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Call
   def train_step(state: TrainState, images) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
     rngs, z_prior = step_randomness(config, rng, state.step, images.shape[0])
     (loss, aux), grads = jax.value_and_grad(ae_loss, has_aux=True)(
-        state.params, state, images, z_prior, rngs)
+        state.params, state, images, z_prior, rngs
+    )
     adversary_step = aux['adversary_step']  # 'alternating': taken inside the loss
     if penalty.needs_adversary and not alternating:  # from the parameters the step started at
       adversary_step = adversary_update(state, aux['codes'], z_prior)
 
     updates, opt_state = ae_tx.update(grads, state.opt_state, state.params)
-    updated = state.replace(params=optax.apply_updates(state.params, updates),
-                            batch_stats=aux['batch_stats'], opt_state=opt_state,
-                            nonfinite_steps=jnp.zeros_like(state.nonfinite_steps))
+    updated = state.replace(
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=aux['batch_stats'],
+        opt_state=opt_state,
+        nonfinite_steps=jnp.zeros_like(state.nonfinite_steps),
+    )
     if adversary_step is not None:
-      updated = updated.replace(adversary_params=adversary_step['params'],
-                                adversary_opt_state=adversary_step['opt_state'])
+      updated = updated.replace(
+          adversary_params=adversary_step['params'], adversary_opt_state=adversary_step['opt_state']
+      )
     # The loss, the gradients and everything the update produced: a finite gradient times an
     # absurd learning rate must not reach the parameters (or a checkpoint) either.
-    finite = all_finite(loss, grads, updated.params, updated.batch_stats, updated.opt_state,
-                        updated.adversary_params, updated.adversary_opt_state)
+    finite = all_finite(
+        loss,
+        grads,
+        updated.params,
+        updated.batch_stats,
+        updated.opt_state,
+        updated.adversary_params,
+        updated.adversary_opt_state,
+    )
     if adversary_step is not None:
       finite = finite & adversary_step['finite']
     # The data and the random numbers move on either way, so that the next step does not meet
     # the same fault. A cond, not a select per leaf: XLA:CPU took 153 s to compile ResNet50's
     # step with the selects, 14 s with the cond (benchmark --models=mnist_w32_resnet).
-    new_state = jax.lax.cond(finite, lambda _: updated, skip, state).replace(
-        step=state.step + 1)
+    new_state = jax.lax.cond(finite, lambda _: updated, skip, state).replace(step=state.step + 1)
 
     mean_gap, cov_gap = prior_moment_gaps(aux['codes'], prior_variance)
-    metrics = dict(loss=loss, reconstruction=aux['reconstruction'], penalty=aux['penalty'],
-                   learning_rate=schedule(state.step), codes_mean_gap=mean_gap,
-                   codes_cov_gap=cov_gap, skipped=1.0 - finite.astype(jnp.float32),
-                   nonfinite_steps=new_state.nonfinite_steps)
+    metrics = dict(
+        loss=loss,
+        reconstruction=aux['reconstruction'],
+        penalty=aux['penalty'],
+        learning_rate=schedule(state.step),
+        codes_mean_gap=mean_gap,
+        codes_cov_gap=cov_gap,
+        skipped=1.0 - finite.astype(jnp.float32),
+        nonfinite_steps=new_state.nonfinite_steps,
+    )
     if aux['log_variance'] is not None:
       metrics['encoder_variance'] = jnp.exp(aux['log_variance']).mean()
     if adversary_step is not None:
-      metrics.update(adversary_loss=adversary_step['loss'],
-                     adversary_accuracy=adversary_step['accuracy'])
+      metrics.update(
+          adversary_loss=adversary_step['loss'], adversary_accuracy=adversary_step['accuracy']
+      )
     return new_state, metrics
 
   return train_step
 
 
-def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
-                     mesh=None) -> TrainState:
+def pretrain_encoder(
+    config, model, state: TrainState, images: np.ndarray, rng, mesh=None
+) -> TrainState:
   """The paper's heuristic: move Q_Z's mean and covariance onto the prior's before training.
 
   Only the encoder's parameters and batch statistics change; the main optimizer's state is
@@ -298,17 +366,25 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
   tx = optax.adam(config.train.pretrain_learning_rate, b1=config.train.adam_b1)
 
   def loss_fn(params, batch_stats, batch):
-    (mean, _), updates = model.apply({'params': params, 'batch_stats': batch_stats}, batch,
-                                     train=True, method=model.encode, mutable=['batch_stats'])
+    (mean, _), updates = model.apply(
+        {'params': params, 'batch_stats': batch_stats},
+        batch,
+        train=True,
+        method=model.encode,
+        mutable=['batch_stats'],
+    )
     mean_gap, cov_gap = prior_moment_gaps(mean, config.model.prior_variance)
     return mean_gap**2 + cov_gap**2, updates['batch_stats']
 
   def step(carry, batch):
     params, batch_stats, opt_state = carry
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, batch_stats, batch)
-    grads = {'encoder': grads['encoder'],
-             'decoder': jax.tree_util.tree_map(jnp.zeros_like, grads['decoder'])}
+        params, batch_stats, batch
+    )
+    grads = {
+        'encoder': grads['encoder'],
+        'decoder': jax.tree_util.tree_map(jnp.zeros_like, grads['decoder']),
+    }
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
@@ -318,8 +394,11 @@ def pretrain_encoder(config, model, state: TrainState, images: np.ndarray, rng,
   batches = parallel.mesh_batches(images, config.train.batch_size, seed, mesh)
   for _ in range(config.train.pretrain_steps):
     carry, loss = step(carry, next(batches))
-  logging.info('Pre-trained the encoder for %d steps; moment gap %.4f',
-               config.train.pretrain_steps, float(loss))
+  logging.info(
+      'Pre-trained the encoder for %d steps; moment gap %.4f',
+      config.train.pretrain_steps,
+      float(loss),
+  )
   params, batch_stats, _ = carry
   return state.replace(params=params, batch_stats=batch_stats)
 
@@ -344,11 +423,13 @@ def _import_clu():
   tfds_source.keep_tensorflow_off_accelerators()
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+
   return metric_writers, periodic_actions
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       mesh=None, allow_config_change: bool = False) -> TrainState:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, mesh=None, allow_config_change: bool = False
+) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir, if any) and writes pictures.
 
   `mesh` (default: every device) is the data-parallel mesh the global batch is split over.
@@ -359,8 +440,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
   # One run at a time in a workdir (the lock is taken where the workdir is written from).
-  with (files.workdir_lock(workdir) if jax.process_index() == 0 else
-        contextlib.nullcontext(pathlib.Path(workdir))) as workdir:
+  with (
+      files.workdir_lock(workdir)
+      if jax.process_index() == 0
+      else contextlib.nullcontext(pathlib.Path(workdir))
+  ) as workdir:
     return _train(config, workdir, mesh, allow_config_change)
 
 
@@ -375,8 +459,7 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
     changes = wae_config.check_resume(config, workdir, latest, allow_config_change)
   wae_config.recorded_configs(workdir)
   data = input_pipeline.load_dataset(config.data)
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images),
-                                                   config.train.batch_size)
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images), config.train.batch_size)
   total_steps = num_train_steps(config, steps_per_epoch)
   init_rng, pretrain_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
 
@@ -386,10 +469,17 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
   # the step holds its gradients and updates beside it: a state that cannot fit twice is
   # refused before it is allocated (only its shapes are traced).
   state_bytes = checkpoints.state_bytes(
-      jax.eval_shape(lambda: create_train_state(config, init_rng, steps_per_epoch)))
-  check_memory(config, 2 * state_bytes, f'the parameters and optimizer state, '
-               f'{state_bytes / 2**30:.2f} GiB, twice: beside a checkpoint\'s copy, or the '
-               'gradients and updates', mesh, activations=False)
+      jax.eval_shape(lambda: create_train_state(config, init_rng, steps_per_epoch))
+  )
+  check_memory(
+      config,
+      2 * state_bytes,
+      f'the parameters and optimizer state, '
+      f"{state_bytes / 2**30:.2f} GiB, twice: beside a checkpoint's copy, or the "
+      'gradients and updates',
+      mesh,
+      activations=False,
+  )
   state = create_train_state(config, init_rng, steps_per_epoch)
   restored = ckpts.restore(state, set_aside_unreadable=True)
   if restored is not None:
@@ -404,38 +494,71 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
         f'{workdir} is already at step {start_step}, beyond the {total_steps} steps this config '
         f'trains for (config.train.num_steps={config.train.num_steps}, num_epochs='
         f'{config.train.num_epochs}): set train.num_steps above {start_step} to train on, use '
-        '--mode=evaluate or --mode=sample to use it, or pass a new --workdir')
+        '--mode=evaluate or --mode=sample to use it, or pass a new --workdir'
+    )
 
   is_main = jax.process_index() == 0
   metric_writers, periodic_actions = _import_clu()
-  writer = _EventWriter(metric_writers.create_default_writer(str(workdir),
-                                                             just_logging=not is_main), workdir)
+  writer = _EventWriter(
+      metric_writers.create_default_writer(str(workdir), just_logging=not is_main), workdir
+  )
   if changes:
-    logging.warning('Resuming at step %d under a changed config (--allow_config_change): %s',
-                    start_step, wae_config.describe_changes(changes))
+    logging.warning(
+        'Resuming at step %d under a changed config (--allow_config_change): %s',
+        start_step,
+        wae_config.describe_changes(changes),
+    )
   if is_main:
     wae_config.record_config(config, workdir, start_step)
     if start_step == 0:
-      writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                            for k, v in wae_config.flatten(config).items()})
-  logging.info('Training %s for %d steps (%d per epoch) from step %d on %d devices; data: %s',
-               config.penalty.name, total_steps, steps_per_epoch, start_step,
-               mesh.devices.size, data.source)
+      writer.write_hparams(
+          {
+              k: v if isinstance(v, (int, float, str, bool)) else str(v)
+              for k, v in wae_config.flatten(config).items()
+          }
+      )
+  logging.info(
+      'Training %s for %d steps (%d per epoch) from step %d on %d devices; data: %s',
+      config.penalty.name,
+      total_steps,
+      steps_per_epoch,
+      start_step,
+      mesh.devices.size,
+      data.source,
+  )
 
-  train_step = parallel.jit_on_mesh(make_train_step(config, model, adversary, steps_per_epoch,
-                                           train_rng), mesh)
-  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                           every_steps=config.train.log_every, every_secs=None)
-  batches = parallel.mesh_batches(data.train_images, config.train.batch_size, config.seed, mesh,
-                         start_step)
+  train_step = parallel.jit_on_mesh(
+      make_train_step(config, model, adversary, steps_per_epoch, train_rng), mesh
+  )
+  report = periodic_actions.ReportProgress(
+      num_train_steps=total_steps,
+      writer=writer,
+      every_steps=config.train.log_every,
+      every_secs=None,
+  )
+  batches = parallel.mesh_batches(
+      data.train_images, config.train.batch_size, config.seed, mesh, start_step
+  )
   if start_step < total_steps:
     batches = _check_step_memory(config, train_step, state, batches, mesh)
   stop = parallel.StopSignal()
   failed = True
   try:
-    state = _loop(config, state, train_step, batches, start_step, total_steps, stop, report,
-                  writer, ckpts, lambda s, step: visualize.write_pictures(
-                      config, model, s, data.test_images, writer, workdir, step))
+    state = _loop(
+        config,
+        state,
+        train_step,
+        batches,
+        start_step,
+        total_steps,
+        stop,
+        report,
+        writer,
+        ckpts,
+        lambda s, step: visualize.write_pictures(
+            config, model, s, data.test_images, writer, workdir, step
+        ),
+    )
     failed = False
   finally:
     stop.restore()
@@ -451,13 +574,30 @@ def _check_step_memory(config, train_step, state, batches, mesh):
   memory = train_step.lower(state, first).compile().memory_analysis()
   if memory is not None:
     need = memory.temp_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
-    check_memory(config, need, f'the step\'s temporaries and outputs {need / 2**30:.2f} GiB '
-                 'besides the state it updates', mesh, activations=True)
+    check_memory(
+        config,
+        need,
+        f"the step's temporaries and outputs {need / 2**30:.2f} GiB "
+        'besides the state it updates',
+        mesh,
+        activations=True,
+    )
   return itertools.chain([first], batches)
 
 
-def _loop(config, state, train_step, batches, start_step, total_steps, stop, report, writer,
-          ckpts, pictures):
+def _loop(
+    config,
+    state,
+    train_step,
+    batches,
+    start_step,
+    total_steps,
+    stop,
+    report,
+    writer,
+    ckpts,
+    pictures,
+):
   """The steps, with metrics, pictures and checkpoints; stops cleanly on SIGTERM or Ctrl-C."""
   t = config.train
   is_main = jax.process_index() == 0
@@ -473,8 +613,11 @@ def _loop(config, state, train_step, batches, start_step, total_steps, stop, rep
     if stop.should_stop(step):
       _check_nonfinite(metrics, t.max_nonfinite_steps, ckpts)
       ckpts.save(step, state)
-      logging.warning('%s at step %d: wrote a checkpoint and stopped; run the same command '
-                      'again to resume', stop.received, step)
+      logging.warning(
+          '%s at step %d: wrote a checkpoint and stopped; run the same command ' 'again to resume',
+          stop.received,
+          step,
+      )
       return state
     if step % t.log_every == 0 or last:
       writer.write_scalars(step, _mean_metrics(history))
@@ -497,12 +640,16 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
   count = int(metrics['nonfinite_steps'])
   if count >= limit:
     latest = ckpts.latest_step()
-    kept = (f'no checkpoint was written in {ckpts.directory} before them' if latest is None
-            else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact')
+    kept = (
+        f'no checkpoint was written in {ckpts.directory} before them'
+        if latest is None
+        else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact'
+    )
     raise NonFiniteError(
         f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update '
         f'(limit: config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
-        'Lower the learning rate or lambda, or check the data.')
+        'Lower the learning rate or lambda, or check the data.'
+    )
 
 
 class _EventWriter:

@@ -39,7 +39,7 @@ def image_grid(images, pixel_range: Sequence[float], ncols: int, pad: int = 1) -
   for i, image in enumerate(images):
     r, col = divmod(i, ncols)
     top, left = pad + r * (h + pad), pad + col * (w + pad)
-    grid[top:top + h, left:left + w] = image
+    grid[top : top + h, left : left + w] = image
   return grid
 
 
@@ -51,9 +51,15 @@ def save_png(path, grid: np.ndarray) -> pathlib.Path:
   return path
 
 
-def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
-                  prior_noise: np.ndarray, pixel_range: Sequence[float],
-                  num_pairs: int = 8, num_steps: int = 10) -> Dict[str, np.ndarray]:
+def make_pictures(
+    encode: Callable,
+    decode: Callable,
+    test_images: np.ndarray,
+    prior_noise: np.ndarray,
+    pixel_range: Sequence[float],
+    num_pairs: int = 8,
+    num_steps: int = 10,
+) -> Dict[str, np.ndarray]:
   """The grids, from `encode` (images -> mean codes) and `decode` (codes -> images).
 
   Samples: the prior noise decoded. Reconstructions: originals and their reconstructions in
@@ -70,10 +76,11 @@ def make_pictures(encode: Callable, decode: Callable, test_images: np.ndarray,
     reconstructions = decode(encode(originals))
     side_by_side = np.stack([originals, np.asarray(reconstructions)], axis=1)
     grids['reconstructions'] = image_grid(
-        side_by_side.reshape((-1,) + originals.shape[1:]), pixel_range, 8)
+        side_by_side.reshape((-1,) + originals.shape[1:]), pixel_range, 8
+    )
   num_pairs = min(num_pairs, len(test_images) // 2)  # a small test set has fewer pairs
   if num_pairs:
-    pairs = encode(test_images[:2 * num_pairs])
+    pairs = encode(test_images[: 2 * num_pairs])
     start, end = pairs[0::2], pairs[1::2]
     t = np.linspace(0.0, 1.0, num_steps)[None, :, None]
     path = (1 - t) * np.asarray(start)[:, None] + t * np.asarray(end)[:, None]
@@ -114,16 +121,22 @@ def make_eval_fns(model, state, pixel_range):
 def fixed_prior_noise(config) -> np.ndarray:
   """The prior noise every sample grid decodes: the same in every run, so grids compare."""
   shape = (config.eval.grid_samples, config.model.latent_dim)
-  return np.asarray(penalties.prior_samples(jax.random.PRNGKey(config.eval.grid_seed), shape,
-                                            config.model.prior_variance))
+  return np.asarray(
+      penalties.prior_samples(
+          jax.random.PRNGKey(config.eval.grid_seed), shape, config.model.prior_variance
+      )
+  )
 
 
 def write_pictures(config, model, state, test_images, writer, workdir, step) -> Dict[str, str]:
   encode, decode = make_eval_fns(model, state, config.data.pixel_range)
-  grids = make_pictures(encode, decode, test_images, fixed_prior_noise(config),
-                        config.data.pixel_range)
-  paths = {name: str(save_png(pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
-           for name, grid in grids.items()}
+  grids = make_pictures(
+      encode, decode, test_images, fixed_prior_noise(config), config.data.pixel_range
+  )
+  paths = {
+      name: str(save_png(pathlib.Path(workdir) / 'images' / f'{name}_{step:07d}.png', grid))
+      for name, grid in grids.items()
+  }
   if grids:
     writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
   return paths

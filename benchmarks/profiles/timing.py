@@ -1,4 +1,5 @@
 """The one timer of these profile scripts: median milliseconds per call, after two warm-up calls."""
+
 import time
 
 import jax

@@ -2,6 +2,7 @@
 current one: swapped operands, the row sum split into batched blocks, and both operands
 transposed so that the sum runs along contiguous memory (the product alone, and with the
 transposes it needs). Milliseconds per step (per chunk x chunks). Run from the repo root, alone."""
+
 import jax
 from jax import lax
 import numpy as np

@@ -45,8 +45,21 @@ from wae_jax.accelerators import flops as model_flops
 from wae_jax.accelerators import hardware
 
 COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute')
-_DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2,
-                'f32': 4, 's32': 4, 'u32': 4, 'f64': 8, 's64': 8, 'u64': 8}
+_DTYPE_BYTES = {
+    'pred': 1,
+    's8': 1,
+    'u8': 1,
+    'bf16': 2,
+    'f16': 2,
+    's16': 2,
+    'u16': 2,
+    'f32': 4,
+    's32': 4,
+    'u32': 4,
+    'f64': 8,
+    's64': 8,
+    'u64': 8,
+}
 
 
 class TopologyError(errors.WaeError, ValueError):
@@ -60,7 +73,7 @@ class DoesNotFitError(errors.WaeError, RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Target:
   chip: hardware.Chip
-  devices: Tuple          # compile-only devices of the topology, every host's
+  devices: Tuple  # compile-only devices of the topology, every host's
 
   @property
   def num_hosts(self) -> int:
@@ -70,7 +83,8 @@ class Target:
 _ALLOWED_TOPOLOGIES = (
     f'TPUs {", ".join(hardware.TPU_NAMES)} with libtpu\'s shapes of two or three chip counts '
     f'(e.g. v5e:2x2, v5p:2x2x2, v5e:16x16), or GPUs {", ".join(hardware.gpu_names())} as '
-    '<gpus> or <hosts>x<gpus per host> (e.g. h100:8, h100:2x8), every count a whole number >= 1')
+    '<gpus> or <hosts>x<gpus per host> (e.g. h100:8, h100:2x8), every count a whole number >= 1'
+)
 
 
 def _topology_error(topology: str, why: str) -> TopologyError:
@@ -94,6 +108,7 @@ def _shape_counts(shape: str) -> Optional[List[int]]:
 def target(topology: str) -> Target:
   """Compile-only devices for `topology` ('<chip>:<shape>'); no such hardware is needed."""
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+
   name, _, shape = topology.partition(':')
   chip = hardware.chip_named(name)
   if chip is None:
@@ -110,8 +125,9 @@ def target(topology: str) -> Target:
     try:
       desc = topologies.get_topology_desc(topology_name=f'{chip.name}:{shape}', platform='tpu')
     except ModuleNotFoundError as e:
-      raise TopologyError(f'--topology={topology}: compiling for TPUs needs libtpu: '
-                          'pip install -e ".[tpu]"') from e
+      raise TopologyError(
+          f'--topology={topology}: compiling for TPUs needs libtpu: ' 'pip install -e ".[tpu]"'
+      ) from e
     except Exception as e:  # libtpu's own words for a shape it does not know
       raise _topology_error(topology, f'libtpu refused it ({_first_line(e)})') from e
     return Target(chip, tuple(desc.devices))
@@ -124,22 +140,26 @@ def target(topology: str) -> Target:
   os.environ.setdefault('JAX_SKIP_CUDA_CONSTRAINTS_CHECK', '1')
   try:
     desc = topologies.get_topology_desc(
-        platform='cuda', topology_name=chip.name, topology=f'1x{hosts}x{per_host}',
-        target_config=chip.gpu_spec.read_text())
+        platform='cuda',
+        topology_name=chip.name,
+        topology=f'1x{hosts}x{per_host}',
+        target_config=chip.gpu_spec.read_text(),
+    )
   except NotImplementedError as e:  # no topology factory for 'cuda': the plugin is missing
-    raise TopologyError(f'--topology={topology}: compiling for GPUs needs JAX\'s CUDA plugin: '
-                        'pip install -e ".[cuda12]"') from e
+    raise TopologyError(
+        f"--topology={topology}: compiling for GPUs needs JAX's CUDA plugin: "
+        'pip install -e ".[cuda12]"'
+    ) from e
   except Exception as e:  # the plugin's own words for a shape it refuses
-    raise _topology_error(topology,
-                          f'JAX\'s CUDA plugin refused it ({_first_line(e)})') from e
+    raise _topology_error(topology, f"JAX's CUDA plugin refused it ({_first_line(e)})") from e
   return Target(chip, tuple(desc.devices))
 
 
 @dataclasses.dataclass
 class Collective:
-  kind: str               # one of COLLECTIVES
-  bytes: int              # size of its result, per chip
-  shapes: str             # e.g. 'f32[64,800]'
+  kind: str  # one of COLLECTIVES
+  bytes: int  # size of its result, per chip
+  shapes: str  # e.g. 'f32[64,800]'
 
 
 def parse_collectives(hlo_text: str) -> List[Collective]:
@@ -158,9 +178,11 @@ def parse_collectives(hlo_text: str) -> List[Collective]:
     arrays = re.findall(r'\b(' + '|'.join(_DTYPE_BYTES) + r')\[([\d,]*)\]', shape_text)
     if start:
       arrays = [a for a in arrays if a[1]]  # drop the scalar sync flags
-      arrays = arrays[len(arrays) // 2:]
-    size = sum(_DTYPE_BYTES[dtype] * math.prod(int(d) for d in dims.split(',') if d)
-               for dtype, dims in arrays)
+      arrays = arrays[len(arrays) // 2 :]
+    size = sum(
+        _DTYPE_BYTES[dtype] * math.prod(int(d) for d in dims.split(',') if d)
+        for dtype, dims in arrays
+    )
     found.append(Collective(kind, size, ', '.join(f'{t}[{d}]' for t, d in arrays)))
   return found
 
@@ -168,6 +190,7 @@ def parse_collectives(hlo_text: str) -> List[Collective]:
 @dataclasses.dataclass
 class Report:
   """Per-chip figures of one compiled step (bytes, FLOPs, seconds)."""
+
   topology: str
   chip: str
   device_kind: str
@@ -180,18 +203,18 @@ class Report:
   batch_size: int
   donated: bool
   compile_s: float
-  params_bytes: int           # parameters and BatchNorm statistics (all nets)
-  optimizer_bytes: int        # Adam's moments (auto-encoder and adversary)
+  params_bytes: int  # parameters and BatchNorm statistics (all nets)
+  optimizer_bytes: int  # Adam's moments (auto-encoder and adversary)
   argument_bytes: int
   output_bytes: int
-  alias_bytes: int            # outputs written into donated arguments
+  alias_bytes: int  # outputs written into donated arguments
   temp_bytes: int
   code_bytes: int
   hbm_bytes: Optional[int]
-  model_flops: float          # per chip and step, counted from the architecture
+  model_flops: float  # per chip and step, counted from the architecture
   xla_flops: Optional[float]
   xla_bytes_accessed: Optional[float]
-  collective_ops: List[Collective]           # in the order of the compiled program
+  collective_ops: List[Collective]  # in the order of the compiled program
   peak_flops: Optional[float]
   hbm_bytes_per_s: Optional[float]
 
@@ -208,8 +231,13 @@ class Report:
   @property
   def total_bytes(self) -> int:
     """What the step holds at once: arguments, outputs not written over them, scratch, code."""
-    return (self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
-            + self.code_bytes)
+    return (
+        self.argument_bytes
+        + self.output_bytes
+        - self.alias_bytes
+        + self.temp_bytes
+        + self.code_bytes
+    )
 
   @property
   def traffic_bytes(self) -> Tuple[int, str]:
@@ -226,9 +254,13 @@ class Report:
     compute_s = self.model_flops / self.peak_flops
     memory_s = self.traffic_bytes[0] / self.hbm_bytes_per_s
     step_s = max(compute_s, memory_s)
-    return dict(compute_s=compute_s, memory_s=memory_s, step_s=step_s,
-                img_per_s=self.batch_size / step_s,
-                bound='compute' if compute_s >= memory_s else 'memory')
+    return dict(
+        compute_s=compute_s,
+        memory_s=memory_s,
+        step_s=step_s,
+        img_per_s=self.batch_size / step_s,
+        bound='compute' if compute_s >= memory_s else 'memory',
+    )
 
   def fit_error(self) -> Optional[str]:
     """Why the step does not fit in the chip's HBM and what to change, or None."""
@@ -237,25 +269,33 @@ class Report:
     return _step_too_big(self)
 
   def to_json(self) -> dict:
-    return dict(dataclasses.asdict(self), collectives=self.collectives,
-                total_bytes=self.total_bytes,
-                traffic_bytes=self.traffic_bytes[0], roofline=self.roofline())
+    return dict(
+        dataclasses.asdict(self),
+        collectives=self.collectives,
+        total_bytes=self.total_bytes,
+        traffic_bytes=self.traffic_bytes[0],
+        roofline=self.roofline(),
+    )
 
 
 def _over_hbm(what: str, need: int, have: int, chip: str) -> str:
-  return (f'{what} {_gib(need)} per chip, more than the {_gib(have)} of HBM of a {chip} '
-          f'(over by {_gib(need - have)})')
+  return (
+      f'{what} {_gib(need)} per chip, more than the {_gib(have)} of HBM of a {chip} '
+      f'(over by {_gib(need - have)})'
+  )
 
 
 def _state_too_big(need: int, have: int, chip: str, width: float) -> str:
   """The state alone exceeds HBM: only a narrower model or a larger chip helps, since every
   chip holds all of it (data parallel: the state is replicated, only the batch is split)."""
   larger = ', '.join(f'{name}: {_gib(hbm)}' for name, hbm in hardware.chips_with_hbm(need))
-  return (f'{_over_hbm("the parameters and optimizer state need", need, have, chip)} before any '
-          'activation; every chip holds all of them (the state is replicated, only the batch is '
-          'split), so a smaller batch, bfloat16 (activations only) or more chips do not shrink '
-          f'them: lower config.model.width ({width:g}; the state grows about with its square), '
-          f'or use a chip with more HBM ({larger or "none that wae_jax knows has enough"})')
+  return (
+      f'{_over_hbm("the parameters and optimizer state need", need, have, chip)} before any '
+      'activation; every chip holds all of them (the state is replicated, only the batch is '
+      'split), so a smaller batch, bfloat16 (activations only) or more chips do not shrink '
+      f'them: lower config.model.width ({width:g}; the state grows about with its square), '
+      f'or use a chip with more HBM ({larger or "none that wae_jax knows has enough"})'
+  )
 
 
 def _step_too_big(r: 'Report') -> str:
@@ -264,15 +304,19 @@ def _step_too_big(r: 'Report') -> str:
   per_chip = r.batch_size // r.num_chips
   remedies = []
   if per_chip > 1:
-    remedies.append(f'lower config.train.batch_size ({r.batch_size}, {per_chip} per chip) or '
-                    'spread it over more chips')
+    remedies.append(
+        f'lower config.train.batch_size ({r.batch_size}, {per_chip} per chip) or '
+        'spread it over more chips'
+    )
   if r.dtype != 'bfloat16':
     remedies.append('use config.model.dtype=bfloat16')
   remedies += ['lower config.model.width', 'use a chip with more HBM']
-  return (f'{_over_hbm("the compiled step needs", r.total_bytes, r.hbm_bytes, r.chip)}; the '
-          f'parameters and optimizer state are {_gib(state)} of it, the rest '
-          f'({_gib(r.total_bytes - state)}: the batch, its activations, gradients and scratch) '
-          f'shrinks with the batch per chip: {", ".join(remedies[:-1])}, or {remedies[-1]}')
+  return (
+      f'{_over_hbm("the compiled step needs", r.total_bytes, r.hbm_bytes, r.chip)}; the '
+      f'parameters and optimizer state are {_gib(state)} of it, the rest '
+      f'({_gib(r.total_bytes - state)}: the batch, its activations, gradients and scratch) '
+      f'shrinks with the batch per chip: {", ".join(remedies[:-1])}, or {remedies[-1]}'
+  )
 
 
 def _gib(n: float) -> str:
@@ -295,26 +339,34 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
   model = models.build_autoencoder(config, platform)
   adversary = models.build_adversary(config)
   steps_per_epoch = 1000  # only the learning-rate schedule's boundaries depend on it
-  state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0),
-                                                          steps_per_epoch))
+  state = jax.eval_shape(
+      lambda: train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch)
+  )
   params_bytes = checkpoints.state_bytes((state.params, state.batch_stats, state.adversary_params))
   optimizer_bytes = checkpoints.state_bytes((state.opt_state, state.adversary_opt_state))
-  sizes = dict(topology=topology, chip=tgt.chip.name, num_chips=len(tgt.devices),
-               batch_size=batch_size)
+  sizes = dict(
+      topology=topology, chip=tgt.chip.name, num_chips=len(tgt.devices), batch_size=batch_size
+  )
   hbm = tgt.chip.hbm_bytes
   if hbm and params_bytes + optimizer_bytes > hbm:
-    raise DoesNotFitError(_state_too_big(params_bytes + optimizer_bytes, hbm, tgt.chip.name,
-                                         config.model.width))
+    raise DoesNotFitError(
+        _state_too_big(params_bytes + optimizer_bytes, hbm, tgt.chip.name, config.model.width)
+    )
 
   def spec(x, sharding):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
   state_spec = jax.tree_util.tree_map(lambda x: spec(x, parallel.replicated(mesh)), state)
-  images = jax.ShapeDtypeStruct((batch_size,) + tuple(config.data.image_shape), np.float32,
-                                sharding=parallel.batch_sharded(mesh))
+  images = jax.ShapeDtypeStruct(
+      (batch_size,) + tuple(config.data.image_shape),
+      np.float32,
+      sharding=parallel.batch_sharded(mesh),
+  )
   step = parallel.jit_on_mesh(
       train.make_train_step(config, model, adversary, steps_per_epoch, jax.random.PRNGKey(0)),
-      mesh, donate=donate)
+      mesh,
+      donate=donate,
+  )
   start = time.perf_counter()
   compiled = step.lower(state_spec, images).compile()
   compile_s = time.perf_counter() - start
@@ -323,18 +375,30 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
   cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
   dtype = config.model.dtype
   return Report(
-      **sizes, device_kind=tgt.devices[0].device_kind, num_hosts=tgt.num_hosts,
-      objective=config.penalty.name, arch=config.model.arch, dtype=dtype,
+      **sizes,
+      device_kind=tgt.devices[0].device_kind,
+      num_hosts=tgt.num_hosts,
+      objective=config.penalty.name,
+      arch=config.model.arch,
+      dtype=dtype,
       conv_impl=models.resolve_conv_impl(config.model.conv_impl, platform),
-      donated=donate, compile_s=compile_s, params_bytes=params_bytes,
-      optimizer_bytes=optimizer_bytes, argument_bytes=memory.argument_size_in_bytes,
-      output_bytes=memory.output_size_in_bytes, alias_bytes=memory.alias_size_in_bytes,
-      temp_bytes=memory.temp_size_in_bytes, code_bytes=memory.generated_code_size_in_bytes,
+      donated=donate,
+      compile_s=compile_s,
+      params_bytes=params_bytes,
+      optimizer_bytes=optimizer_bytes,
+      argument_bytes=memory.argument_size_in_bytes,
+      output_bytes=memory.output_size_in_bytes,
+      alias_bytes=memory.alias_size_in_bytes,
+      temp_bytes=memory.temp_size_in_bytes,
+      code_bytes=memory.generated_code_size_in_bytes,
       hbm_bytes=hbm,
       model_flops=model_flops.train_step_flops(config, batch_size) / len(tgt.devices),
-      xla_flops=cost.get('flops'), xla_bytes_accessed=cost.get('bytes accessed'),
-      collective_ops=parse_collectives(compiled.as_text()), peak_flops=tgt.chip.peak(dtype),
-      hbm_bytes_per_s=tgt.chip.hbm_bytes_per_s)
+      xla_flops=cost.get('flops'),
+      xla_bytes_accessed=cost.get('bytes accessed'),
+      collective_ops=parse_collectives(compiled.as_text()),
+      peak_flops=tgt.chip.peak(dtype),
+      hbm_bytes_per_s=tgt.chip.hbm_bytes_per_s,
+  )
 
 
 def _num(x: Optional[float], unit: str = '') -> str:
@@ -348,8 +412,11 @@ def _num(x: Optional[float], unit: str = '') -> str:
 
 def format_report(r: Report) -> str:
   """The per-chip table that `python -m wae_jax.accelerators.aot` prints."""
-  hbm = (f' of {_gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)'
-         if r.hbm_bytes else '')
+  hbm = (
+      f' of {_gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)'
+      if r.hbm_bytes
+      else ''
+  )
   traffic, traffic_what = r.traffic_bytes
   rows = [
       ('parameters + BatchNorm statistics', _gib(r.params_bytes)),
@@ -371,11 +438,13 @@ def format_report(r: Report) -> str:
   if not r.collectives:
     rows.append(('collectives', 'none'))
   width = max(len(name) for name, _ in rows)
-  lines = [f'{r.objective} ({r.arch}, {r.dtype}, conv_impl {r.conv_impl}), batch {r.batch_size} '
-           f'({r.batch_size // r.num_chips} per chip) on {r.topology}: {r.num_chips} x '
-           f'{r.device_kind}, {r.num_hosts} host{"s" if r.num_hosts > 1 else ""}; state '
-           f'{"donated" if r.donated else "not donated"}; compiled in {r.compile_s:.1f} s',
-           'per chip:']
+  lines = [
+      f'{r.objective} ({r.arch}, {r.dtype}, conv_impl {r.conv_impl}), batch {r.batch_size} '
+      f'({r.batch_size // r.num_chips} per chip) on {r.topology}: {r.num_chips} x '
+      f'{r.device_kind}, {r.num_hosts} host{"s" if r.num_hosts > 1 else ""}; state '
+      f'{"donated" if r.donated else "not donated"}; compiled in {r.compile_s:.1f} s',
+      'per chip:',
+  ]
   lines += [f'  {name:<{width}}  {value}' for name, value in rows]
   bound = r.roofline()
   if bound is None:
@@ -386,7 +455,8 @@ def format_report(r: Report) -> str:
         f'(model FLOPs / {_num(r.peak_flops, "FLOP/s")} {r.dtype} peak), memory '
         f'{bound["memory_s"] * 1e3:.3g} ms ({traffic_what}, {_num(traffic, "B")} / '
         f'{_num(r.hbm_bytes_per_s, "B/s")}): step >= {bound["step_s"] * 1e3:.3g} ms, '
-        f'<= {bound["img_per_s"]:,.0f} img/s, {bound["bound"]}-bound')
+        f'<= {bound["img_per_s"]:,.0f} img/s, {bound["bound"]}-bound'
+    )
   return '\n'.join(lines)
 
 
@@ -410,10 +480,14 @@ def _main():
 
   # Defined here, not at import: wae_jax.main defines --config too.
   config = config_flags.DEFINE_config_file(
-      'config', None, 'Config file and overrides, as for wae_jax.main.', lock_config=True)
+      'config', None, 'Config file and overrides, as for wae_jax.main.', lock_config=True
+  )
   topology = flags.DEFINE_string(
-      'topology', None, 'Target: a TPU topology (v5e:2x2, v5p:2x2x2, v5e:16x16, ...) or '
-      'GPUs (h100:8, h100:2x8, a100:4, ...).')
+      'topology',
+      None,
+      'Target: a TPU topology (v5e:2x2, v5p:2x2x2, v5e:16x16, ...) or '
+      'GPUs (h100:8, h100:2x8, a100:4, ...).',
+  )
   donate = flags.DEFINE_bool('donate', True, 'Donate the state to the step, as training does.')
   json_path = flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
   flags.mark_flags_as_required(['config', 'topology'])

@@ -26,9 +26,9 @@ GPU_SPECS_DIR = pathlib.Path(__file__).parent / 'gpu_specs'
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-  name: str                   # as in --topology, e.g. 'v5e', 'h100'
-  device_kind: str            # a substring of jax's Device.device_kind for this chip
-  platform: str               # 'tpu' | 'gpu' (jax.Device.platform)
+  name: str  # as in --topology, e.g. 'v5e', 'h100'
+  device_kind: str  # a substring of jax's Device.device_kind for this chip
+  platform: str  # 'tpu' | 'gpu' (jax.Device.platform)
   peak_flops: Dict[str, float]  # dense FLOP/s per chip, by activation dtype
   hbm_bytes: Optional[int] = None
   hbm_bytes_per_s: Optional[float] = None
@@ -95,6 +95,9 @@ def chips_with_hbm(at_least: int) -> List[Tuple[str, int]]:
   """(name, HBM bytes) of the chips --topology can name with at least `at_least` bytes of
   HBM, smallest first: where a state too large for the target chip would fit."""
   names = set(TPU_NAMES) | set(gpu_names())
-  found = {chip.name: chip.hbm_bytes for chip in CHIPS
-           if chip.name in names and chip.hbm_bytes and chip.hbm_bytes >= at_least}
+  found = {
+      chip.name: chip.hbm_bytes
+      for chip in CHIPS
+      if chip.name in names and chip.hbm_bytes and chip.hbm_bytes >= at_least
+  }
   return sorted(found.items(), key=lambda item: item[1])

@@ -39,13 +39,29 @@ PLAN_CACHE_FILE = 'plan_cache.json'
 # A penalty's own such fields are its record's (penalties.fields_not_in_step: the kernel scale).
 # Every other field stays in the key, fields unknown here included: a new one costs an extra
 # compile until it is listed here, rather than sharing another shape's figures.
-_NOT_IN_STEP = frozenset({
-    'seed', 'data.source', 'data.dir', 'data.cache_dir',
-    'train.num_epochs', 'train.num_steps', 'train.pretrain_steps',
-    'train.pretrain_learning_rate', 'train.log_every', 'train.checkpoint_every',
-    'train.keep_checkpoints', 'train.image_every', 'train.max_nonfinite_steps',
-    'train.learning_rate', 'train.adversary_learning_rate', 'train.lr_decay',
-    'penalty.lam', 'model.prior_variance', 'cost.scale'})
+_NOT_IN_STEP = frozenset(
+    {
+        'seed',
+        'data.source',
+        'data.dir',
+        'data.cache_dir',
+        'train.num_epochs',
+        'train.num_steps',
+        'train.pretrain_steps',
+        'train.pretrain_learning_rate',
+        'train.log_every',
+        'train.checkpoint_every',
+        'train.keep_checkpoints',
+        'train.image_every',
+        'train.max_nonfinite_steps',
+        'train.learning_rate',
+        'train.adversary_learning_rate',
+        'train.lr_decay',
+        'penalty.lam',
+        'model.prior_variance',
+        'cost.scale',
+    }
+)
 _NOT_IN_STEP_PREFIXES = ('eval.',)
 # Fields that count as what the step sees of them: input noise 0 leaves the noise out.
 _AS_SEEN = {'train.input_noise': lambda std: std > 0}
@@ -55,8 +71,11 @@ def shape_key(config) -> Dict[str, Any]:
   """The fields of `config` that can change its compiled train step, flat (see _NOT_IN_STEP)."""
   key = {}
   for path, value in wae_config.flatten(config).items():
-    if (path in _NOT_IN_STEP or path in penalties.fields_not_in_step()  # a penalty's own
-        or path.startswith(_NOT_IN_STEP_PREFIXES)):
+    if (
+        path in _NOT_IN_STEP
+        or path in penalties.fields_not_in_step()  # a penalty's own
+        or path.startswith(_NOT_IN_STEP_PREFIXES)
+    ):
       continue
     key[path] = _AS_SEEN[path](value) if path in _AS_SEEN else value
   return key
@@ -69,16 +88,17 @@ def _key_text(key: Dict[str, Any]) -> str:
 @dataclasses.dataclass
 class PlanRow:
   """One compiled shape of a sweep on a topology, and the trials that share it."""
-  key: Dict[str, Any]                 # shape_key of its trials
+
+  key: Dict[str, Any]  # shape_key of its trials
   trial_ids: List[str]
-  steps: int                          # train steps of all its trials together
+  steps: int  # train steps of all its trials together
   num_chips: int
   status: str = 'ok'  # 'ok' (counted), 'indivisible', 'does not fit' or 'no roofline'
-  step_s: Optional[float] = None      # the roofline: a lower bound on one step's time
+  step_s: Optional[float] = None  # the roofline: a lower bound on one step's time
   img_per_s: Optional[float] = None
-  bound: Optional[str] = None         # 'compute' | 'memory'
-  note: str = ''                      # why it is not counted
-  cached: bool = False                # its figures came from the cache, not a compile now
+  bound: Optional[str] = None  # 'compute' | 'memory'
+  note: str = ''  # why it is not counted
+  cached: bool = False  # its figures came from the cache, not a compile now
 
   @property
   def chip_hours(self) -> float:
@@ -125,12 +145,17 @@ def save_plan_cache(path, cache: Dict[str, Dict[str, Any]]) -> None:
 def _analysed(analyse, config, topology: str) -> Dict[str, Any]:
   """A cache entry: what `plan` needs of aot.analyse's report, as JSON."""
   from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
+
   try:
     report = analyse(config, topology)
   except aot.DoesNotFitError as e:  # the state alone is too big: nothing compiled
     return {'fit_error': str(e)}
-  return {'num_chips': report.num_chips, 'roofline': report.roofline(),
-          'fit_error': report.fit_error(), 'compile_s': getattr(report, 'compile_s', None)}
+  return {
+      'num_chips': report.num_chips,
+      'roofline': report.roofline(),
+      'fit_error': report.fit_error(),
+      'compile_s': getattr(report, 'compile_s', None),
+  }
 
 
 def varying_fields(rows: List[PlanRow]) -> List[str]:
@@ -151,10 +176,15 @@ def _print_stderr(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-def plan(sweep, topology: str, analyse: Optional[Callable] = None,
-         cache: Optional[Dict[str, Dict[str, Any]]] = None, cache_path=None,
-         num_chips: Optional[int] = None,
-         progress: Callable[[str], None] = _print_stderr) -> List[PlanRow]:
+def plan(
+    sweep,
+    topology: str,
+    analyse: Optional[Callable] = None,
+    cache: Optional[Dict[str, Dict[str, Any]]] = None,
+    cache_path=None,
+    num_chips: Optional[int] = None,
+    progress: Callable[[str], None] = _print_stderr,
+) -> List[PlanRow]:
   """The sweep's trials grouped by compiled shape, each shape's roofline step time on
   `topology`: one row per shape, in the order of their first trials.
 
@@ -169,6 +199,7 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
   """
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
+
   analyse = analyse or aot.analyse
   if num_chips is None:
     num_chips = len(aot.target(topology).devices)  # an unknown topology fails here, at once
@@ -182,29 +213,37 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
     config = trials.trial_config(sweep, trial)
     key = shape_key(config)
     text = _key_text(key)
-    per_epoch = input_pipeline.steps_per_epoch(datasets.get(config.data.name).train_size,
-                                               config.train.batch_size)
+    per_epoch = input_pipeline.steps_per_epoch(
+        datasets.get(config.data.name).train_size, config.train.batch_size
+    )
     row = rows.setdefault(text, PlanRow(key, [], 0, num_chips))
     row.trial_ids.append(trial.trial_id)
     row.steps += train.num_train_steps(config, per_epoch)
     configs.setdefault(text, config)
 
   varying = varying_fields(list(rows.values()))
-  todo = [text for text, row in rows.items() if row.key['train.batch_size'] % num_chips == 0
-          and f'{topology} {text}' not in cache]
+  todo = [
+      text
+      for text, row in rows.items()
+      if row.key['train.batch_size'] % num_chips == 0 and f'{topology} {text}' not in cache
+  ]
   for text, row in rows.items():
     batch_size = row.key['train.batch_size']
     if batch_size % num_chips:
       row.status = 'indivisible'
-      row.note = (f'train.batch_size={batch_size} does not split over the {num_chips} chips of '
-                  f'{topology}')
+      row.note = (
+          f'train.batch_size={batch_size} does not split over the {num_chips} chips of '
+          f'{topology}'
+      )
       continue
     name = f'{topology} {text}'
     row.cached = name in cache
     if not row.cached:
-      progress(f'compiling {todo.index(text) + 1}/{len(todo)} for {topology}: '
-               f'{_describe(row.key, varying) or "the only shape"} '
-               f'({len(row.trial_ids)} trials) ...')
+      progress(
+          f'compiling {todo.index(text) + 1}/{len(todo)} for {topology}: '
+          f'{_describe(row.key, varying) or "the only shape"} '
+          f'({len(row.trial_ids)} trials) ...'
+      )
       cache[name] = _analysed(analyse, configs[text], topology)
       if cache_path is not None:
         save_plan_cache(cache_path, cache)
@@ -217,8 +256,11 @@ def plan(sweep, topology: str, analyse: Optional[Callable] = None,
       row.status = 'no roofline'
       row.note = 'no published peak FLOP/s or HBM bandwidth for this chip and config.model.dtype'
     else:
-      row.step_s, row.img_per_s, row.bound = (roofline['step_s'], roofline['img_per_s'],
-                                              roofline['bound'])
+      row.step_s, row.img_per_s, row.bound = (
+          roofline['step_s'],
+          roofline['img_per_s'],
+          roofline['bound'],
+      )
   return list(rows.values())
 
 
@@ -231,8 +273,11 @@ def _table(header: List[str], body: List[List[str]], right: List[bool]) -> List[
   widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
   def line(cells):
-    return '| ' + ' | '.join(c.rjust(w) if r else c.ljust(w)
-                             for c, w, r in zip(cells, widths, right)) + ' |'
+    return (
+        '| '
+        + ' | '.join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right))
+        + ' |'
+    )
 
   rule = '|' + '|'.join('-' * (w + 1) + (':' if r else '-') for w, r in zip(widths, right)) + '|'
   return [line(header), rule, *(line(cells) for cells in body)]
@@ -248,32 +293,57 @@ def format_plan(rows: List[PlanRow], topology: str) -> str:
   counted_trials = sum(len(r.trial_ids) for r in counted)
   total = sum(r.chip_hours for r in rows)
   analysed = sum(not r.cached for r in rows if r.status != 'indivisible')
-  reasons = {'indivisible': f'not counted: batch not divisible by {num_chips}',
-             'does not fit': 'not counted: does not fit in HBM',
-             'no roofline': 'not counted: no roofline'}
+  reasons = {
+      'indivisible': f'not counted: batch not divisible by {num_chips}',
+      'does not fit': 'not counted: does not fit in HBM',
+      'no roofline': 'not counted: no roofline',
+  }
   body = []
   for i, r in enumerate(rows, 1):
     ok = r.status == 'ok'
-    body.append([str(i), *(_cell(r.key.get(p)) for p in varying), str(len(r.trial_ids)),
-                 f'{r.steps:,}', f'{r.step_s * 1e3:.3g} ms' if ok else '-',
-                 f'{r.img_per_s:,.0f}' if ok else '-', r.bound if ok else '-',
-                 _hours(r.chip_hours) if ok else '-',
-                 ('counted, cached' if r.cached else 'counted') if ok else reasons[r.status]])
-  header = ['shape', *varying, 'trials', 'steps', 'step >=', 'img/s <=', 'bound', 'chip-hours',
-            'status']
+    body.append(
+        [
+            str(i),
+            *(_cell(r.key.get(p)) for p in varying),
+            str(len(r.trial_ids)),
+            f'{r.steps:,}',
+            f'{r.step_s * 1e3:.3g} ms' if ok else '-',
+            f'{r.img_per_s:,.0f}' if ok else '-',
+            r.bound if ok else '-',
+            _hours(r.chip_hours) if ok else '-',
+            ('counted, cached' if r.cached else 'counted') if ok else reasons[r.status],
+        ]
+    )
+  header = [
+      'shape',
+      *varying,
+      'trials',
+      'steps',
+      'step >=',
+      'img/s <=',
+      'bound',
+      'chip-hours',
+      'status',
+  ]
   right = [True, *([True] * len(varying)), True, True, True, True, False, True, False]
-  lines = [f'Sweep plan on {topology} ({num_chips} chips): {num_trials} trials in {len(rows)} '
-           f'compiled shapes ({analysed} analysed now, '
-           f'{sum(r.cached for r in rows)} from the cache)', '',
-           *_table(header, body, right), '']
+  lines = [
+      f'Sweep plan on {topology} ({num_chips} chips): {num_trials} trials in {len(rows)} '
+      f'compiled shapes ({analysed} analysed now, '
+      f'{sum(r.cached for r in rows)} from the cache)',
+      '',
+      *_table(header, body, right),
+      '',
+  ]
   lines += [f'shape {i}: {r.note}' for i, r in enumerate(rows, 1) if r.status != 'ok']
-  lines += [f'Total: {_hours(total)} chip-hours on {topology} for {counted_trials} of {num_trials} '
-            f'trials (the sum over trials of steps x step time x {num_chips} chips / 3600; '
-            f'{_hours(total / num_chips) if num_chips else "-"} h on one {topology} running '
-            'the trials one after another).',
-            'A lower bound from the roofline, not a measurement: each step takes at least '
-            'max(model FLOPs / peak FLOP/s, HBM bytes / bandwidth) of published chip figures '
-            '(python -m wae_jax.accelerators.aot); collectives, kernel launches, input and idle '
-            'time are left out. Evaluation (FID, checkpoints) and the encoder\'s pre-training '
-            'are not included.']
+  lines += [
+      f'Total: {_hours(total)} chip-hours on {topology} for {counted_trials} of {num_trials} '
+      f'trials (the sum over trials of steps x step time x {num_chips} chips / 3600; '
+      f'{_hours(total / num_chips) if num_chips else "-"} h on one {topology} running '
+      'the trials one after another).',
+      'A lower bound from the roofline, not a measurement: each step takes at least '
+      'max(model FLOPs / peak FLOP/s, HBM bytes / bandwidth) of published chip figures '
+      '(python -m wae_jax.accelerators.aot); collectives, kernel launches, input and idle '
+      "time are left out. Evaluation (FID, checkpoints) and the encoder's pre-training "
+      'are not included.',
+  ]
   return '\n'.join(lines) + '\n'

@@ -22,8 +22,17 @@ from wae_jax.data.base import get
 from wae_jax.data.base import names
 from wae_jax.data.base import register
 
-__all__ = ['CACHE_ENV', 'DataError', 'Dataset', 'Splits', 'check_source', 'default_cache_dir',
-           'get', 'names', 'register']
+__all__ = [
+    'CACHE_ENV',
+    'DataError',
+    'Dataset',
+    'Splits',
+    'check_source',
+    'default_cache_dir',
+    'get',
+    'names',
+    'register',
+]
 
 register(mnist.DATASET)
 register(celeba.DATASET)

@@ -28,6 +28,7 @@ class DataError(errors.WaeError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """One data set, named by config.data.name."""
+
   name: str  # config.data.name
   title: str  # how logs name it ('MNIST from IDX files in ...')
   # config.data (source, dir, cache_dir, ...) -> (Splits, where they came from, for the logs).
@@ -45,26 +46,42 @@ class Dataset:
     object.__setattr__(self, 'image_shape', tuple(self.image_shape))
     object.__setattr__(self, 'pixel_range', tuple(float(v) for v in self.pixel_range))
     object.__setattr__(self, 'sources', tuple(self.sources))
-    problems = [what for what, ok in (
-        ('name must be a non-empty string', isinstance(self.name, str) and self.name),
-        ('load must be callable', callable(self.load)),
-        ('image_shape must be 3 ints >= 1 (height, width, channels)',
-         len(self.image_shape) == 3 and all(isinstance(v, int) and v >= 1
-                                            for v in self.image_shape)),
-        ('pixel_range must be (low, high) with low < high',
-         len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1]),
-        ('train_size must be an int >= 1', isinstance(self.train_size, int)
-         and self.train_size >= 1),
-        ('sources must be a non-empty tuple of strings',
-         self.sources and all(isinstance(s, str) for s in self.sources)),
-    ) if not ok]
+    problems = [
+        what
+        for what, ok in (
+            ('name must be a non-empty string', isinstance(self.name, str) and self.name),
+            ('load must be callable', callable(self.load)),
+            (
+                'image_shape must be 3 ints >= 1 (height, width, channels)',
+                len(self.image_shape) == 3
+                and all(isinstance(v, int) and v >= 1 for v in self.image_shape),
+            ),
+            (
+                'pixel_range must be (low, high) with low < high',
+                len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1],
+            ),
+            (
+                'train_size must be an int >= 1',
+                isinstance(self.train_size, int) and self.train_size >= 1,
+            ),
+            (
+                'sources must be a non-empty tuple of strings',
+                self.sources and all(isinstance(s, str) for s in self.sources),
+            ),
+        )
+        if not ok
+    ]
     if problems:
       raise ValueError(f'Dataset {self.name!r}: ' + '; '.join(problems))
 
   def config_fields(self) -> Dict[str, object]:
     """config.data's fields that name this data set: `config.data.update(d.config_fields())`."""
-    return {'name': self.name, 'source': self.sources[0], 'image_shape': self.image_shape,
-            'pixel_range': self.pixel_range}
+    return {
+        'name': self.name,
+        'source': self.sources[0],
+        'image_shape': self.image_shape,
+        'pixel_range': self.pixel_range,
+    }
 
 
 _REGISTRY: Dict[str, Dataset] = {}
@@ -73,8 +90,10 @@ _REGISTRY: Dict[str, Dataset] = {}
 def register(dataset: Dataset) -> Dataset:
   """Makes `dataset` loadable by config.data.name=dataset.name; returns it."""
   if dataset.name in _REGISTRY:
-    raise ValueError(f'a data set named {dataset.name!r} is already registered '
-                     f'({_REGISTRY[dataset.name].title}); pick another name')
+    raise ValueError(
+        f'a data set named {dataset.name!r} is already registered '
+        f'({_REGISTRY[dataset.name].title}); pick another name'
+    )
   _REGISTRY[dataset.name] = dataset
   return dataset
 
@@ -87,8 +106,10 @@ def names() -> Tuple[str, ...]:
 def get(name: str) -> Dataset:
   """The record of config.data.name=name; ConfigError naming the registered ones."""
   if name not in _REGISTRY:
-    raise errors.ConfigError(f'config.data.name={name!r} is not supported; allowed: '
-                             f'{", ".join(map(repr, _REGISTRY))}')
+    raise errors.ConfigError(
+        f'config.data.name={name!r} is not supported; allowed: '
+        f'{", ".join(map(repr, _REGISTRY))}'
+    )
   return _REGISTRY[name]
 
 
@@ -96,9 +117,11 @@ def check_source(name: str, source: str) -> Dataset:
   """The record of config.data.name; ConfigError unless config.data.source is one of its."""
   dataset = get(name)
   if source not in dataset.sources:
-    raise errors.ConfigError(f'config.data.source={source!r} is not supported with '
-                             f'config.data.name={name!r}; allowed: '
-                             f'{", ".join(map(repr, dataset.sources))}')
+    raise errors.ConfigError(
+        f'config.data.source={source!r} is not supported with '
+        f'config.data.name={name!r}; allowed: '
+        f'{", ".join(map(repr, dataset.sources))}'
+    )
   return dataset
 
 

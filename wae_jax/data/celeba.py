@@ -57,8 +57,7 @@ def preprocess_face(image) -> np.ndarray:
   """
   width, height = image.size
   left, top = (width - CELEBA_CROP) // 2, (height - CELEBA_CROP) // 2
-  image = image.convert('RGB').crop(
-      (left, top, left + CELEBA_CROP, top + CELEBA_CROP))
+  image = image.convert('RGB').crop((left, top, left + CELEBA_CROP, top + CELEBA_CROP))
   image = image.resize((CELEBA_SIZE, CELEBA_SIZE), Image.LANCZOS)
   return np.asarray(image, np.uint8)
 
@@ -81,8 +80,7 @@ def _decode_faces(folder: Path, names: Sequence[str]) -> Tuple[np.ndarray, list]
   pixels = np.zeros((len(names), CELEBA_SIZE, CELEBA_SIZE, 3), np.uint8)
   sizes = []
   with futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
-    for i, (face, size) in enumerate(
-        pool.map(_decode_face, [folder / n for n in names])):
+    for i, (face, size) in enumerate(pool.map(_decode_face, [folder / n for n in names])):
       if face is not None:
         pixels[i] = face
       sizes.append(size)
@@ -104,17 +102,26 @@ def _usable(folder: Path, names: Sequence[str], sizes: list) -> np.ndarray:
   counts = collections.Counter(s for s in sizes if not isinstance(s, str))
   # The most common size; on a tie, the first image's.
   common = counts.most_common(1)[0][0] if counts else None
-  wrong = [(n, f'{s[0]}x{s[1]}') for n, s in zip(names, sizes)
-           if not isinstance(s, str)
-           and (s != common or min(s) < CELEBA_CROP)]
+  wrong = [
+      (n, f'{s[0]}x{s[1]}')
+      for n, s in zip(names, sizes)
+      if not isinstance(s, str) and (s != common or min(s) < CELEBA_CROP)
+  ]
   if broken:
-    logging.warning('%s: skipped %d image files that do not decode: %s',
-                    folder, len(broken), _examples(broken))
+    logging.warning(
+        '%s: skipped %d image files that do not decode: %s', folder, len(broken), _examples(broken)
+    )
   if wrong:
     logging.warning(
         '%s: skipped %d images whose size is not the %dx%d of the others, or '
-        'is below the %dx%d crop: %s', folder, len(wrong), *common,
-        CELEBA_CROP, CELEBA_CROP, _examples(wrong))
+        'is below the %dx%d crop: %s',
+        folder,
+        len(wrong),
+        *common,
+        CELEBA_CROP,
+        CELEBA_CROP,
+        _examples(wrong),
+    )
   skipped = len(broken) + len(wrong)
   if skipped == len(names) or skipped > MAX_SKIPPED_FRACTION * len(names):
     raise DataError(
@@ -122,7 +129,8 @@ def _usable(folder: Path, names: Sequence[str], sizes: list) -> np.ndarray:
         f'({len(broken)} do not decode, {len(wrong)} have the wrong size), '
         f'more than the {MAX_SKIPPED_FRACTION:.0%} tolerated; e.g. '
         f'{_examples(broken + wrong)}. Repair or re-download the data set '
-        'rather than train on a damaged one.')
+        'rather than train on a damaged one.'
+    )
   bad = {n for n, _ in broken + wrong}
   return np.array([n not in bad for n in names], bool)
 
@@ -139,8 +147,7 @@ def _celeba_folder(data_dir) -> Path:
 
 
 def _has_images(folder: Path) -> bool:
-  return folder.is_dir() and any(
-      _is_image(e.name) for e in os.scandir(folder) if e.is_file())
+  return folder.is_dir() and any(_is_image(e.name) for e in os.scandir(folder) if e.is_file())
 
 
 def _list_images(folder: Path) -> List[Tuple[str, int, int]]:
@@ -173,16 +180,20 @@ def read_partition(path: Path, names) -> Dict[str, List[str]]:
     if not fields:
       continue
     if len(fields) != 2 or fields[1] not in splits:
-      raise DataError(f'{path}:{lineno}: malformed line {line!r}; expected '
-                      '"<image file> <0|1|2>" (0 train, 1 validation, 2 test)')
+      raise DataError(
+          f'{path}:{lineno}: malformed line {line!r}; expected '
+          '"<image file> <0|1|2>" (0 train, 1 validation, 2 test)'
+      )
     splits[fields[1]].append(fields[0])
     if fields[0] not in names:
       missing.append((lineno, fields[0]))
   if missing:
     lineno, name = missing[0]
-    raise DataError(f'{path}:{lineno}: lists {name}, which is not among the '
-                    f'images beside it ({len(missing)} listed files are '
-                    'missing); the partition file and the images do not match')
+    raise DataError(
+        f'{path}:{lineno}: lists {name}, which is not among the '
+        f'images beside it ({len(missing)} listed files are '
+        'missing); the partition file and the images do not match'
+    )
   return {'train': splits['0'], 'test': splits['2']}
 
 
@@ -193,23 +204,35 @@ def celeba_splits(folder: Path, names: Sequence[str]) -> Dict[str, List[str]]:
   if partition is not None:
     splits = read_partition(partition, names)
     unlisted = len(names) - len(splits['train']) - len(splits['test'])
-    logging.info('%s: split by %s (%d train, %d test, %d validation or '
-                 'unlisted images unused)', folder, partition,
-                 len(splits['train']), len(splits['test']), unlisted)
+    logging.info(
+        '%s: split by %s (%d train, %d test, %d validation or ' 'unlisted images unused)',
+        folder,
+        partition,
+        len(splits['train']),
+        len(splits['test']),
+        unlisted,
+    )
     return splits
   num_test = math.ceil(CELEBA_TEST_FRACTION * len(names))
-  logging.warning('%s: no %s in it or its parent; the last %d of the %d '
-                  'images by sorted file name are the test set', folder,
-                  CELEBA_PARTITION, num_test, len(names))
+  logging.warning(
+      '%s: no %s in it or its parent; the last %d of the %d '
+      'images by sorted file name are the test set',
+      folder,
+      CELEBA_PARTITION,
+      num_test,
+      len(names),
+  )
   cut = len(names) - num_test
   return {'train': list(names[:cut]), 'test': list(names[cut:])}
 
 
 def _cache_key(folder: Path, files, partition: Optional[Path]) -> str:
   """Changes whenever a file, the split or the preprocessing changes."""
-  key = hashlib.sha256(repr((
-      str(folder.resolve()), CELEBA_CROP, CELEBA_SIZE, 'LANCZOS',
-      CELEBA_TEST_FRACTION)).encode())
+  key = hashlib.sha256(
+      repr(
+          (str(folder.resolve()), CELEBA_CROP, CELEBA_SIZE, 'LANCZOS', CELEBA_TEST_FRACTION)
+      ).encode()
+  )
   for name, size, mtime in files:
     key.update(f'{name}\0{size}\0{mtime}\n'.encode())
   if partition is not None:
@@ -235,7 +258,8 @@ def load_celeba_folder(data_dir, cache_dir=None) -> Tuple[Dict[str, np.ndarray],
     raise DataError(
         f'{folder}: no images ({", ".join(IMAGE_EXTENSIONS)}) found; '
         f'config.data.dir must be the {CELEBA_FOLDER}/ folder of CelebA or '
-        'the folder that holds it')
+        'the folder that holds it'
+    )
   names = [name for name, _, _ in listed]
   splits = celeba_splits(folder, names)
   key = _cache_key(folder, listed, _find_partition(folder))
@@ -243,8 +267,12 @@ def load_celeba_folder(data_dir, cache_dir=None) -> Tuple[Dict[str, np.ndarray],
   paths = {s: cache_dir / f'celeba{CELEBA_SIZE}_{key}_{s}.npy' for s in splits}
   if not all(p.is_file() for p in paths.values()):
     ordered = splits['train'] + splits['test']
-    logging.info('Decoding %d CelebA images in %s, once: the result is '
-                 'cached in %s', len(ordered), folder, cache_dir)
+    logging.info(
+        'Decoding %d CelebA images in %s, once: the result is ' 'cached in %s',
+        len(ordered),
+        folder,
+        cache_dir,
+    )
     pixels, sizes = _decode_faces(folder, ordered)
     keep = _usable(folder, ordered, sizes)
     rows = {'train': np.arange(len(ordered)) < len(splits['train'])}
@@ -266,19 +294,20 @@ def load_celeba_tfds(data_dir: Optional[str], download: bool) -> Dict[str, np.nd
     for split in ('train', 'test'):
       faces = []
       for chunk in tfds_source.chunks('celeb_a', split, data_dir, download, chunk=1000):
-        faces.extend(pool.map(lambda a: preprocess_face(Image.fromarray(a)),
-                              chunk['image']))
+        faces.extend(pool.map(lambda a: preprocess_face(Image.fromarray(a)), chunk['image']))
         if len(faces) % _PROGRESS_EVERY < len(chunk['image']):
           logging.info('Preprocessed %d %s images of tfds celeb_a', len(faces), split)
       if not faces:
-        raise DataError(f'{tfds_source.describe("celeb_a", data_dir)}: '
-                        f'split {split!r} is empty')
+        raise DataError(
+            f'{tfds_source.describe("celeb_a", data_dir)}: ' f'split {split!r} is empty'
+        )
       out[split] = np.stack(faces)
   return out
 
 
-def _images(source: str, data_dir: Optional[str],
-            cache_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], str]:
+def _images(
+    source: str, data_dir: Optional[str], cache_dir: Optional[str]
+) -> Tuple[Dict[str, np.ndarray], str]:
   """Picks where CelebA comes from; returns the uint8 splits and a description."""
   tfds_desc = tfds_source.describe('celeb_a', data_dir)
   if source == 'tfds':
@@ -287,7 +316,8 @@ def _images(source: str, data_dir: Optional[str],
     if data_dir is None:
       raise DataError(
           "config.data.source='folder' needs config.data.dir: the "
-          f'{CELEBA_FOLDER}/ folder of CelebA JPEGs or the folder holding it')
+          f'{CELEBA_FOLDER}/ folder of CelebA JPEGs or the folder holding it'
+      )
     return load_celeba_folder(data_dir, cache_dir)
   # 'auto': never downloads, like MNIST's.
   if tfds_source.prepared(data_dir, 'celeb_a'):
@@ -299,7 +329,8 @@ def _images(source: str, data_dir: Optional[str],
       f'under the TFDS data_dir ({data_dir or "default"}), and no images in '
       f'config.data.dir={data_dir!r} or its {CELEBA_FOLDER}/ subfolder. Set '
       f'config.data.dir to the {CELEBA_FOLDER}/ folder (or the folder holding '
-      "it), or use config.data.source='tfds' to let TFDS download.")
+      "it), or use config.data.source='tfds' to let TFDS download."
+  )
 
 
 def load(data_config) -> Tuple[Splits, str]:
@@ -311,13 +342,20 @@ def load(data_config) -> Tuple[Splits, str]:
   needed; 'auto' uses TFDS if celeb_a is prepared under dir (or the TFDS default), else the
   folder, and never downloads.
   """
-  pixels, description = _images(data_config.source, data_config.dir or None,
-                                data_config.get('cache_dir') or None)
+  pixels, description = _images(
+      data_config.source, data_config.dir or None, data_config.get('cache_dir') or None
+  )
   return {split: (images, None) for split, images in pixels.items()}, description
 
 
 # train_size: the official train split (the 0s of list_eval_partition.txt); a folder without
 # that file trains on 90% of its images instead (182,339 of 202,599).
 DATASET = Dataset(
-    name='celeba', title='CelebA', load=load, image_shape=(CELEBA_SIZE, CELEBA_SIZE, 3),
-    pixel_range=(-1.0, 1.0), train_size=162_770, sources=('auto', 'tfds', 'folder'))
+    name='celeba',
+    title='CelebA',
+    load=load,
+    image_shape=(CELEBA_SIZE, CELEBA_SIZE, 3),
+    pixel_range=(-1.0, 1.0),
+    train_size=162_770,
+    sources=('auto', 'tfds', 'folder'),
+)

@@ -45,32 +45,35 @@ def read_idx(path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:
       raise DataError(f'{path}: expected gzip-compressed IDX data ({e})') from e
 
-  if (len(data) < 4 or data[:2] != b'\0\0' or data[2] != _IDX_UBYTE
-      or data[3] == 0):
+  if len(data) < 4 or data[:2] != b'\0\0' or data[2] != _IDX_UBYTE or data[3] == 0:
     magic = data[:4].hex() if len(data) >= 4 else f'{len(data)} bytes'
     raise DataError(
         f'{path}: bad IDX magic number 0x{magic}; expected 0x000008NN '
         '(unsigned bytes, NN dimensions), e.g. 0x00000803 for images or '
-        '0x00000801 for labels')
+        '0x00000801 for labels'
+    )
   ndim = data[3]
   offset = 4 + 4 * ndim
   if len(data) < offset:
-    raise DataError(f'{path}: truncated IDX header; expected {offset} bytes '
-                    f'for {ndim} dimensions, found {len(data)}')
-  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big')
-                for i in range(ndim))
+    raise DataError(
+        f'{path}: truncated IDX header; expected {offset} bytes '
+        f'for {ndim} dimensions, found {len(data)}'
+    )
+  shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
   expected, found = math.prod(shape), len(data) - offset
   if found != expected:
     kind = 'truncated' if found < expected else 'oversized'
-    raise DataError(f'{path}: {kind} IDX file; header shape {shape} expects '
-                    f'{expected} data bytes, found {found}')
+    raise DataError(
+        f'{path}: {kind} IDX file; header shape {shape} expects '
+        f'{expected} data bytes, found {found}'
+    )
   # Copy so callers get an ordinary writable array, not a view of `bytes`.
   return np.frombuffer(data, np.uint8, offset=offset).reshape(shape).copy()
 
 
 def _find_idx_file(directory: Path, name: str) -> Optional[Path]:
   """Returns directory/name or its un-gzipped twin, whichever exists."""
-  for candidate in (directory / name, directory / name[:-len('.gz')]):
+  for candidate in (directory / name, directory / name[: -len('.gz')]):
     if candidate.is_file():
       return candidate
   return None
@@ -78,8 +81,11 @@ def _find_idx_file(directory: Path, name: str) -> Optional[Path]:
 
 def _has_mnist_idx(directory) -> bool:
   directory = Path(directory)
-  return all(_find_idx_file(directory, name) is not None
-             for names in MNIST_FILES.values() for name in names)
+  return all(
+      _find_idx_file(directory, name) is not None
+      for names in MNIST_FILES.values()
+      for name in names
+  )
 
 
 def load_mnist_idx(directory) -> Splits:
@@ -94,21 +100,23 @@ def load_mnist_idx(directory) -> Splits:
       if path is None:
         raise DataError(
             f'{directory / name}: MNIST file not found (nor without .gz); '
-            f'expected the four IDX files {expected} in {directory}')
+            f'expected the four IDX files {expected} in {directory}'
+        )
       paths.append(path)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or images.shape[1:] != (28, 28):
-      raise DataError(f'{paths[0]}: expected images of shape [N, 28, 28], '
-                      f'found {list(images.shape)}')
+      raise DataError(
+          f'{paths[0]}: expected images of shape [N, 28, 28], ' f'found {list(images.shape)}'
+      )
     if labels.ndim != 1:
-      raise DataError(f'{paths[1]}: expected labels of shape [N], '
-                      f'found {list(labels.shape)}')
+      raise DataError(f'{paths[1]}: expected labels of shape [N], ' f'found {list(labels.shape)}')
     if len(images) != len(labels):
-      raise DataError(f'{paths[0]} has {len(images)} images but {paths[1]} '
-                      f'has {len(labels)} labels; expected equal counts')
+      raise DataError(
+          f'{paths[0]} has {len(images)} images but {paths[1]} '
+          f'has {len(labels)} labels; expected equal counts'
+      )
     if labels.size and labels.max() > 9:
-      raise DataError(f'{paths[1]}: expected labels in 0..9, '
-                      f'found {labels.max()}')
+      raise DataError(f'{paths[1]}: expected labels in 0..9, ' f'found {labels.max()}')
     out[split] = (images[..., None], labels.astype(np.int32))
   return out
 
@@ -121,8 +129,10 @@ def load_mnist_tfds(data_dir: Optional[str], download: bool) -> Splits:
     images = np.concatenate([c['image'] for c in chunks]).astype(np.uint8)
     labels = np.concatenate([c['label'] for c in chunks]).astype(np.int32)
     if images.shape[1:] != (28, 28, 1):
-      raise DataError(f'{tfds_source.describe("mnist", data_dir)}: expected {split} '
-                      f'images of shape [N, 28, 28, 1], found {list(images.shape)}')
+      raise DataError(
+          f'{tfds_source.describe("mnist", data_dir)}: expected {split} '
+          f'images of shape [N, 28, 28, 1], found {list(images.shape)}'
+      )
     out[split] = (images, labels)
   return out
 
@@ -144,7 +154,8 @@ def load(data_config) -> Tuple[Splits, str]:
     if folder is None:
       raise DataError(
           "config.data.source='idx' needs a folder with the four MNIST IDX "
-          f'files: set config.data.dir or ${MNIST_DIR_ENV}')
+          f'files: set config.data.dir or ${MNIST_DIR_ENV}'
+      )
     return load_mnist_idx(folder), f'IDX files in {folder}'
 
   if source == 'tfds':
@@ -163,9 +174,17 @@ def load(data_config) -> Tuple[Splits, str]:
       f'with the four IDX files ({names}), or prepare TFDS mnist under the '
       f'TFDS data_dir ({data_dir or "default"}). source=auto does not '
       'download (offline, a TFDS download takes minutes to fail); use '
-      "config.data.source='tfds' to let TFDS download.")
+      "config.data.source='tfds' to let TFDS download."
+  )
 
 
 DATASET = Dataset(
-    name='mnist', title='MNIST', load=load, image_shape=(28, 28, 1), pixel_range=(0.0, 1.0),
-    train_size=60_000, sources=('auto', 'tfds', 'idx'), fid_extractor='mnist_classifier')
+    name='mnist',
+    title='MNIST',
+    load=load,
+    image_shape=(28, 28, 1),
+    pixel_range=(0.0, 1.0),
+    train_size=60_000,
+    sources=('auto', 'tfds', 'idx'),
+    fid_extractor='mnist_classifier',
+)

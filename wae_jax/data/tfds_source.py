@@ -12,6 +12,7 @@ _CHUNK = 10_000
 def keep_tensorflow_off_accelerators() -> None:
   """TensorFlow (TFDS, clu's writers) only feeds and logs on the host: the GPUs are JAX's."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # TF already initialised its devices.
@@ -23,9 +24,11 @@ def import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise DataError("config.data.source='tfds' needs TensorFlow Datasets, which the default "
-                    'install leaves out: pip install -c constraints.txt -e ".[tfds]" (or read '
-                    "MNIST's IDX files with config.data.dir, CelebA from a folder)") from e
+    raise DataError(
+        "config.data.source='tfds' needs TensorFlow Datasets, which the default "
+        'install leaves out: pip install -c constraints.txt -e ".[tfds]" (or read '
+        "MNIST's IDX files with config.data.dir, CelebA from a folder)"
+    ) from e
   keep_tensorflow_off_accelerators()
   return tfds
 
@@ -48,16 +51,18 @@ def prepared(data_dir: Optional[str], name: str) -> bool:
   except ImportError:  # Not installed: nothing prepared.
     return False
   try:  # Only reads metadata; does not import TensorFlow itself.
-    if not any(epath.Path(d, name).is_dir()
-               for d in tfds.core.utils.file_utils.list_data_dirs(data_dir)):
+    if not any(
+        epath.Path(d, name).is_dir() for d in tfds.core.utils.file_utils.list_data_dirs(data_dir)
+    ):
       return False
     return tfds.builder(name, data_dir=data_dir).is_prepared()
   except Exception:  # pylint: disable=broad-except
     return False
 
 
-def chunks(name: str, split: str, data_dir: Optional[str], download: bool,
-           chunk: int = _CHUNK) -> Iterator[dict]:
+def chunks(
+    name: str, split: str, data_dir: Optional[str], download: bool, chunk: int = _CHUNK
+) -> Iterator[dict]:
   """Yields a TFDS split as dicts of numpy arrays, `chunk` examples at a time.
 
   Fixed chunks rather than batch_size=-1: when split sizes are unknown (e.g.
@@ -69,5 +74,7 @@ def chunks(name: str, split: str, data_dir: Optional[str], download: bool,
     ds = tfds.load(name, split=split, data_dir=data_dir, download=download)
     yield from tfds.as_numpy(ds.batch(chunk))
   except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f'{describe(name, data_dir)}: could not load '
-                    f'split {split!r} (download={download}): {type(e).__name__}: {e}') from e
+    raise DataError(
+        f'{describe(name, data_dir)}: could not load '
+        f'split {split!r} (download={download}): {type(e).__name__}: {e}'
+    ) from e

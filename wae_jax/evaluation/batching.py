@@ -45,8 +45,13 @@ def _round_up(count: int, multiple: int) -> int:
   return -(-count // multiple) * multiple
 
 
-def batched(fn: Callable[[jax.Array], Any], inputs, batch_size: int, pad: bool = False,
-            limit: Optional[int] = None) -> Any:
+def batched(
+    fn: Callable[[jax.Array], Any],
+    inputs,
+    batch_size: int,
+    pad: bool = False,
+    limit: Optional[int] = None,
+) -> Any:
   """fn over inputs [N, ...] in batches; outputs concatenated along axis 0, as numpy.
 
   fn (jitted: it gets a jax.Array split over the local devices along axis 0; its other
@@ -66,7 +71,7 @@ def batched(fn: Callable[[jax.Array], Any], inputs, batch_size: int, pad: bool =
   total = len(inputs) if limit is None else min(limit, len(inputs))
   outputs = []
   for start in range(0, total, size) or [0]:
-    batch = np.asarray(inputs[start:min(start + size, total)])
+    batch = np.asarray(inputs[start : min(start + size, total)])
     count = len(batch)
     padded = size if pad else _round_up(count, devices)
     if padded > count:

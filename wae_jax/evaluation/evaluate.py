@@ -44,12 +44,15 @@ def _make_coders(model, state, pixel_range):
   """
   variables = batching.replicate({'params': state.params, 'batch_stats': state.batch_stats})
   encode, decode = visualize.coders(model, pixel_range)
-  return (functools.partial(jax.jit(encode), variables),
-          functools.partial(jax.jit(decode), variables))
+  return (
+      functools.partial(jax.jit(encode), variables),
+      functools.partial(jax.jit(decode), variables),
+  )
 
 
-def make_context(config, model, state, directory: Optional[pathlib.Path] = None,
-                 data=None) -> evaluators.Context:
+def make_context(
+    config, model, state, directory: Optional[pathlib.Path] = None, data=None
+) -> evaluators.Context:
   """Everything the evaluators read, from the restored (model, state) and config's data
   (loaded unless given).
 
@@ -59,10 +62,11 @@ def make_context(config, model, state, directory: Optional[pathlib.Path] = None,
   """
   e = config.eval
   data = input_pipeline.load_dataset(config.data) if data is None else data
-  test = data.test_images[:samplers.num_samples(config, data)]  # refuses before any work
+  test = data.test_images[: samplers.num_samples(config, data)]  # refuses before any work
   encode, decode = _make_coders(model, state, config.data.pixel_range)
-  mean_codes = lambda images, limit=None: batching.batched(encode, images, e.batch_size,
-                                                           limit=limit)[0]
+  mean_codes = lambda images, limit=None: batching.batched(
+      encode, images, e.batch_size, limit=limit
+  )[0]
   samples, fits = {}, {}
   for name in samplers.names(config):
     draws = samplers.SAMPLERS[name](config, mean_codes, data)
@@ -70,10 +74,17 @@ def make_context(config, model, state, directory: Optional[pathlib.Path] = None,
     fits.update(draws.entries)
   codes, log_variance = batching.batched(encode, test, e.batch_size)
   reconstructions = batching.batched(decode, codes, e.batch_size)
-  return evaluators.Context(config=config, data=data, test_images=test, samples=samples,
-                            codes=codes, log_variance=log_variance,
-                            reconstructions=reconstructions, sampler_fits=fits,
-                            directory=directory)
+  return evaluators.Context(
+      config=config,
+      data=data,
+      test_images=test,
+      samples=samples,
+      codes=codes,
+      log_variance=log_variance,
+      reconstructions=reconstructions,
+      sampler_fits=fits,
+      directory=directory,
+  )
 
 
 def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
@@ -95,8 +106,12 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
     trained = inference.trained_config(config, workdir, int(state.step))
     model, state = inference.restore(trained, workdir, int(state.step))
   context = make_context(trained, model, state, pathlib.Path(workdir) / 'eval', data)
-  results = {'step': int(state.step), 'workdir': str(workdir), 'penalty': trained.penalty.name,
-             'config': wae_config.as_dict(trained)}
+  results = {
+      'step': int(state.step),
+      'workdir': str(workdir),
+      'penalty': trained.penalty.name,
+      'config': wae_config.as_dict(trained),
+  }
   for evaluator in evaluators.from_config(trained):
     results.update(evaluator.run(context))
   results['configs'] = wae_config.config_changes(workdir, results['step'])
@@ -113,6 +128,10 @@ def summary(results: Dict) -> str:
     if isinstance(entry, dict) and isinstance(entry.get('value'), float):
       lines.append(f'  {key:36s} {entry["value"]:.4f}')
   for record in results.get('configs', [])[1:]:
-    lines.append(f"  config changed from step {record['step']}: " + '; '.join(
-        f'{field}: {old!r} -> {new!r}' for field, (old, new) in record['changed'].items()))
+    lines.append(
+        f"  config changed from step {record['step']}: "
+        + '; '.join(
+            f'{field}: {old!r} -> {new!r}' for field, (old, new) in record['changed'].items()
+        )
+    )
   return '\n'.join(lines)

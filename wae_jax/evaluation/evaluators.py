@@ -33,6 +33,7 @@ _BERNOULLI_CLIP = 1e-6
 @dataclasses.dataclass(frozen=True)
 class Context:
   """What the evaluators read, computed once per evaluation (see evaluate.make_context)."""
+
   config: ml_collections.ConfigDict
   data: Any  # the dataset: FID's real-data floor reads its training images
   test_images: np.ndarray  # the first n test images
@@ -56,6 +57,7 @@ class Context:
 
 class Evaluator(Protocol):
   """A metric family: `run` returns its entries of results.json."""
+
   name: str
 
   def run(self, context: Context) -> Entries:
@@ -68,28 +70,37 @@ def per_sampler(context: Context, entries: Callable[[np.ndarray], Entries]) -> E
   out = {}
   for sampler, samples in context.samples.items():
     suffix = samplers.key_suffix(sampler)
-    out.update({key + suffix: {**entry, 'sampler': sampler}
-                for key, entry in entries(samples).items()})
+    out.update(
+        {key + suffix: {**entry, 'sampler': sampler} for key, entry in entries(samples).items()}
+    )
   return out
 
 
 class Sharpness:
   """The paper's blurriness measure, of samples, reconstructions and (for scale) real images."""
+
   name = 'sharpness'
 
   def run(self, context: Context) -> Entries:
     k = min(context.config.eval.sharpness_images, context.num_images)
     pixel_range = tuple(context.config.data.pixel_range)
-    entry = lambda images: {'value': metrics.sharpness(images[:k], pixel_range),
-                            'num_images': k}
+    entry = lambda images: {'value': metrics.sharpness(images[:k], pixel_range), 'num_images': k}
     out = per_sampler(context, lambda samples: {'sharpness_samples': entry(samples)})
-    out.update({f'sharpness_{name}': entry(images) for name, images in (
-        ('reconstructions', context.reconstructions), ('test_images', context.test_images))})
+    out.update(
+        {
+            f'sharpness_{name}': entry(images)
+            for name, images in (
+                ('reconstructions', context.reconstructions),
+                ('test_images', context.test_images),
+            )
+        }
+    )
     return out
 
 
 class Reconstruction:
   """How well test images come back: the training cost and, comparable across costs, MSE."""
+
   name = 'reconstruction'
 
   def run(self, context: Context) -> Entries:
@@ -101,26 +112,38 @@ class Reconstruction:
       outputs = np.log(clipped) - np.log1p(-clipped)
     value = penalties.reconstruction_cost(test, outputs, name=cost.name, scale=cost.scale)
     return {
-        'test_reconstruction_cost': {'value': float(value), 'num_images': context.num_images,
-                                     'cost': cost.name, 'scale': cost.scale},
-        'test_mse_per_pixel': {'value': float(np.mean((test - reconstructions)**2)),
-                               'num_images': context.num_images},
+        'test_reconstruction_cost': {
+            'value': float(value),
+            'num_images': context.num_images,
+            'cost': cost.name,
+            'scale': cost.scale,
+        },
+        'test_mse_per_pixel': {
+            'value': float(np.mean((test - reconstructions) ** 2)),
+            'num_images': context.num_images,
+        },
     }
 
 
 class LatentMMD:
   """How far the test codes are from the prior: the WAE-MMD penalty's own estimate."""
+
   name = 'latent_mmd'
 
   def run(self, context: Context) -> Entries:
     config = context.config
     m = min(config.eval.mmd_codes, len(context.codes))
     prior = samplers.prior_noise(config, config.eval.mmd_prior_seed_offset, m)
-    value = penalties.mmd(context.codes[:m], prior, kernel=config.penalty.kernel,
-                          prior_variance=config.model.prior_variance,
-                          scale=config.penalty.kernel_scale)
-    return {'test_codes_mmd': {'value': float(value), 'num_codes': m,
-                               'kernel': config.penalty.kernel}}
+    value = penalties.mmd(
+        context.codes[:m],
+        prior,
+        kernel=config.penalty.kernel,
+        prior_variance=config.model.prior_variance,
+        scale=config.penalty.kernel_scale,
+    )
+    return {
+        'test_codes_mmd': {'value': float(value), 'num_codes': m, 'kernel': config.penalty.kernel}
+    }
 
 
 class EncoderVariance:
@@ -128,12 +151,16 @@ class EncoderVariance:
 
   Near 0, the encoder went deterministic; near the prior's, that dimension carries nothing.
   """
+
   name = 'encoder_variance'
 
   def run(self, context: Context) -> Entries:
-    return {'encoder_variance_per_dim': {
-        'value': np.exp(context.log_variance).mean(axis=0).tolist(),
-        'num_images': context.num_images}}
+    return {
+        'encoder_variance_per_dim': {
+            'value': np.exp(context.log_variance).mean(axis=0).tolist(),
+            'num_images': context.num_images,
+        }
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +172,7 @@ class FID:
   without a suffix. No entries when the extractor is not available (Inception without its
   weights).
   """
+
   extractor: str
 
   @property
@@ -156,14 +184,19 @@ class FID:
     extractor = fid.EXTRACTORS[self.extractor](config, context.data)
     if extractor is None:
       return {}
-    reference = fid.Reference(extractor, fid.RealStatistics(fid.cache_dir(config)),
-                              config.data.name, context.test_images,
-                              context.data.train_images[:context.num_images])
+    reference = fid.Reference(
+        extractor,
+        fid.RealStatistics(fid.cache_dir(config)),
+        config.data.name,
+        context.test_images,
+        context.data.train_images[: context.num_images],
+    )
     return {**per_sampler(context, reference.fid_entries), **reference.floor_entries()}
 
 
 class SamplerFit:
   """What the samplers fitted: the GMM's settings and average log-likelihood on its codes."""
+
   name = 'sampler_fit'
 
   def run(self, context: Context) -> Entries:
@@ -173,6 +206,7 @@ class SamplerFit:
 class SampleGrids:
   """A picture of each sampler's first eval.grid_samples samples, samples_<sampler>.png in
   the context's directory: what its sample metrics were computed on."""
+
   name = 'sample_grids'
 
   def run(self, context: Context) -> Entries:
@@ -195,9 +229,11 @@ def fid_extractors(config) -> List[str]:
   dataset = datasets.get(config.data.name)
   own = dataset.fid_extractor
   if own is not None and own not in fid.EXTRACTORS:
-    raise errors.ConfigError(f'data set {dataset.name!r} is scored by fid_extractor={own!r}, '
-                             'which is not a feature extractor; allowed: '
-                             f'{", ".join(map(repr, fid.EXTRACTORS))}, or None (Inception only)')
+    raise errors.ConfigError(
+        f'data set {dataset.name!r} is scored by fid_extractor={own!r}, '
+        'which is not a feature extractor; allowed: '
+        f'{", ".join(map(repr, fid.EXTRACTORS))}, or None (Inception only)'
+    )
   return list(dict.fromkeys(name for name in (own, fid.INCEPTION) if name is not None))
 
 
@@ -219,10 +255,14 @@ def min_num_samples(config) -> Tuple[int, str]:
   needs = [(2, 'the MMD of the test codes averages over pairs of them')]
   for evaluator in from_config(config):
     if isinstance(evaluator, FID) and fid.configured(evaluator.extractor, config):
-      needs.append((fid.min_images(evaluator.extractor),
-                    f'the FID on {evaluator.extractor} features '
-                    f'({fid.FEATURE_DIMS[evaluator.extractor]}-d) needs more images than '
-                    'dimensions, or their covariance is singular and the FID meaningless'))
+      needs.append(
+          (
+              fid.min_images(evaluator.extractor),
+              f'the FID on {evaluator.extractor} features '
+              f'({fid.FEATURE_DIMS[evaluator.extractor]}-d) needs more images than '
+              'dimensions, or their covariance is singular and the FID meaningless',
+          )
+      )
   return max(needs)
 
 
@@ -231,5 +271,7 @@ def check_num_samples(config) -> None:
   needed, why = min_num_samples(config)
   count = config.eval.num_samples
   if count < needed:
-    raise errors.ConfigError(f'config.eval.num_samples={count} is too few: {why}; allowed: at '
-                             f'least {needed} (and at most the test images)')
+    raise errors.ConfigError(
+        f'config.eval.num_samples={count} is too few: {why}; allowed: at '
+        f'least {needed} (and at most the test images)'
+    )

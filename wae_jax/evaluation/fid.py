@@ -33,6 +33,7 @@ INCEPTION = 'inception'
 @dataclasses.dataclass(frozen=True)
 class Extractor:
   """A feature extractor, and how results.json labels the FIDs computed on it."""
+
   name: str  # in the result keys (fid_<name>, fid_<name>_real_floor) and cache file names
   features: str  # what the features are, written beside every FID on them
   dataset_label: str  # how the entries name the real images ('500 MNIST test images')
@@ -59,8 +60,9 @@ class RealStatistics:
   def __init__(self, directory: pathlib.Path):
     self.directory = directory
 
-  def get(self, dataset: str, split: str, extractor: str, images: np.ndarray,
-          featurize: Callable) -> Tuple[np.ndarray, np.ndarray]:
+  def get(
+      self, dataset: str, split: str, extractor: str, images: np.ndarray, featurize: Callable
+  ) -> Tuple[np.ndarray, np.ndarray]:
     path = self.directory / f'fid_stats_{dataset}_{split}_{len(images)}_{extractor}.npz'
     if path.exists():
       with np.load(path) as stats:
@@ -77,15 +79,21 @@ def mnist_classifier_extractor(config, data) -> Extractor:
   hash."""
   pixel_range = tuple(config.data.pixel_range)
   weights = mnist_classifier.load_or_train(
-      str(cache_dir(config)), data, seed=config.eval.mnist_classifier_seed,
-      pixel_range=pixel_range)
+      str(cache_dir(config)), data, seed=config.eval.mnist_classifier_seed, pixel_range=pixel_range
+  )
   sha256 = mnist_classifier.weights_sha256(weights)
   params = batching.replicate(weights)
   batch_size = config.eval.mnist_classifier_batch_size
   featurize = lambda images: mnist_classifier.features(
-      params, visualize.to_unit_range(images, pixel_range), batch_size)
-  return Extractor(MNIST_CLASSIFIER, mnist_classifier.features_label(sha256), 'MNIST',
-                   featurize, weights=sha256[:mnist_classifier.SHORT_HASH])
+      params, visualize.to_unit_range(images, pixel_range), batch_size
+  )
+  return Extractor(
+      MNIST_CLASSIFIER,
+      mnist_classifier.features_label(sha256),
+      'MNIST',
+      featurize,
+      weights=sha256[: mnist_classifier.SHORT_HASH],
+  )
 
 
 def inception_extractor(config, data) -> Optional[Extractor]:
@@ -97,15 +105,24 @@ def inception_extractor(config, data) -> Optional[Extractor]:
   del data  # The weights are published; nothing is trained.
   configured = inception.configured_path(config.eval.inception_weights)
   if configured is None:
-    logging.info('Inception FID skipped: set config eval.inception_weights or $%s to the '
-                 'path of %s (%s) to compute it.', inception.WEIGHTS_ENV,
-                 inception.WEIGHTS_FILENAME, inception.WEIGHTS_URL)
+    logging.info(
+        'Inception FID skipped: set config eval.inception_weights or $%s to the '
+        'path of %s (%s) to compute it.',
+        inception.WEIGHTS_ENV,
+        inception.WEIGHTS_FILENAME,
+        inception.WEIGHTS_URL,
+    )
     return None
-  featurizer = inception.make_featurizer(str(configured),
-                                         batch_size=config.eval.inception_batch_size)
+  featurizer = inception.make_featurizer(
+      str(configured), batch_size=config.eval.inception_batch_size
+  )
   pixel_range = tuple(config.data.pixel_range)
-  return Extractor(INCEPTION, inception.FEATURES, config.data.name,
-                   lambda images: featurizer(images, pixel_range))
+  return Extractor(
+      INCEPTION,
+      inception.FEATURES,
+      config.data.name,
+      lambda images: featurizer(images, pixel_range),
+  )
 
 
 # name -> factory(config, data) -> Extractor, or None when it is not available.
@@ -140,30 +157,43 @@ class Reference:
   statistics come from `stats` (cached); a Reference serves the samples of every sampler.
   """
 
-  def __init__(self, extractor: Extractor, stats: RealStatistics, dataset: str, test_images,
-               train_images):
+  def __init__(
+      self, extractor: Extractor, stats: RealStatistics, dataset: str, test_images, train_images
+  ):
     self.extractor = extractor
     self.num_images = len(test_images)
-    self.test_stats = stats.get(dataset, 'test', extractor.cache_key, test_images,
-                                extractor.featurize)
+    self.test_stats = stats.get(
+        dataset, 'test', extractor.cache_key, test_images, extractor.featurize
+    )
     self._train = (stats, dataset, train_images)
 
   def _about(self) -> Dict:
     n, e = self.num_images, self.extractor
-    return {'num_images': n, 'features': e.features,
-            'reference': f'{n} {e.dataset_label} test images'}
+    return {
+        'num_images': n,
+        'features': e.features,
+        'reference': f'{n} {e.dataset_label} test images',
+    }
 
   def fid_entries(self, samples) -> Dict:
     """fid_<extractor>: the FID of n samples."""
     sample_stats = metrics.gaussian_statistics(self.extractor.featurize(samples))
-    return {f'fid_{self.extractor.name}': {
-        'value': metrics.frechet_distance(*sample_stats, *self.test_stats), **self._about()}}
+    return {
+        f'fid_{self.extractor.name}': {
+            'value': metrics.frechet_distance(*sample_stats, *self.test_stats),
+            **self._about(),
+        }
+    }
 
   def floor_entries(self) -> Dict:
     """fid_<extractor>_real_floor: n training images' FID, how low the FID can go."""
     stats, dataset, train_images = self._train
     e = self.extractor
     train_stats = stats.get(dataset, 'train', e.cache_key, train_images, e.featurize)
-    return {f'fid_{e.name}_real_floor': {
-        'value': metrics.frechet_distance(*train_stats, *self.test_stats), **self._about(),
-        'samples': f'{self.num_images} {e.dataset_label} training images'}}
+    return {
+        f'fid_{e.name}_real_floor': {
+            'value': metrics.frechet_distance(*train_stats, *self.test_stats),
+            **self._about(),
+            'samples': f'{self.num_images} {e.dataset_label} training images',
+        }
+    }

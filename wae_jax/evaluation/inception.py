@@ -40,8 +40,9 @@ from wae_jax.evaluation import batching
 
 WEIGHTS_ENV = 'WAE_JAX_INCEPTION_WEIGHTS'
 WEIGHTS_FILENAME = 'pt_inception-2015-12-05-6726825d.pth'
-WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
-               + WEIGHTS_FILENAME)
+WEIGHTS_URL = (
+    'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + WEIGHTS_FILENAME
+)
 CONFIG_FIELD = 'eval.inception_weights'
 FEATURES = 'inception_v3_pool3 (pt_inception-2015-12-05)'
 FEATURE_DIM = 2048
@@ -65,6 +66,7 @@ class WeightsError(errors.WaeError, ValueError):
 
 class BasicConv2d(nn.Module):
   """torchvision's BasicConv2d: conv without bias, BatchNorm(eps=0.001), ReLU."""
+
   features: int
   kernel_size: Tuple[int, int]
   strides: Tuple[int, int] = (1, 1)
@@ -72,9 +74,15 @@ class BasicConv2d(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features, self.kernel_size, self.strides,
-                padding=[(p, p) for p in self.padding], use_bias=False,
-                precision=PRECISION, name='conv')(x)
+    x = nn.Conv(
+        self.features,
+        self.kernel_size,
+        self.strides,
+        padding=[(p, p) for p in self.padding],
+        use_bias=False,
+        precision=PRECISION,
+        name='conv',
+    )(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name='bn')(x)
     return nn.relu(x)
 
@@ -86,13 +94,13 @@ def _conv(name: str, features: int, kernel, strides=1, padding=0) -> BasicConv2d
 
 def _avg_pool_3x3(x):
   """F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)."""
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
-                     count_include_pad=False)
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
 
 
 def _max_pool_3x3(x, stride: int, padding: int = 0):
-  return nn.max_pool(x, (3, 3), strides=(stride, stride),
-                     padding=((padding, padding), (padding, padding)))
+  return nn.max_pool(
+      x, (3, 3), strides=(stride, stride), padding=((padding, padding), (padding, padding))
+  )
 
 
 class FIDInceptionA(nn.Module):
@@ -155,18 +163,29 @@ class InceptionD(nn.Module):
 
 class FIDInceptionE(nn.Module):
   """FIDInceptionE_1 (pool='avg', without the padding) or FIDInceptionE_2 (pool='max')."""
+
   pool: str
 
   @nn.compact
   def __call__(self, x):
     b1 = _conv('branch1x1', 320, 1)(x)
     b3 = _conv('branch3x3_1', 384, 1)(x)
-    b3 = jnp.concatenate([_conv('branch3x3_2a', 384, (1, 3), padding=(0, 1))(b3),
-                          _conv('branch3x3_2b', 384, (3, 1), padding=(1, 0))(b3)], axis=-1)
+    b3 = jnp.concatenate(
+        [
+            _conv('branch3x3_2a', 384, (1, 3), padding=(0, 1))(b3),
+            _conv('branch3x3_2b', 384, (3, 1), padding=(1, 0))(b3),
+        ],
+        axis=-1,
+    )
     bd = _conv('branch3x3dbl_1', 448, 1)(x)
     bd = _conv('branch3x3dbl_2', 384, 3, padding=1)(bd)
-    bd = jnp.concatenate([_conv('branch3x3dbl_3a', 384, (1, 3), padding=(0, 1))(bd),
-                          _conv('branch3x3dbl_3b', 384, (3, 1), padding=(1, 0))(bd)], axis=-1)
+    bd = jnp.concatenate(
+        [
+            _conv('branch3x3dbl_3a', 384, (1, 3), padding=(0, 1))(bd),
+            _conv('branch3x3dbl_3b', 384, (3, 1), padding=(1, 0))(bd),
+        ],
+        axis=-1,
+    )
     pooled = _avg_pool_3x3(x) if self.pool == 'avg' else _max_pool_3x3(x, 1, padding=1)
     bp = _conv('branch_pool', 192, 1)(pooled)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
@@ -267,21 +286,27 @@ def params_from_state_dict(state_dict: Dict[str, np.ndarray]) -> Dict[str, Any]:
   expected = expected_state_dict_shapes()
   missing = [k for k in expected if k not in state_dict]
   if missing:
-    raise WeightsError(f'InceptionV3 weights: missing key {missing[0]!r} ({len(missing)} of '
-                       f'{len(expected)} expected keys missing); is this {WEIGHTS_FILENAME}?')
+    raise WeightsError(
+        f'InceptionV3 weights: missing key {missing[0]!r} ({len(missing)} of '
+        f'{len(expected)} expected keys missing); is this {WEIGHTS_FILENAME}?'
+    )
   unexpected = [k for k in state_dict if k not in expected and not _is_unused(k)]
   if unexpected:
-    raise WeightsError(f'InceptionV3 weights: unexpected key {unexpected[0]!r} (not part of '
-                       f"pytorch-fid's FID InceptionV3; {len(unexpected)} such keys); is "
-                       f'this {WEIGHTS_FILENAME}?')
+    raise WeightsError(
+        f'InceptionV3 weights: unexpected key {unexpected[0]!r} (not part of '
+        f"pytorch-fid's FID InceptionV3; {len(unexpected)} such keys); is "
+        f'this {WEIGHTS_FILENAME}?'
+    )
   variables = {}
   for collection, tree in variable_shapes().items():
     for path, _ in _flatten(tree):
       key = _torch_key(collection, path)
       value = np.asarray(state_dict[key])
       if tuple(value.shape) != expected[key]:
-        raise WeightsError(f'InceptionV3 weights: {key!r} has shape {tuple(value.shape)}, '
-                           f'expected {expected[key]}')
+        raise WeightsError(
+            f'InceptionV3 weights: {key!r} has shape {tuple(value.shape)}, '
+            f'expected {expected[key]}'
+        )
       node = variables.setdefault(collection, {})
       for name in path[:-1]:
         node = node.setdefault(name, {})
@@ -291,9 +316,11 @@ def params_from_state_dict(state_dict: Dict[str, np.ndarray]) -> Dict[str, Any]:
 
 def state_dict_from_variables(variables) -> Dict[str, np.ndarray]:
   """The inverse of `params_from_state_dict` (without fc and num_batches_tracked)."""
-  return {_torch_key(collection, path): np.asarray(_to_torch_layout(path[-1],
-                                                                    np.asarray(value)))
-          for collection, tree in variables.items() for path, value in _flatten(tree)}
+  return {
+      _torch_key(collection, path): np.asarray(_to_torch_layout(path[-1], np.asarray(value)))
+      for collection, tree in variables.items()
+      for path, value in _flatten(tree)
+  }
 
 
 # ----------------------------------------------------------------------------- weight file
@@ -306,13 +333,18 @@ def configured_path(config_value: Optional[str] = None) -> Optional[pathlib.Path
 
 
 def missing_weights_message(path: Optional[pathlib.Path]) -> str:
-  where = (f'were not found at {path}' if path is not None else
-           f'are not configured (config field {CONFIG_FIELD} and ${WEIGHTS_ENV} are unset)')
-  return (f'The InceptionV3 FID weights {where}. Download {WEIGHTS_FILENAME} (the weights '
-          f'of the standard PyTorch FID, pytorch-fid) from {WEIGHTS_URL} and set the config '
-          f'field {CONFIG_FIELD} (e.g. --config.{CONFIG_FIELD}=/path/to/{WEIGHTS_FILENAME}) '
-          f'or the environment variable {WEIGHTS_ENV} to its path (or to the folder that '
-          'holds it).')
+  where = (
+      f'were not found at {path}'
+      if path is not None
+      else f'are not configured (config field {CONFIG_FIELD} and ${WEIGHTS_ENV} are unset)'
+  )
+  return (
+      f'The InceptionV3 FID weights {where}. Download {WEIGHTS_FILENAME} (the weights '
+      f'of the standard PyTorch FID, pytorch-fid) from {WEIGHTS_URL} and set the config '
+      f'field {CONFIG_FIELD} (e.g. --config.{CONFIG_FIELD}=/path/to/{WEIGHTS_FILENAME}) '
+      f'or the environment variable {WEIGHTS_ENV} to its path (or to the folder that '
+      'holds it).'
+  )
 
 
 def weights_path(config_value: Optional[str] = None) -> pathlib.Path:
@@ -330,13 +362,18 @@ def weights_path(config_value: Optional[str] = None) -> pathlib.Path:
 
 
 _STORAGE_DTYPES = {
-    'FloatStorage': np.dtype(np.float32), 'DoubleStorage': np.dtype(np.float64),
-    'HalfStorage': np.dtype(np.float16), 'BFloat16Storage': np.dtype(ml_dtypes.bfloat16),
-    'LongStorage': np.dtype(np.int64), 'IntStorage': np.dtype(np.int32),
-    'ShortStorage': np.dtype(np.int16), 'CharStorage': np.dtype(np.int8),
-    'ByteStorage': np.dtype(np.uint8), 'BoolStorage': np.dtype(np.bool_),
+    'FloatStorage': np.dtype(np.float32),
+    'DoubleStorage': np.dtype(np.float64),
+    'HalfStorage': np.dtype(np.float16),
+    'BFloat16Storage': np.dtype(ml_dtypes.bfloat16),
+    'LongStorage': np.dtype(np.int64),
+    'IntStorage': np.dtype(np.int32),
+    'ShortStorage': np.dtype(np.int16),
+    'CharStorage': np.dtype(np.int8),
+    'ByteStorage': np.dtype(np.uint8),
+    'BoolStorage': np.dtype(np.bool_),
 }
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
 
@@ -388,17 +425,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
       return collections.OrderedDict
     if module == 'torch._utils' and name in ('_rebuild_tensor', '_rebuild_tensor_v2'):
       return _rebuild_tensor
-    if module == 'torch._utils' and name in ('_rebuild_parameter',
-                                             '_rebuild_parameter_with_state'):
+    if module == 'torch._utils' and name in ('_rebuild_parameter', '_rebuild_parameter_with_state'):
       return _rebuild_parameter
     if module == 'torch' and name in _STORAGE_DTYPES:
       return _StorageType(name)
-    raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a weights file (only '
-                                 'dense tensors, storages and OrderedDicts are)')
+    raise pickle.UnpicklingError(
+        f'{module}.{name} is not allowed in a weights file (only '
+        'dense tensors, storages and OrderedDicts are)'
+    )
 
   def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'
-            and isinstance(pid[1], _StorageType)):
+    if not (
+        isinstance(pid, tuple)
+        and len(pid) >= 5
+        and pid[0] == 'storage'
+        and isinstance(pid[1], _StorageType)
+    ):
       raise pickle.UnpicklingError(f'unsupported persistent id {pid!r:.100}')
     storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
     ref = self.storages.get(key)
@@ -413,8 +455,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _attach(ref: _StorageRef, raw: bytes, little_endian: bool, path) -> None:
   nbytes = ref.numel * ref.dtype.itemsize
   if len(raw) < nbytes:
-    raise WeightsError(f'{path}: storage {ref.key} has {len(raw)} of its {nbytes} bytes '
-                       '(the file is truncated or corrupt)')
+    raise WeightsError(
+        f'{path}: storage {ref.key} has {len(raw)} of its {nbytes} bytes '
+        '(the file is truncated or corrupt)'
+    )
   order = '<' if little_endian else '>'
   ref.data = np.frombuffer(raw[:nbytes], ref.dtype.newbyteorder(order)).astype(ref.dtype)
 
@@ -433,11 +477,14 @@ def _materialize(obj, path):
       return np.zeros(obj.size, storage.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride))
     if offset < 0 or min(obj.stride, default=0) < 0 or last >= min(limit, storage.numel):
-      raise WeightsError(f'{path}: a tensor of size {obj.size} reaches past its storage '
-                         f'{storage.key} ({storage.numel} elements)')
+      raise WeightsError(
+          f'{path}: a tensor of size {obj.size} reaches past its storage '
+          f'{storage.key} ({storage.numel} elements)'
+      )
     item = storage.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(storage.data[offset:], obj.size,
-                                           [s * item for s in obj.stride], writeable=False)
+    view = np.lib.stride_tricks.as_strided(
+        storage.data[offset:], obj.size, [s * item for s in obj.stride], writeable=False
+    )
     return np.array(view)
   if isinstance(obj, dict):
     return type(obj)((k, _materialize(v, path)) for k, v in obj.items())
@@ -452,7 +499,7 @@ def _load_zip(path: pathlib.Path):
     pickles = [n for n in names if n == 'data.pkl' or n.endswith('/data.pkl')]
     if not pickles:
       raise WeightsError(f'{path}: a zip archive without data.pkl is not a PyTorch weights file')
-    prefix = pickles[0][:-len('data.pkl')]
+    prefix = pickles[0][: -len('data.pkl')]
     little = True
     if prefix + 'byteorder' in names:
       little = archive.read(prefix + 'byteorder').decode().strip() != 'big'
@@ -510,16 +557,29 @@ def load_state_dict(path) -> Dict[str, np.ndarray]:
     elif head.startswith(b'\x80'):
       obj = _load_legacy(path)
     else:
-      raise WeightsError(f'{path}: not a PyTorch weights file (neither a zip archive nor a '
-                         'legacy torch.save stream)')
+      raise WeightsError(
+          f'{path}: not a PyTorch weights file (neither a zip archive nor a '
+          'legacy torch.save stream)'
+      )
     obj = _materialize(obj, path)
-  except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, struct.error, KeyError,
-          AttributeError, TypeError, IndexError) as e:
-    raise WeightsError(f'{path}: cannot read it as a PyTorch state dict (truncated or '
-                       f'corrupt?): {type(e).__name__}: {e}') from e
+  except (
+      zipfile.BadZipFile,
+      pickle.UnpicklingError,
+      EOFError,
+      struct.error,
+      KeyError,
+      AttributeError,
+      TypeError,
+      IndexError,
+  ) as e:
+    raise WeightsError(
+        f'{path}: cannot read it as a PyTorch state dict (truncated or '
+        f'corrupt?): {type(e).__name__}: {e}'
+    ) from e
   if not isinstance(obj, dict):
-    raise WeightsError(f'{path}: expected a state dict (a dict of tensors), found '
-                       f'{type(obj).__name__}')
+    raise WeightsError(
+        f'{path}: expected a state dict (a dict of tensors), found ' f'{type(obj).__name__}'
+    )
   for key, value in obj.items():
     if not isinstance(value, np.ndarray):
       raise WeightsError(f'{path}: entry {key!r} is a {type(value).__name__}, not a tensor')
@@ -601,10 +661,11 @@ def make_featurizer(path: Optional[str] = None, batch_size: int = 100) -> Callab
     if len(images.shape) != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f'expected images [N, H, W, 1 or 3], got shape {images.shape}')
     # Converted on the host a batch at a time: each batch then goes to the devices.
-    unit = batching.Mapped(images, functools.partial(visualize.to_unit_range,
-                                                     pixel_range=pixel_range))
-    return batching.batched(functools.partial(_features, variables), unit, batch_size,
-                            pad=True).astype(np.float32)
+    unit = batching.Mapped(
+        images, functools.partial(visualize.to_unit_range, pixel_range=pixel_range)
+    )
+    return batching.batched(
+        functools.partial(_features, variables), unit, batch_size, pad=True
+    ).astype(np.float32)
 
   return featurize
-

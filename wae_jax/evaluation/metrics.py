@@ -32,7 +32,8 @@ def gaussian_statistics(features) -> Tuple[np.ndarray, np.ndarray]:
   if features.ndim != 2 or len(features) < 2:
     raise ValueError(f'expected features of shape [N >= 2, d], got {features.shape}')
   return features.mean(axis=0), np.cov(features, rowvar=False, ddof=1).reshape(
-      features.shape[1], features.shape[1])
+      features.shape[1], features.shape[1]
+  )
 
 
 def _sqrtm(matrix: np.ndarray) -> Tuple[np.ndarray, bool]:
@@ -59,20 +60,25 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
   d = mu1.shape[0]
   if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
-    raise ValueError(f'inconsistent shapes: mu1 {mu1.shape}, sigma1 {sigma1.shape}, '
-                     f'mu2 {mu2.shape}, sigma2 {sigma2.shape}')
+    raise ValueError(
+        f'inconsistent shapes: mu1 {mu1.shape}, sigma1 {sigma1.shape}, '
+        f'mu2 {mu2.shape}, sigma2 {sigma2.shape}'
+    )
 
   covmean, ok = _sqrtm(sigma1 @ sigma2)
   if not ok:
-    logging.warning('FID: sqrtm of a singular product of covariances; adding %g to their '
-                    'diagonals', eps)
+    logging.warning(
+        'FID: sqrtm of a singular product of covariances; adding %g to their ' 'diagonals', eps
+    )
     offset = eps * np.eye(d)
     covmean, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
   if np.iscomplexobj(covmean):
     largest = np.max(np.abs(np.diagonal(covmean).imag))
     if largest > _MAX_IMAG:
-      raise ValueError(f'FID: sqrtm(S1 S2) has an imaginary part of {largest:g} on its '
-                       'diagonal; the covariances are not valid (symmetric PSD)')
+      raise ValueError(
+          f'FID: sqrtm(S1 S2) has an imaginary part of {largest:g} on its '
+          'diagonal; the covariances are not valid (symmetric PSD)'
+      )
     covmean = covmean.real
 
   diff = mu1 - mu2
@@ -81,8 +87,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
   distance = mean_term + trace_terms - 2.0 * float(np.trace(covmean))
   if distance < 0.0:
     if -distance > _NEGATIVE_RTOL * max(mean_term + trace_terms, 1.0):
-      raise ValueError(f'FID: negative distance {distance:g}, beyond round-off; '
-                       'are the covariances symmetric positive semi-definite?')
+      raise ValueError(
+          f'FID: negative distance {distance:g}, beyond round-off; '
+          'are the covariances symmetric positive semi-definite?'
+      )
     distance = 0.0
   return distance
 
@@ -106,13 +114,17 @@ def sharpness(images, pixel_range) -> float:
   """
   images = np.asarray(images, np.float64)
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or min(images.shape[1:3]) < 3:
-    raise ValueError('expected images of shape [N, H >= 3, W >= 3, 1 or 3], '
-                     f'got {images.shape}')
+    raise ValueError('expected images of shape [N, H >= 3, W >= 3, 1 or 3], ' f'got {images.shape}')
   lo, hi = (float(v) for v in pixel_range)
   if not lo < hi:
     raise ValueError(f'pixel_range={pixel_range!r}: expected (lo, hi) with lo < hi')
   grey = images[..., 0] if images.shape[-1] == 1 else images @ LUMA_WEIGHTS
   grey = (grey - lo) / (hi - lo)
-  laplacian = (grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2]
-               + grey[:, 1:-1, 2:] - 4.0 * grey[:, 1:-1, 1:-1])
+  laplacian = (
+      grey[:, :-2, 1:-1]
+      + grey[:, 2:, 1:-1]
+      + grey[:, 1:-1, :-2]
+      + grey[:, 1:-1, 2:]
+      - 4.0 * grey[:, 1:-1, 1:-1]
+  )
   return float(np.mean(np.var(laplacian, axis=(1, 2))))

@@ -115,14 +115,16 @@ def features(params: Params, images, batch_size: int = 1000) -> np.ndarray:
 
   Images are [N, 28, 28, 1] in [0, 1]; convert other pixel ranges first.
   """
-  return batching.batched(functools.partial(_features, params), _checked(images), batch_size,
-                          pad=True)
+  return batching.batched(
+      functools.partial(_features, params), _checked(images), batch_size, pad=True
+  )
 
 
 def accuracy(params: Params, images, labels, batch_size: int = 1000) -> float:
   """Fraction of images [N, 28, 28, 1] in [0, 1] classified as their labels."""
-  predictions = batching.batched(functools.partial(logits, params), _checked(images),
-                                 batch_size, pad=True).argmax(-1)
+  predictions = batching.batched(
+      functools.partial(logits, params), _checked(images), batch_size, pad=True
+  ).argmax(-1)
   return float(np.mean(predictions == np.asarray(labels)))
 
 
@@ -143,13 +145,19 @@ def _make_train_step(optimizer):
 
 def _check_unit_range(images: np.ndarray, what: str) -> None:
   if images.size and (images.min() < 0.0 or images.max() > 1.0):
-    raise ValueError(f'{what}: expected pixel values in [0, 1] (pixel_range=(0.0, 1.0)), '
-                     f'found [{images.min():g}, {images.max():g}]')
+    raise ValueError(
+        f'{what}: expected pixel values in [0, 1] (pixel_range=(0.0, 1.0)), '
+        f'found [{images.min():g}, {images.max():g}]'
+    )
 
 
-def train_classifier(data, seed: int = 0, num_epochs: float = DEFAULT_EPOCHS,
-                     batch_size: int = DEFAULT_BATCH_SIZE,
-                     learning_rate: float = DEFAULT_LEARNING_RATE) -> Params:
+def train_classifier(
+    data,
+    seed: int = 0,
+    num_epochs: float = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+) -> Params:
   """Trains the CNN with Adam (cosine-decayed rate) on data.train_* ([0, 1] images).
 
   Everything derives from `seed` (initialisation and batch order via
@@ -172,23 +180,30 @@ def train_classifier(data, seed: int = 0, num_epochs: float = DEFAULT_EPOCHS,
   start, losses = time.time(), []
   for step in range(1, num_steps + 1):
     rows = next(batches)
-    params, opt_state, loss = train_step(params, opt_state, train_images[rows],
-                                         train_labels[rows])
+    params, opt_state, loss = train_step(params, opt_state, train_images[rows], train_labels[rows])
     losses.append(loss)
     if step % per_epoch == 0 or step == num_steps:
       elapsed = time.time() - start
       mean_loss = float(np.mean(jax.device_get(losses)))
       test_acc = accuracy(params, data.test_images, data.test_labels) if has_test else float('nan')
-      logging.info('mnist_classifier step %d/%d (epoch %.2f): loss %.4f, %.1f steps/s (with '
-                   'compilation), test accuracy %.4f', step, num_steps, step / per_epoch,
-                   mean_loss, step / elapsed, test_acc)
+      logging.info(
+          'mnist_classifier step %d/%d (epoch %.2f): loss %.4f, %.1f steps/s (with '
+          'compilation), test accuracy %.4f',
+          step,
+          num_steps,
+          step / per_epoch,
+          mean_loss,
+          step / elapsed,
+          test_acc,
+      )
       losses = []
   return jax.device_get(params)
 
 
 def _serialized(params: Params) -> bytes:
   return flax.serialization.msgpack_serialize(
-      flax.serialization.to_state_dict(jax.device_get(params)))
+      flax.serialization.to_state_dict(jax.device_get(params))
+  )
 
 
 def save_params(path, params: Params) -> None:
@@ -201,13 +216,16 @@ def _restore(path: pathlib.Path, data: bytes) -> Params:
   params = flax.serialization.msgpack_restore(data)
   expected = jax.eval_shape(init_params)
   try:
-    ok = jax.tree_util.tree_all(jax.tree_util.tree_map(
-        lambda e, p: e.shape == np.shape(p), expected, params))
+    ok = jax.tree_util.tree_all(
+        jax.tree_util.tree_map(lambda e, p: e.shape == np.shape(p), expected, params)
+    )
   except ValueError:  # Different tree structure.
     ok = False
   if not ok:
-    raise ValueError(f'{path}: parameters do not fit the current mnist_classifier.CNN '
-                     '(stale cache from another architecture?); delete the file to retrain')
+    raise ValueError(
+        f'{path}: parameters do not fit the current mnist_classifier.CNN '
+        '(stale cache from another architecture?); delete the file to retrain'
+    )
   return params
 
 
@@ -235,8 +253,11 @@ def features_label(sha256: str) -> str:
 # computed on them, so that FIDs from any machine compare. The one place that knows where they
 # are and their hash.
 SHIPPED_SEED = 0
-SHIPPED_PATH = pathlib.Path(__file__).resolve().parent / 'weights' / (
-    f'mnist_classifier_seed{SHIPPED_SEED}.msgpack')
+SHIPPED_PATH = (
+    pathlib.Path(__file__).resolve().parent
+    / 'weights'
+    / (f'mnist_classifier_seed{SHIPPED_SEED}.msgpack')
+)
 SHIPPED_SHA256 = 'fed7b12aaeacbceb655569435c659d58f618727c2e61125b3328e10433a1f2ff'
 _SHIPPED_IN_CHECKOUT = 'wae_jax/evaluation/weights/' + SHIPPED_PATH.name
 
@@ -245,36 +266,39 @@ class WeightsError(errors.WaeError, ValueError):
   """The shipped classifier weights are missing or are not the file their hash names."""
 
 
-def load_shipped(path: Optional[pathlib.Path] = None,
-                 sha256: str = SHIPPED_SHA256) -> Params:
+def load_shipped(path: Optional[pathlib.Path] = None, sha256: str = SHIPPED_SHA256) -> Params:
   """The shipped weights (SHIPPED_PATH), refused with a WeightsError unless their sha256 is
   `sha256`."""
   path = pathlib.Path(path or SHIPPED_PATH)
-  restore = ('restore the file: reinstall wae_jax, or in a checkout `git checkout -- '
-             f'{_SHIPPED_IN_CHECKOUT}`')
+  restore = (
+      'restore the file: reinstall wae_jax, or in a checkout `git checkout -- '
+      f'{_SHIPPED_IN_CHECKOUT}`'
+  )
   try:
     data = path.read_bytes()
   except FileNotFoundError:
-    raise WeightsError(f'{path}: the shipped MNIST classifier weights are missing; '
-                       f'{restore}') from None
+    raise WeightsError(
+        f'{path}: the shipped MNIST classifier weights are missing; ' f'{restore}'
+    ) from None
   actual = hashlib.sha256(data).hexdigest()
   if actual != sha256:
     raise WeightsError(
         f'{path}: sha256 {actual[:SHORT_HASH]}... is not the shipped MNIST classifier '
-        f'weights\' {sha256[:SHORT_HASH]}...: the file is damaged or was replaced; {restore} '
+        f"weights' {sha256[:SHORT_HASH]}...: the file is damaged or was replaced; {restore} "
         '(if you replaced it with weights you trained, set SHIPPED_SHA256 in '
-        'wae_jax/evaluation/mnist_classifier.py to the sha256 the training command printed)')
+        'wae_jax/evaluation/mnist_classifier.py to the sha256 the training command printed)'
+    )
   return _restore(path, data)
 
 
 def cache_path(cache_dir, seed: int = 0) -> pathlib.Path:
-  cache_dir = (datasets.default_cache_dir() if cache_dir is None
-               else pathlib.Path(cache_dir).expanduser())
+  cache_dir = (
+      datasets.default_cache_dir() if cache_dir is None else pathlib.Path(cache_dir).expanduser()
+  )
   return cache_dir / f'mnist_classifier_seed{seed}.msgpack'
 
 
-def load_or_train(cache_dir: Optional[str], data, seed: int = 0,
-                  pixel_range=(0.0, 1.0)) -> Params:
+def load_or_train(cache_dir: Optional[str], data, seed: int = 0, pixel_range=(0.0, 1.0)) -> Params:
   """The classifier FIDs are computed on: the shipped weights for SHIPPED_SEED (checked by
   hash, nothing trained), otherwise load_cached_or_train's."""
   if seed == SHIPPED_SEED:
@@ -283,8 +307,9 @@ def load_or_train(cache_dir: Optional[str], data, seed: int = 0,
   return load_cached_or_train(cache_dir, data, seed, pixel_range)
 
 
-def load_cached_or_train(cache_dir: Optional[str], data, seed: int = 0,
-                         pixel_range=(0.0, 1.0)) -> Params:
+def load_cached_or_train(
+    cache_dir: Optional[str], data, seed: int = 0, pixel_range=(0.0, 1.0)
+) -> Params:
   """The cached classifier for `seed`, trained (default settings) and cached if missing.
 
   cache_dir None means $WAE_JAX_CACHE or ~/.cache/wae_jax. data's images are in
@@ -297,8 +322,9 @@ def load_cached_or_train(cache_dir: Optional[str], data, seed: int = 0,
   logging.info('mnist_classifier: no cache at %s; training (seed %d)', path, seed)
   if tuple(pixel_range) != (0.0, 1.0):
     unit = functools.partial(visualize.to_unit_range, pixel_range=pixel_range)
-    data = dataclasses.replace(data, train_images=unit(data.train_images),
-                               test_images=unit(data.test_images))
+    data = dataclasses.replace(
+        data, train_images=unit(data.train_images), test_images=unit(data.test_images)
+    )
   params = train_classifier(data, seed=seed)
   save_params(path, params)
   return params
@@ -306,16 +332,22 @@ def load_cached_or_train(cache_dir: Optional[str], data, seed: int = 0,
 
 def mnist_config(data_dir: Optional[str]) -> ml_collections.ConfigDict:
   """The data config the classifier is trained on: MNIST in [0, 1]."""
-  return ml_collections.ConfigDict(dict(
-      name='mnist', source='auto', dir=data_dir, pixel_range=(0.0, 1.0),
-      image_shape=IMAGE_SHAPE))
+  return ml_collections.ConfigDict(
+      dict(
+          name='mnist', source='auto', dir=data_dir, pixel_range=(0.0, 1.0), image_shape=IMAGE_SHAPE
+      )
+  )
 
 
 def _define_flags() -> None:
   """CLI flags, defined only when run as a script so importers' flags cannot clash."""
   flags.DEFINE_string('data_dir', None, 'Folder with the MNIST IDX files (or a TFDS data_dir).')
-  flags.DEFINE_string('cache_dir', None, 'Folder the trained parameters are cached in (default '
-                      f'${datasets.CACHE_ENV} or ~/.cache/wae_jax).')
+  flags.DEFINE_string(
+      'cache_dir',
+      None,
+      'Folder the trained parameters are cached in (default '
+      f'${datasets.CACHE_ENV} or ~/.cache/wae_jax).',
+  )
   flags.DEFINE_integer('seed', 0, 'Seed of the classifier.')
 
 
@@ -339,11 +371,13 @@ def main(argv):
   if digest == SHIPPED_SHA256:
     print(f'These are the shipped weights ({SHIPPED_PATH}), bit for bit.')
   else:
-    print(f'These differ from the shipped weights (sha256 {SHIPPED_SHA256[:SHORT_HASH]}...): '
-          'the same seed trains bitwise the same weights only on the same machine. To ship '
-          f'these instead: cp {path} {_SHIPPED_IN_CHECKOUT} and set SHIPPED_SHA256 in '
-          f'wae_jax/evaluation/mnist_classifier.py to {digest!r}; MNIST FIDs computed on the '
-          'old weights (docs/results.md) then need recomputing (launch/mnist_table.sh).')
+    print(
+        f'These differ from the shipped weights (sha256 {SHIPPED_SHA256[:SHORT_HASH]}...): '
+        'the same seed trains bitwise the same weights only on the same machine. To ship '
+        f'these instead: cp {path} {_SHIPPED_IN_CHECKOUT} and set SHIPPED_SHA256 in '
+        f'wae_jax/evaluation/mnist_classifier.py to {digest!r}; MNIST FIDs computed on the '
+        'old weights (docs/results.md) then need recomputing (launch/mnist_table.sh).'
+    )
 
 
 if __name__ == '__main__':

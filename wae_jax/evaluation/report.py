@@ -57,7 +57,7 @@ SIGNIFICANCE = 0.05  # two-sided p-value below which two rows differ beyond the 
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-  steps: np.ndarray   # int, increasing
+  steps: np.ndarray  # int, increasing
   values: np.ndarray  # float
   wall_times: np.ndarray
 
@@ -65,8 +65,8 @@ class Curve:
 @dataclasses.dataclass(frozen=True)
 class TrainingTime:
   seconds: float
-  steps: int     # the last step the time covers
-  source: str    # 'uptime' or 'wall time'
+  steps: int  # the last step the time covers
+  source: str  # 'uptime' or 'wall time'
 
 
 @dataclasses.dataclass
@@ -111,8 +111,10 @@ def evaluate_command(workdir, config: Optional[Dict] = None) -> str:
   dataset = config.get('data', {}).get('name', 'mnist')
   objective = OBJECTIVES.get(config.get('penalty', {}).get('name'), '<objective>')
   small = ',small' if config.get('model', {}).get('width') == 0.125 else ''
-  return (f'python -m wae_jax.main --config=configs/{dataset}.py:{objective}{small} '
-          f'--workdir={workdir} --mode=evaluate')
+  return (
+      f'python -m wae_jax.main --config=configs/{dataset}.py:{objective}{small} '
+      f'--workdir={workdir} --mode=evaluate'
+  )
 
 
 class ResultsError(errors.WaeError, ValueError):
@@ -121,8 +123,11 @@ class ResultsError(errors.WaeError, ValueError):
 
 
 # The results' and the config's entries the report formats, by the JSON type it needs.
-_RESULTS_TYPES = {'step': (int, 'a whole number'), 'penalty': (str, 'a string'),
-                  'configs': (list, 'a list')}
+_RESULTS_TYPES = {
+    'step': (int, 'a whole number'),
+    'penalty': (str, 'a string'),
+    'configs': (list, 'a list'),
+}
 _CONFIG_TYPES = {section: (dict, 'an object') for section in ('data', 'model', 'penalty')}
 
 
@@ -134,8 +139,10 @@ def _read_json_object(path: pathlib.Path, types: Dict[str, Tuple[type, str]], fi
   except OSError as e:  # a folder, no permission
     raise ResultsError(f'{path} cannot be read ({errors.one_line(e)}); {fix}') from e
   except ValueError as e:  # not JSON (JSONDecodeError), not text (UnicodeDecodeError)
-    raise ResultsError(f'{path} is not valid JSON ({errors.one_line(e)}): it was cut short '
-                       f'or overwritten; {fix}') from e
+    raise ResultsError(
+        f'{path} is not valid JSON ({errors.one_line(e)}): it was cut short '
+        f'or overwritten; {fix}'
+    ) from e
   if not isinstance(data, dict):
     raise ResultsError(f'{path} holds a JSON {type(data).__name__}, not an object; {fix}')
   for key, (kind, kind_name) in types.items():
@@ -150,28 +157,44 @@ def load_run(workdir, name: Optional[str] = None) -> Run:
   if not workdir.is_dir():
     raise errors.NotFoundError(f'{workdir}: no such workdir')
   config_path = workdir / 'config.json'
-  config = _read_json_object(
-      config_path, _CONFIG_TYPES,
-      'copy the latest config_<step>.json of the workdir over it (the same config, up to the '
-      'fields free to change), or remove it (the report then shows no seed, and the penalty '
-      'from eval/results.json)') if config_path.exists() else {}
+  config = (
+      _read_json_object(
+          config_path,
+          _CONFIG_TYPES,
+          'copy the latest config_<step>.json of the workdir over it (the same config, up to the '
+          'fields free to change), or remove it (the report then shows no seed, and the penalty '
+          'from eval/results.json)',
+      )
+      if config_path.exists()
+      else {}
+  )
   results_path = workdir / 'eval' / 'results.json'
   evaluate = evaluate_command(workdir, config)
   if not results_path.exists():
     raise errors.NotFoundError(
         f'{workdir}: no eval/results.json; evaluate the run first (with the config and '
-        f'overrides it was trained with):\n  {evaluate}')
-  again = (f'evaluate the run again to rewrite it (with the config and overrides it was '
-           f'trained with): {evaluate}')
+        f'overrides it was trained with):\n  {evaluate}'
+    )
+  again = (
+      f'evaluate the run again to rewrite it (with the config and overrides it was '
+      f'trained with): {evaluate}'
+  )
   results = _read_json_object(results_path, _RESULTS_TYPES, again)
   segments = [read_event_file(path) for path in event_files(workdir)]
-  run = Run(name=name or default_name(workdir), workdir=workdir, results=results,
-            config=config, curves=merge_segments(segments),
-            training_time=training_time(segments),
-            samples_png=samples_png(workdir, results.get('step')))
+  run = Run(
+      name=name or default_name(workdir),
+      workdir=workdir,
+      results=results,
+      config=config,
+      curves=merge_segments(segments),
+      training_time=training_time(segments),
+      samples_png=samples_png(workdir, results.get('step')),
+  )
   if all(metric.value(run) is None for metric in metrics([run])):  # a row of dashes
-    raise ResultsError(f'{results_path} holds none of the numbers the report shows (FID, '
-                       f'sharpness, reconstruction, MMD); {again}')
+    raise ResultsError(
+        f'{results_path} holds none of the numbers the report shows (FID, '
+        f'sharpness, reconstruction, MMD); {again}'
+    )
   return run
 
 
@@ -188,8 +211,14 @@ def event_files(workdir) -> List[pathlib.Path]:
 
 def read_event_file(path) -> Dict[str, Curve]:
   """The scalar series of one event file: legacy 'scalars' and clu's scalar 'tensors'."""
-  keep_all = {ea.SCALARS: 0, ea.TENSORS: 0, ea.IMAGES: 1, ea.AUDIO: 1, ea.HISTOGRAMS: 1,
-              ea.COMPRESSED_HISTOGRAMS: 1}
+  keep_all = {
+      ea.SCALARS: 0,
+      ea.TENSORS: 0,
+      ea.IMAGES: 1,
+      ea.AUDIO: 1,
+      ea.HISTOGRAMS: 1,
+      ea.COMPRESSED_HISTOGRAMS: 1,
+  }
   acc = ea.EventAccumulator(str(path), size_guidance=keep_all).Reload()
   points = {}
   tags = acc.Tags()
@@ -198,9 +227,15 @@ def read_event_file(path) -> Dict[str, Curve]:
   for tag in tags.get(ea.TENSORS, []):
     if acc.SummaryMetadata(tag).plugin_data.plugin_name != 'scalars':
       continue  # images, hparams, text
-    points[tag] = [(e.step, float(np.asarray(tensor_util.make_ndarray(e.tensor_proto))
-                                  .reshape(-1)[0]), e.wall_time)
-                   for e in acc.Tensors(tag) if _num_elements(e.tensor_proto) == 1]
+    points[tag] = [
+        (
+            e.step,
+            float(np.asarray(tensor_util.make_ndarray(e.tensor_proto)).reshape(-1)[0]),
+            e.wall_time,
+        )
+        for e in acc.Tensors(tag)
+        if _num_elements(e.tensor_proto) == 1
+    ]
   return {tag: _curve(p) for tag, p in points.items() if p}
 
 
@@ -211,8 +246,9 @@ def _num_elements(tensor_proto) -> int:
 def _curve(points) -> Curve:
   points = sorted(points, key=lambda p: p[0])
   steps, values, walls = zip(*points)
-  return Curve(np.asarray(steps, np.int64), np.asarray(values, np.float64),
-               np.asarray(walls, np.float64))
+  return Curve(
+      np.asarray(steps, np.int64), np.asarray(values, np.float64), np.asarray(walls, np.float64)
+  )
 
 
 def merge_segments(segments: Sequence[Dict[str, Curve]]) -> Dict[str, Curve]:
@@ -223,9 +259,16 @@ def merge_segments(segments: Sequence[Dict[str, Curve]]) -> Dict[str, Curve]:
       if tag in merged:
         old = merged[tag]
         keep = old.steps < curve.steps[0]
-        curve = Curve(*(np.concatenate([a[keep], b]) for a, b in
-                        ((old.steps, curve.steps), (old.values, curve.values),
-                         (old.wall_times, curve.wall_times))))
+        curve = Curve(
+            *(
+                np.concatenate([a[keep], b])
+                for a, b in (
+                    (old.steps, curve.steps),
+                    (old.values, curve.values),
+                    (old.wall_times, curve.wall_times),
+                )
+            )
+        )
       merged[tag] = curve
   return merged
 
@@ -288,6 +331,7 @@ def group_runs(runs: Sequence[Run]) -> List[Row]:
 @dataclasses.dataclass(frozen=True)
 class Stats:
   """One number over a row's seeds: the values there are, their mean and sample std."""
+
   values: Tuple[float, ...]
 
   @property
@@ -317,17 +361,21 @@ def _reconstruction_cost(results: Dict):
 
 def inception_fid_key(results: Dict) -> str:
   """The results key of an Inception FID ('fid_inception...'); evaluate.py writes none yet."""
-  keys = [k for k in results if k.startswith('fid_inception')
-          and not k.endswith(('_real_floor', GMM_SUFFIX))]
+  keys = [
+      k
+      for k in results
+      if k.startswith('fid_inception') and not k.endswith(('_real_floor', GMM_SUFFIX))
+  ]
   return sorted(keys)[0] if keys else 'fid_inception'
 
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
   """A number column: its title, and where a run's results hold it."""
+
   title: str
   key: Callable[[Dict], str]  # results -> the results key
-  compared: bool = True       # in the statement of differences beyond the seed noise
+  compared: bool = True  # in the statement of differences beyond the seed noise
   sampler: Optional[str] = None  # of a sample metric shown for both samplers: prior | GMM
   # Two rows are compared only where this, of their first runs' results, is the same.
   comparable_by: Callable[[Dict], object] = lambda results: None
@@ -341,16 +389,21 @@ class Metric:
 
 # Metrics of the decoded samples: evaluation writes them for prior codes under these keys and,
 # with eval.sampler=gmm|both, for codes from a GMM fitted to training codes under key + '_gmm'.
-SAMPLE_METRICS = (('FID (MNIST classifier)', _key(CLASSIFIER_FID)),
-                  ('FID (Inception)', inception_fid_key),
-                  ('sharpness samples', _key('sharpness_samples')))
+SAMPLE_METRICS = (
+    ('FID (MNIST classifier)', _key(CLASSIFIER_FID)),
+    ('FID (Inception)', inception_fid_key),
+    ('sharpness samples', _key('sharpness_samples')),
+)
 OTHER_METRICS = (
     Metric('sharpness reconstructions', _key('sharpness_reconstructions')),
     # The real test images': the same for every run, a reference rather than a result.
     Metric('sharpness test images', _key('sharpness_test_images'), compared=False),
     # Each run's own training cost: a VAE's Bernoulli cost is not comparable to an l2sq cost.
-    Metric('test reconstruction cost', _key('test_reconstruction_cost'),
-           comparable_by=_reconstruction_cost),
+    Metric(
+        'test reconstruction cost',
+        _key('test_reconstruction_cost'),
+        comparable_by=_reconstruction_cost,
+    ),
     Metric('MSE per pixel', _key('test_mse_per_pixel')),
     Metric('test codes MMD', _key('test_codes_mmd')),
 )
@@ -402,8 +455,12 @@ def _std_number(x: float) -> str:
   return f'{round(x, digits):.{max(digits, 0)}f}'
 
 
-def stats_text(values: Stats, runs: int, number: Callable[[float], str] = format_number,
-               std_number: Callable[[float], str] = _std_number) -> str:
+def stats_text(
+    values: Stats,
+    runs: int,
+    number: Callable[[float], str] = format_number,
+    std_number: Callable[[float], str] = _std_number,
+) -> str:
   """'mean ± std' over seeds ('(n=k)' where only k of the row's runs have it); one value as is.
 
   The std gets two significant digits: more would be noise about the noise.
@@ -467,8 +524,9 @@ def _training_time_cell(row: Row) -> str:
   times = [r.training_time for r in row.runs if r.training_time is not None]
   if len(row.runs) == 1 or not times:
     return training_time_label(times[0] if times else None)
-  minutes = stats_text(Stats(tuple(t.seconds / 60 for t in times)), len(times), _one_decimal,
-                       _one_decimal)
+  minutes = stats_text(
+      Stats(tuple(t.seconds / 60 for t in times)), len(times), _one_decimal, _one_decimal
+  )
   text = f'{minutes} min / {_steps_text([t.steps for t in times])} steps'
   return text if len(times) == len(row.runs) else f'{text} (n={len(times)})'
 
@@ -496,8 +554,10 @@ def markdown_table(runs: Sequence[Run]) -> str:
   rows = group_runs(runs)
   cols = columns(rows)
   text_columns = 3 if cols[1][0] == 'seeds' else 2
-  lines = ['| ' + ' | '.join(title for title, _ in cols) + ' |',
-           '|' + '|'.join('---' if i < text_columns else '---:' for i in range(len(cols))) + '|']
+  lines = [
+      '| ' + ' | '.join(title for title, _ in cols) + ' |',
+      '|' + '|'.join('---' if i < text_columns else '---:' for i in range(len(cols))) + '|',
+  ]
   for row in rows:
     lines.append('| ' + ' | '.join(_cell(cell(row)) for _, cell in cols) + ' |')
   return '\n'.join(lines)
@@ -510,6 +570,7 @@ def markdown_table(runs: Sequence[Run]) -> str:
 @dataclasses.dataclass(frozen=True)
 class Difference:
   """One metric, two rows: their means and Welch's two-sided p-value."""
+
   metric: str
   rows: Tuple[str, str]
   means: Tuple[float, float]
@@ -524,8 +585,10 @@ class Difference:
     return f'{self.rows[0]} {relation} {self.rows[1]} (p={self.p:.2g})'
 
 
-RULE = (f"Welch's t-test on the per-seed values (two-sided, unequal variances), p < "
-        f'{SIGNIFICANCE:g}, for each pair of rows with at least 2 seeds with the number')
+RULE = (
+    f"Welch's t-test on the per-seed values (two-sided, unequal variances), p < "
+    f'{SIGNIFICANCE:g}, for each pair of rows with at least 2 seeds with the number'
+)
 
 
 def welch_p(a: Stats, b: Stats) -> float:
@@ -534,27 +597,32 @@ def welch_p(a: Stats, b: Stats) -> float:
   difference = a.mean - b.mean
   if var_a + var_b == 0:
     return 0.0 if difference else 1.0
-  dof = (var_a + var_b)**2 / (var_a**2 / (a.n - 1) + var_b**2 / (b.n - 1))
+  dof = (var_a + var_b) ** 2 / (var_a**2 / (a.n - 1) + var_b**2 / (b.n - 1))
   return float(2 * stats.t.sf(abs(difference) / math.sqrt(var_a + var_b), dof))
 
 
 def _pairs(rows: Sequence[Row], metric: Metric):
   """(row a, row b, their stats, comparable) for the pairs with 2+ values each, in row order."""
   for i, a in enumerate(rows):
-    for b in rows[i + 1:]:
+    for b in rows[i + 1 :]:
       stats_a, stats_b = metric.stats(a), metric.stats(b)
       if stats_a.n >= 2 and stats_b.n >= 2:
-        comparable = (metric.comparable_by(a.runs[0].results) ==
-                      metric.comparable_by(b.runs[0].results))
+        comparable = metric.comparable_by(a.runs[0].results) == metric.comparable_by(
+            b.runs[0].results
+        )
         yield a, b, stats_a, stats_b, comparable
 
 
 def differences(runs: Sequence[Run]) -> List[Difference]:
   """Every compared metric's tests, over the pairs of rows that have the seeds for one."""
   rows = group_runs(runs)
-  return [Difference(m.title, (a.name, b.name), (sa.mean, sb.mean), welch_p(sa, sb))
-          for m in metrics(runs) if m.compared
-          for a, b, sa, sb, comparable in _pairs(rows, m) if comparable]
+  return [
+      Difference(m.title, (a.name, b.name), (sa.mean, sb.mean), welch_p(sa, sb))
+      for m in metrics(runs)
+      if m.compared
+      for a, b, sa, sb, comparable in _pairs(rows, m)
+      if comparable
+  ]
 
 
 def _pairs_text(count: int) -> str:
@@ -567,9 +635,12 @@ def significance_lines(runs: Sequence[Run]) -> List[str]:
   tests = differences(runs)
   if not tests:
     return []
-  lines = [f'Differences beyond the seed noise, by {RULE}. About 1 in 20 pairs of equally '
-           'good rows passes by chance; with 3 seeds only differences of several standard '
-           'deviations pass.', '']
+  lines = [
+      f'Differences beyond the seed noise, by {RULE}. About 1 in 20 pairs of equally '
+      'good rows passes by chance; with 3 seeds only differences of several standard '
+      'deviations pass.',
+      '',
+  ]
   for metric in metrics(runs):
     found = [d for d in tests if d.metric == metric.title]
     skipped = sum(not c for *_, c in _pairs(rows, metric)) if metric.compared else 0
@@ -591,39 +662,69 @@ def significance_lines(runs: Sequence[Run]) -> List[str]:
 def notes(runs: Sequence[Run]) -> List[str]:
   """What the numbers are: image counts, the FIDs' real-vs-real floors, how time was measured."""
   out = _seed_notes(runs)
-  out += [note for note in (_fid_note(runs, CLASSIFIER_FID, 'FID (MNIST classifier)'),
-                            _fid_note(runs, None, 'FID (Inception)')) if note]
+  out += [
+      note
+      for note in (
+          _fid_note(runs, CLASSIFIER_FID, 'FID (MNIST classifier)'),
+          _fid_note(runs, None, 'FID (Inception)'),
+      )
+      if note
+  ]
   if any(m.sampler for m in metrics(runs)):
-    out.append('Prior and GMM columns: the same metrics for samples decoded from prior codes '
-               '(the WAE\'s P_Z) and from codes drawn from a Gaussian mixture fitted to the '
-               'encoded training images after training (eval.sampler).')
-  sharp = {r.name: r.results['sharpness_samples'].get('num_images') for r in runs
-           if isinstance(r.results.get('sharpness_samples'), dict)}
+    out.append(
+        'Prior and GMM columns: the same metrics for samples decoded from prior codes '
+        "(the WAE's P_Z) and from codes drawn from a Gaussian mixture fitted to the "
+        'encoded training images after training (eval.sampler).'
+    )
+  sharp = {
+      r.name: r.results['sharpness_samples'].get('num_images')
+      for r in runs
+      if isinstance(r.results.get('sharpness_samples'), dict)
+  }
   if sharp:
-    out.append('Sharpness: the paper\'s variance of the Laplacian (higher is sharper), on '
-               f'{_same_or_each(sharp)} images each.')
-  recon = {r.name: r.results['test_reconstruction_cost'] for r in runs
-           if isinstance(r.results.get('test_reconstruction_cost'), dict)}
+    out.append(
+        "Sharpness: the paper's variance of the Laplacian (higher is sharper), on "
+        f'{_same_or_each(sharp)} images each.'
+    )
+  recon = {
+      r.name: r.results['test_reconstruction_cost']
+      for r in runs
+      if isinstance(r.results.get('test_reconstruction_cost'), dict)
+  }
   if recon:
     costs = {n: f"{e.get('cost', '?')} (scale {e.get('scale', '?')})" for n, e in recon.items()}
     counts = {n: e.get('num_images') for n, e in recon.items()}
-    out.append(f'Test reconstruction cost: each run\'s own training cost, {_same_or_each(costs)}, '
-               f'on {_same_or_each(counts)} test images; MSE per pixel is defined the same way '
-               'for every run.')
-  mmd = {r.name: r.results['test_codes_mmd'] for r in runs
-         if isinstance(r.results.get('test_codes_mmd'), dict)}
+    out.append(
+        f"Test reconstruction cost: each run's own training cost, {_same_or_each(costs)}, "
+        f'on {_same_or_each(counts)} test images; MSE per pixel is defined the same way '
+        'for every run.'
+    )
+  mmd = {
+      r.name: r.results['test_codes_mmd']
+      for r in runs
+      if isinstance(r.results.get('test_codes_mmd'), dict)
+  }
   if mmd:
     codes = _same_or_each({n: e.get('num_codes') for n, e in mmd.items()})
     kernels = _same_or_each({n: e.get('kernel') for n, e in mmd.items()})
-    out.append(f'Test codes MMD: between {codes} test codes and as many prior samples ({kernels} '
-               'kernel; the unbiased estimate can be negative).')
+    out.append(
+        f'Test codes MMD: between {codes} test codes and as many prior samples ({kernels} '
+        'kernel; the unbiased estimate can be negative).'
+    )
   out += _config_notes(runs)
   times = {r.training_time.source for r in runs if r.training_time}
   if times:
-    out.append('Training time: the training loop, summed over resumed processes, compilation '
-               'included, data loading and encoder pre-training not; from clu\'s "uptime" '
-               'scalar' + (', or where it is missing from the wall times of the first and '
-                           'last logged loss' if 'wall time' in times else '') + '.')
+    out.append(
+        'Training time: the training loop, summed over resumed processes, compilation '
+        'included, data loading and encoder pre-training not; from clu\'s "uptime" '
+        'scalar'
+        + (
+            ', or where it is missing from the wall times of the first and ' 'last logged loss'
+            if 'wall time' in times
+            else ''
+        )
+        + '.'
+    )
   return out
 
 
@@ -633,9 +734,11 @@ def _seed_notes(runs: Sequence[Run]) -> List[str]:
   if all(len(row.runs) == 1 for row in rows):
     return []
   seeds = {row.name: ', '.join(map(str, (r.seed for r in row.runs))) for row in rows}
-  return ['Seeds: each row is its runs with different `config.seed` (seeds '
-          f'{_same_or_each(seeds)}); a number is their mean ± sample standard deviation '
-          '(ddof=1), "(n=k)" where only k of them have it.']
+  return [
+      'Seeds: each row is its runs with different `config.seed` (seeds '
+      f'{_same_or_each(seeds)}); a number is their mean ± sample standard deviation '
+      '(ddof=1), "(n=k)" where only k of them have it.'
+  ]
 
 
 def _config_notes(runs: Sequence[Run]) -> List[str]:
@@ -645,13 +748,17 @@ def _config_notes(runs: Sequence[Run]) -> List[str]:
   for run in runs:
     changes = [c for c in run.results.get('configs', [])[1:] if c.get('changed')]
     if changes:
-      parts = ['; '.join(f'{field} {old!r} -> {new!r}'
-                         for field, (old, new) in c['changed'].items()) +
-               f" from step {c['step']:,} ({c['file']})" for c in changes]
+      parts = [
+          '; '.join(f'{field} {old!r} -> {new!r}' for field, (old, new) in c['changed'].items())
+          + f" from step {c['step']:,} ({c['file']})"
+          for c in changes
+      ]
       label = run.name if names.count(run.name) == 1 else f'{run.name} (`{run.workdir}`)'
-      out.append(f'{label}: its config changed during training: {", then ".join(parts)}. '
-                 'The penalty column shows the config its evaluated checkpoint was trained '
-                 'under.')
+      out.append(
+          f'{label}: its config changed during training: {", then ".join(parts)}. '
+          'The penalty column shows the config its evaluated checkpoint was trained '
+          'under.'
+      )
   return out
 
 
@@ -666,12 +773,17 @@ def _fid_note(runs: Sequence[Run], key: Optional[str], label: str) -> Optional[s
   features = {r.name: r.results[keys[r.name]].get('features', 'features') for r in fid_runs}
   # Features naming other weights (another classifier's hash) make FIDs that do not compare.
   same = len(set(features.values())) == 1
-  comparable = ('comparable only with FIDs on the same features' if same else
-                'NOT comparable between runs on different features')
-  return (f'{label}: Fréchet distance between {entry.get("num_images", "?")} samples and as '
-          f'many test images on the {_same_or_each(features)} ({comparable}). Its real-vs-real '
-          'floor (training vs test images, same count): '
-          f'{_same_or_each({n: format_number(f) for n, f in floors.items()})}.')
+  comparable = (
+      'comparable only with FIDs on the same features'
+      if same
+      else 'NOT comparable between runs on different features'
+  )
+  return (
+      f'{label}: Fréchet distance between {entry.get("num_images", "?")} samples and as '
+      f'many test images on the {_same_or_each(features)} ({comparable}). Its real-vs-real '
+      'floor (training vs test images, same count): '
+      f'{_same_or_each({n: format_number(f) for n, f in floors.items()})}.'
+  )
 
 
 def _same_or_each(by_run: Dict[str, object]) -> str:
@@ -690,8 +802,13 @@ def markdown_report(runs: Sequence[Run], figure: Optional[str] = None) -> str:
   if significance:
     lines += [''] + significance
   joiner = ', ' if all(len(row.runs) == 1 for row in rows) else '; '
-  lines += ['', 'Workdirs: ' + joiner.join(
-      f'{row.name}: ' + ', '.join(f'`{r.workdir}`' for r in row.runs) for row in rows)]
+  lines += [
+      '',
+      'Workdirs: '
+      + joiner.join(
+          f'{row.name}: ' + ', '.join(f'`{r.workdir}`' for r in row.runs) for row in rows
+      ),
+  ]
   if figure:
     lines += ['', f'![Samples and training curves]({figure})']
   return '\n'.join(lines) + '\n'
@@ -704,17 +821,34 @@ def report_data(runs: Sequence[Run]) -> Dict:
     numbers = {}
     for metric in metrics(runs):
       values = metric.stats(row)
-      numbers[metric.title] = {'key': metric.key(row.runs[0].results),
-                               'values': [metric.value(r) for r in row.runs],
-                               'mean': values.mean, 'std': values.std, 'n': values.n}
-    minutes = [None if r.training_time is None else r.training_time.seconds / 60
-               for r in row.runs]
-    rows.append({'name': row.name, 'workdirs': [str(r.workdir) for r in row.runs],
-                 'seeds': [r.seed for r in row.runs],
-                 'steps': [r.results.get('step') for r in row.runs],
-                 'metrics': numbers, 'training_minutes': minutes})
-  tests = [{'metric': d.metric, 'rows': list(d.rows), 'means': list(d.means), 'p': d.p,
-            'significant': d.significant} for d in differences(runs)]
+      numbers[metric.title] = {
+          'key': metric.key(row.runs[0].results),
+          'values': [metric.value(r) for r in row.runs],
+          'mean': values.mean,
+          'std': values.std,
+          'n': values.n,
+      }
+    minutes = [None if r.training_time is None else r.training_time.seconds / 60 for r in row.runs]
+    rows.append(
+        {
+            'name': row.name,
+            'workdirs': [str(r.workdir) for r in row.runs],
+            'seeds': [r.seed for r in row.runs],
+            'steps': [r.results.get('step') for r in row.runs],
+            'metrics': numbers,
+            'training_minutes': minutes,
+        }
+    )
+  tests = [
+      {
+          'metric': d.metric,
+          'rows': list(d.rows),
+          'means': list(d.means),
+          'p': d.p,
+          'significant': d.significant,
+      }
+      for d in differences(runs)
+  ]
   return {'rule': RULE, 'rows': rows, 'differences': tests}
 
 
@@ -735,13 +869,16 @@ def make_figure(runs: Sequence[Run], path) -> pathlib.Path:
     step = first.results.get('step')
     title = row.name if step is None else f'{row.name} (step {step:,})'
     if len(row.runs) > 1:
-      title += (f'\nsamples: seed {first.seed if first.seed is not None else "?"}; '
-                f'curves: {len(row.runs)} seeds')
+      title += (
+          f'\nsamples: seed {first.seed if first.seed is not None else "?"}; '
+          f'curves: {len(row.runs)} seeds'
+      )
     top.set_title(title)
     if first.samples_png is not None:
       with Image.open(first.samples_png) as image:
-        top.imshow(np.asarray(image.convert('L')), cmap='gray', vmin=0, vmax=255,
-                   interpolation='nearest')
+        top.imshow(
+            np.asarray(image.convert('L')), cmap='gray', vmin=0, vmax=255, interpolation='nearest'
+        )
     else:
       top.text(0.5, 0.5, 'no samples PNG', ha='center', va='center', transform=top.transAxes)
     _plot_curves(row, bottom)
@@ -760,8 +897,14 @@ def _plot_curves(row: Row, ax) -> None:
     for tag, style in zip(CURVES, ('-', '--')):
       if tag in run.curves:
         curve = run.curves[tag]
-        drawn = ax.plot(curve.steps, curve.values, style, color='C0' if tag == 'loss' else 'C1',
-                        alpha=alpha, label=tag)
+        drawn = ax.plot(
+            curve.steps,
+            curve.values,
+            style,
+            color='C0' if tag == 'loss' else 'C1',
+            alpha=alpha,
+            label=tag,
+        )
         lines += drawn if labelled else []
     if PENALTY_CURVE in run.curves:
       curve = run.curves[PENALTY_CURVE]
@@ -790,14 +933,18 @@ def _plot_curves(row: Row, ax) -> None:
 def _check_out(out) -> pathlib.Path:
   """--out as a directory that can be made, checked before any run is read."""
   if not str(out).strip():
-    raise errors.FlagError('--out is empty: give the directory to write report.md, report.png '
-                           'and report.json into (it is created if missing)')
+    raise errors.FlagError(
+        '--out is empty: give the directory to write report.md, report.png '
+        'and report.json into (it is created if missing)'
+    )
   out = pathlib.Path(out)
   existing = next(path for path in (out, *out.parents) if path.exists())
   if not existing.is_dir():
-    raise errors.FlagError(f'--out={out}: {existing} is a file, not a directory; give a '
-                           'directory for report.md, report.png and report.json (it is created '
-                           'if missing)')
+    raise errors.FlagError(
+        f'--out={out}: {existing} is a file, not a directory; give a '
+        'directory for report.md, report.png and report.json (it is created '
+        'if missing)'
+    )
   return out
 
 
@@ -807,15 +954,18 @@ def write_report(workdirs: Sequence[str], out, names: Optional[Sequence[str]] = 
   Workdirs with the same name are seeds of one row.
   """
   if not workdirs:
-    raise errors.FlagError('--workdirs is empty: give the evaluated workdirs to compare, '
-                           'comma-separated (e.g. --workdirs=DIR1,DIR2)')
+    raise errors.FlagError(
+        '--workdirs is empty: give the evaluated workdirs to compare, '
+        'comma-separated (e.g. --workdirs=DIR1,DIR2)'
+    )
   if names and len(names) != len(workdirs):
     raise errors.FlagError(f'--names gives {len(names)} names for {len(workdirs)} workdirs')
   resolved = [pathlib.Path(w).resolve() for w in workdirs]
   twice = sorted({str(w) for w, r in zip(workdirs, resolved) if resolved.count(r) > 1})
   if twice:  # one run counted as two seeds would make a standard deviation of nothing
-    raise errors.FlagError(f'--workdirs names {", ".join(twice)} more than once: give each '
-                           'run once')
+    raise errors.FlagError(
+        f'--workdirs names {", ".join(twice)} more than once: give each ' 'run once'
+    )
   out = _check_out(out)
   runs = [load_run(w, n) for w, n in zip(workdirs, names or [None] * len(workdirs))]
   make_figure(runs, out / 'report.png')
@@ -839,11 +989,18 @@ def main(argv):
 
 
 def _define_flags():
-  flags.DEFINE_string('workdirs', None, 'Comma-separated workdirs, each evaluated '
-                      '(--mode=evaluate wrote eval/results.json).')
-  flags.DEFINE_string('names', None, 'Comma-separated run names, one per workdir; workdirs with '
-                      'the same name are seeds of one row (default: the workdir\'s folder name, '
-                      'its parent\'s for a seed<k> folder).')
+  flags.DEFINE_string(
+      'workdirs',
+      None,
+      'Comma-separated workdirs, each evaluated ' '(--mode=evaluate wrote eval/results.json).',
+  )
+  flags.DEFINE_string(
+      'names',
+      None,
+      'Comma-separated run names, one per workdir; workdirs with '
+      "the same name are seeds of one row (default: the workdir's folder name, "
+      "its parent's for a seed<k> folder).",
+  )
   flags.DEFINE_string('out', None, 'Directory for report.md, report.png and report.json.')
   flags.DEFINE_bool('print', True, 'Print the markdown to stdout (--noprint: do not).')
   flags.mark_flags_as_required(['workdirs', 'out'])

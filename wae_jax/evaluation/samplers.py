@@ -31,6 +31,7 @@ Encode = Callable[..., np.ndarray]
 @dataclasses.dataclass(frozen=True)
 class Draws:
   """A sampler's codes, and what results.json records about the sampler (its fit)."""
+
   codes: np.ndarray  # [num_samples, latent_dim]
   entries: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -53,15 +54,17 @@ def num_samples(config, data) -> int:
   if count > available:
     raise errors.ConfigError(
         f'config.eval.num_samples={count} is more than the {available} {config.data.name} test '
-        f'images that the samples are compared with; allowed: at most {available}')
+        f'images that the samples are compared with; allowed: at most {available}'
+    )
   return count
 
 
 def prior_noise(config, seed_offset: int, count: int) -> np.ndarray:
   """count draws of the prior from PRNGKey(config.seed + seed_offset): the same every time."""
   rng = jax.random.PRNGKey(config.seed + seed_offset)
-  return np.asarray(penalties.prior_samples(rng, (count, config.model.latent_dim),
-                                            config.model.prior_variance))
+  return np.asarray(
+      penalties.prior_samples(rng, (count, config.model.latent_dim), config.model.prior_variance)
+  )
 
 
 def prior(config, encode: Encode, data) -> Draws:
@@ -79,23 +82,38 @@ def gmm(config, encode: Encode, data) -> Draws:
   if len(codes) < e.gmm_components:
     raise errors.ConfigError(
         f'config.eval.gmm_components={e.gmm_components} is more than the {len(codes)} '
-        'training codes the mixture is fitted to; allowed: at most that many')
+        'training codes the mixture is fitted to; allowed: at most that many'
+    )
   start = time.perf_counter()
-  fitted = mixture.GaussianMixture(n_components=e.gmm_components,
-                                   covariance_type=e.gmm_covariance, random_state=seed)
+  fitted = mixture.GaussianMixture(
+      n_components=e.gmm_components, covariance_type=e.gmm_covariance, random_state=seed
+  )
   fitted.fit(codes)
   seconds = time.perf_counter() - start
   log_likelihood = float(fitted.score(codes))
-  logging.info('GMM sampler: %d components (%s covariance) fitted to %d training codes in '
-               '%.2f s (%d EM iterations, converged: %s); average log-likelihood %.4f',
-               e.gmm_components, e.gmm_covariance, len(codes), seconds, fitted.n_iter_,
-               fitted.converged_, log_likelihood)
+  logging.info(
+      'GMM sampler: %d components (%s covariance) fitted to %d training codes in '
+      '%.2f s (%d EM iterations, converged: %s); average log-likelihood %.4f',
+      e.gmm_components,
+      e.gmm_covariance,
+      len(codes),
+      seconds,
+      fitted.n_iter_,
+      fitted.converged_,
+      log_likelihood,
+  )
   count = num_samples(config, data)
   draws, _ = fitted.sample(count)  # grouped by component: shuffled so any prefix is fair
   draws = draws[np.random.default_rng(seed).permutation(count)].astype(np.float32)
-  entry = {'value': log_likelihood, 'num_codes': len(codes), 'components': e.gmm_components,
-           'covariance': e.gmm_covariance, 'seed': seed, 'iterations': int(fitted.n_iter_),
-           'converged': bool(fitted.converged_)}
+  entry = {
+      'value': log_likelihood,
+      'num_codes': len(codes),
+      'components': e.gmm_components,
+      'covariance': e.gmm_covariance,
+      'seed': seed,
+      'iterations': int(fitted.n_iter_),
+      'converged': bool(fitted.converged_),
+  }
   return Draws(draws, {'gmm_train_codes_log_likelihood': entry})
 
 

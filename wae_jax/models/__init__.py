@@ -19,9 +19,18 @@ from wae_jax.models.autoencoder import scaled_widths
 from wae_jax.models.layers import AUTO_CONV_IMPL
 from wae_jax.models.layers import resolve_conv_impl
 
-__all__ = ['ARCHITECTURES', 'AUTO_CONV_IMPL', 'Adversary', 'AutoEncoder', 'activate',
-           'build_adversary', 'build_autoencoder', 'resolve_conv_impl', 'sample_codes',
-           'scaled_widths']
+__all__ = [
+    'ARCHITECTURES',
+    'AUTO_CONV_IMPL',
+    'Adversary',
+    'AutoEncoder',
+    'activate',
+    'build_adversary',
+    'build_autoencoder',
+    'resolve_conv_impl',
+    'sample_codes',
+    'scaled_widths',
+]
 
 # config.model.arch -> build(config, platform) -> (encoder, decoder)
 ARCHITECTURES = {'dcgan': dcgan.build, 'resnet50v2': resnet.build}
@@ -31,8 +40,10 @@ def build_autoencoder(config, platform: Optional[str] = None) -> AutoEncoder:
   """The config's encoder and decoder; `platform` resolves conv_impl='auto'."""
   arch = config.model.arch
   if arch not in ARCHITECTURES:
-    raise ValueError(f'config.model.arch={arch!r} is not supported; allowed: '
-                     f'{", ".join(map(repr, ARCHITECTURES))}')
+    raise ValueError(
+        f'config.model.arch={arch!r} is not supported; allowed: '
+        f'{", ".join(map(repr, ARCHITECTURES))}'
+    )
   return AutoEncoder(*ARCHITECTURES[arch](config, platform))
 
 

@@ -7,6 +7,7 @@ import flax.linen as nn
 
 class Adversary(nn.Module):
   """MLP on latent codes; one logit per code, shape [batch, 1]."""
+
   widths: Sequence[int]
 
   @nn.compact

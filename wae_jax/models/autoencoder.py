@@ -59,6 +59,7 @@ class AutoEncoder(nn.Module):
   Any pair with `encoder(x, train) -> (mean, log_variance or None)` and `decoder(z, train)
   -> logits`, all float32: the DCGAN nets here or `wae_jax.models.resnet`'s (`config.model.arch`).
   """
+
   encoder: nn.Module
   decoder: nn.Module
 

@@ -22,6 +22,7 @@ class Encoder(nn.Module):
   Returns (mean, log_variance) in float32; log_variance is None for a deterministic encoder.
   `dtype` is the activations' dtype (bfloat16 for mixed precision); parameters stay float32.
   """
+
   widths: Sequence[int]
   kernel_size: int
   latent_dim: int
@@ -33,8 +34,14 @@ class Encoder(nn.Module):
   def __call__(self, x, train: bool):
     k = (self.kernel_size, self.kernel_size)
     for features in self.widths:
-      x = layers.Conv(features, k, strides=(2, 2), use_bias=False,
-                      implementation=self.conv_impl, dtype=self.dtype)(x)
+      x = layers.Conv(
+          features,
+          k,
+          strides=(2, 2),
+          use_bias=False,
+          implementation=self.conv_impl,
+          dtype=self.dtype,
+      )(x)
       x = batch_norm_relu(x, train, self.dtype)
     return latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
@@ -45,6 +52,7 @@ class Decoder(nn.Module):
   Returns pre-activation outputs (logits) in float32; `activate` maps them into the data's
   range.
   """
+
   widths: Sequence[int]
   kernel_size: int
   image_shape: Tuple[int, int, int]
@@ -57,18 +65,27 @@ class Decoder(nn.Module):
     upsamplings = len(self.widths) - 1
     h0, w0 = height // 2**upsamplings, width // 2**upsamplings
     if (h0 * 2**upsamplings, w0 * 2**upsamplings) != (height, width):
-      raise ValueError(f'image size {height}x{width} is not divisible by 2**{upsamplings} '
-                       f'(the decoder has {len(self.widths)} widths)')
+      raise ValueError(
+          f'image size {height}x{width} is not divisible by 2**{upsamplings} '
+          f'(the decoder has {len(self.widths)} widths)'
+      )
     k = (self.kernel_size, self.kernel_size)
     x = nn.Dense(h0 * w0 * self.widths[0], dtype=self.dtype)(z)
     x = x.reshape((z.shape[0], h0, w0, self.widths[0]))
     x = batch_norm_relu(x, train, self.dtype)
     for features in self.widths[1:]:
-      x = layers.ConvTranspose(features, k, strides=(2, 2), use_bias=False,
-                               implementation=self.conv_impl, dtype=self.dtype)(x)
+      x = layers.ConvTranspose(
+          features,
+          k,
+          strides=(2, 2),
+          use_bias=False,
+          implementation=self.conv_impl,
+          dtype=self.dtype,
+      )(x)
       x = batch_norm_relu(x, train, self.dtype)
-    x = layers.ConvTranspose(channels, k, strides=(1, 1), implementation=self.conv_impl,
-                             dtype=self.dtype)(x)
+    x = layers.ConvTranspose(
+        channels, k, strides=(1, 1), implementation=self.conv_impl, dtype=self.dtype
+    )(x)
     return x.astype(jnp.float32)
 
 
@@ -76,9 +93,19 @@ def build(config, platform: Optional[str] = None) -> Tuple[Encoder, Decoder]:
   """The config's encoder and decoder; `platform` resolves conv_impl='auto'."""
   m = config.model
   dtype, impl = jnp.dtype(m.dtype), layers.resolve_conv_impl(m.conv_impl, platform)
-  encoder = Encoder(widths=scaled_widths(m.encoder_widths, m.width), kernel_size=m.kernel_size,
-                    latent_dim=m.latent_dim, gaussian=m.gaussian_encoder, conv_impl=impl,
-                    dtype=dtype)
-  decoder = Decoder(widths=scaled_widths(m.decoder_widths, m.width), kernel_size=m.kernel_size,
-                    image_shape=tuple(config.data.image_shape), conv_impl=impl, dtype=dtype)
+  encoder = Encoder(
+      widths=scaled_widths(m.encoder_widths, m.width),
+      kernel_size=m.kernel_size,
+      latent_dim=m.latent_dim,
+      gaussian=m.gaussian_encoder,
+      conv_impl=impl,
+      dtype=dtype,
+  )
+  decoder = Decoder(
+      widths=scaled_widths(m.decoder_widths, m.width),
+      kernel_size=m.kernel_size,
+      image_shape=tuple(config.data.image_shape),
+      conv_impl=impl,
+      dtype=dtype,
+  )
   return encoder, decoder

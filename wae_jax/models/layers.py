@@ -77,7 +77,7 @@ class _Axis(NamedTuple):
 
 def _conv_axis(n: int, k: int, s: int) -> _Axis:
   """``flax.linen.Conv(padding='SAME')`` along one axis (lax's SAME rule)."""
-  (lo, _), = lax.padtype_to_pads((n,), (k,), (s,), 'SAME')
+  ((lo, _),) = lax.padtype_to_pads((n,), (k,), (s,), 'SAME')
   return _Axis(n_in=n, n_out=-(-n // s), k=k, s=s, lo=lo)
 
 
@@ -104,17 +104,26 @@ def _gather(u: jax.Array, ah: _Axis, aw: _Axis) -> jax.Array:
   slice of one phase.
   """
   n, _, _, c = u.shape
-  u = lax.pad(u, jnp.zeros((), u.dtype),
-              ((0, 0, 0), (*ah.pads, 0), (*aw.pads, 0), (0, 0, 0)))
+  u = lax.pad(u, jnp.zeros((), u.dtype), ((0, 0, 0), (*ah.pads, 0), (*aw.pads, 0), (0, 0, 0)))
   u = u.reshape(n, ah.phase_len, ah.s, aw.phase_len, aw.s, c)
   # Two nested stacks: XLA:CPU fuses each into one pass, but not a flat
   # stack of all kh*kw slices (measured 2x slower).
   rows = [
-      jnp.stack([
-          u[:, t // ah.s:t // ah.s + ah.n_out, t % ah.s,
-            v // aw.s:v // aw.s + aw.n_out, v % aw.s, :]
-          for v in range(aw.k)
-      ], axis=3) for t in range(ah.k)
+      jnp.stack(
+          [
+              u[
+                  :,
+                  t // ah.s : t // ah.s + ah.n_out,
+                  t % ah.s,
+                  v // aw.s : v // aw.s + aw.n_out,
+                  v % aw.s,
+                  :,
+              ]
+              for v in range(aw.k)
+          ],
+          axis=3,
+      )
+      for t in range(ah.k)
   ]
   return jnp.stack(rows, axis=3).reshape(n, ah.n_out, aw.n_out, -1)
 
@@ -138,13 +147,14 @@ def _scatter(z: jax.Array, ah: _Axis, aw: _Axis) -> jax.Array:
         for v in range(r2, aw.k, aw.s):
           j, j2 = t // ah.s, v // aw.s
           acc = acc + lax.pad(
-              z[:, :, :, t, v, :], jnp.zeros((), z.dtype),
-              ((0, 0, 0), (j, lh - ph - j, 0), (j2, lw - pw - j2, 0),
-               (0, 0, 0)))
+              z[:, :, :, t, v, :],
+              jnp.zeros((), z.dtype),
+              ((0, 0, 0), (j, lh - ph - j, 0), (j2, lw - pw - j2, 0), (0, 0, 0)),
+          )
       cols.append(acc)
     rows.append(jnp.stack(cols, axis=3))
   u = jnp.stack(rows, axis=2).reshape(n, ah.s * lh, aw.s * lw, c)
-  return u[:, ah.lo:ah.lo + ah.n_in, aw.lo:aw.lo + aw.n_in, :]
+  return u[:, ah.lo : ah.lo + ah.n_in, aw.lo : aw.lo + aw.n_in, :]
 
 
 def _rows_t_dot(a: jax.Array, b: jax.Array, swap: bool) -> jax.Array:
@@ -162,13 +172,11 @@ def _rows_t_dot(a: jax.Array, b: jax.Array, swap: bool) -> jax.Array:
   return lax.dot_general(a, b, (((0,), (0,)), ((), ())))
 
 
-def _chunking(n: int, rows_per_item: int,
-              bytes_per_item: int) -> tuple[int, int]:
+def _chunking(n: int, rows_per_item: int, bytes_per_item: int) -> tuple[int, int]:
   """(number of chunks, chunk size) for a batch of ``n`` (an empty batch: one, empty)."""
   if jax.default_backend() != 'cpu' or n == 0:
     return 1, n
-  per = max(1, _CHUNK_BYTES // max(1, bytes_per_item),
-            -(-_CHUNK_ROWS // max(1, rows_per_item)))
+  per = max(1, _CHUNK_BYTES // max(1, bytes_per_item), -(-_CHUNK_ROWS // max(1, rows_per_item)))
   n_chunks = -(-n // per)
   return n_chunks, -(-n // n_chunks)
 
@@ -191,8 +199,7 @@ def _batched(fn, n_chunks, size, n, xs, acc=None):
   """
   if n_chunks == 1:
     return fn(acc, *xs)
-  acc, ys = lax.scan(lambda a, cs: fn(a, *cs), acc,
-                     tuple(_split(x, n_chunks, size) for x in xs))
+  acc, ys = lax.scan(lambda a, cs: fn(a, *cs), acc, tuple(_split(x, n_chunks, size) for x in xs))
   return acc, _merge(ys, n)
 
 
@@ -209,8 +216,7 @@ def _patch_dot(u, w, ah, aw):
   def body(_, uc):
     return None, jnp.dot(_gather(uc, ah, aw), w)
 
-  return _batched(body, *_chunks_for(u, ah, aw, w.shape[0]), u.shape[0],
-                  (u,))[1]
+  return _batched(body, *_chunks_for(u, ah, aw, w.shape[0]), u.shape[0], (u,))[1]
 
 
 def _patch_dot_fwd(u, w, ah, aw):
@@ -225,9 +231,13 @@ def _patch_dot_bwd(ah, aw, res, dy):
     p = _gather(uc, ah, aw)  # recomputed, not stored: memory is slow here
     return dw + _rows_t_dot(p, dyc, swap), _scatter(jnp.dot(dyc, w.T), ah, aw)
 
-  dw, du = _batched(body, *_chunks_for(u, ah, aw, w.shape[0]), u.shape[0],
-                    (u, dy), jnp.zeros(w.shape[::-1] if swap else w.shape,
-                                       w.dtype))
+  dw, du = _batched(
+      body,
+      *_chunks_for(u, ah, aw, w.shape[0]),
+      u.shape[0],
+      (u, dy),
+      jnp.zeros(w.shape[::-1] if swap else w.shape, w.dtype),
+  )
   return du, (dw.T if swap else dw)
 
 
@@ -241,8 +251,7 @@ def _dot_scatter(v, w, ah, aw):
   def body(_, vc):
     return None, _scatter(jnp.dot(vc, w), ah, aw)
 
-  return _batched(body, *_chunks_for(v, ah, aw, w.shape[1]), v.shape[0],
-                  (v,))[1]
+  return _batched(body, *_chunks_for(v, ah, aw, w.shape[1]), v.shape[0], (v,))[1]
 
 
 def _dot_scatter_fwd(v, w, ah, aw):
@@ -257,17 +266,20 @@ def _dot_scatter_bwd(ah, aw, res, dy):
     d = _gather(dyc, ah, aw)
     return dw + _rows_t_dot(vc, d, swap), jnp.dot(d, w.T)
 
-  dw, dv = _batched(body, *_chunks_for(v, ah, aw, w.shape[1]), v.shape[0],
-                    (v, dy), jnp.zeros(w.shape[::-1] if swap else w.shape,
-                                       w.dtype))
+  dw, dv = _batched(
+      body,
+      *_chunks_for(v, ah, aw, w.shape[1]),
+      v.shape[0],
+      (v, dy),
+      jnp.zeros(w.shape[::-1] if swap else w.shape, w.dtype),
+  )
   return dv, (dw.T if swap else dw)
 
 
 _dot_scatter.defvjp(_dot_scatter_fwd, _dot_scatter_bwd)
 
 
-def conv_transpose(x: jax.Array, kernel: jax.Array,
-                   strides: tuple[int, int]) -> jax.Array:
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.Array:
   """``lax.conv_transpose(x, kernel, strides, 'SAME')`` (NHWC/HWIO), fast.
 
   Computed as ``G^T(x @ W')`` with the taps of ``kernel`` flipped (see
@@ -280,8 +292,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array,
   return _dot_scatter(x, w, ah, aw)
 
 
-def conv(x: jax.Array, kernel: jax.Array,
-         strides: tuple[int, int]) -> jax.Array:
+def conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.Array:
   """``lax.conv_general_dilated(x, kernel, strides, 'SAME')`` (NHWC/HWIO), fast."""
   kh, kw, cin, cout = kernel.shape
   ah = _conv_axis(x.shape[1], kh, strides[0])
@@ -319,10 +330,14 @@ class _ConvBase(nn.Module):
       raise ValueError('only 2-d convolutions are supported')
     batch_shape = inputs.shape[:-3]
     x = inputs.reshape((-1,) + inputs.shape[-3:])
-    kernel = self.param('kernel', self.kernel_init,
-                        ks + (x.shape[-1], self.features), self.param_dtype)
-    bias = (self.param('bias', self.bias_init, (self.features,),
-                       self.param_dtype) if self.use_bias else None)
+    kernel = self.param(
+        'kernel', self.kernel_init, ks + (x.shape[-1], self.features), self.param_dtype
+    )
+    bias = (
+        self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+        if self.use_bias
+        else None
+    )
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = (fast if self.implementation == 'phase' else xla)(x, kernel, st)
     if bias is not None:
@@ -342,9 +357,10 @@ class ConvTranspose(_ConvBase):
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
     return self._apply(
-        inputs, conv_transpose,
-        lambda x, k, s: lax.conv_transpose(x, k, s, 'SAME',
-                                           dimension_numbers=_DN))
+        inputs,
+        conv_transpose,
+        lambda x, k, s: lax.conv_transpose(x, k, s, 'SAME', dimension_numbers=_DN),
+    )
 
 
 class Conv(_ConvBase):
@@ -358,9 +374,10 @@ class Conv(_ConvBase):
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
     return self._apply(
-        inputs, conv,
-        lambda x, k, s: lax.conv_general_dilated(x, k, s, 'SAME',
-                                                 dimension_numbers=_DN))
+        inputs,
+        conv,
+        lambda x, k, s: lax.conv_general_dilated(x, k, s, 'SAME', dimension_numbers=_DN),
+    )
 
 
 # model.conv_impl='auto' per platform. CPU: the phase layers, about 10 times faster than

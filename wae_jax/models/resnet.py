@@ -49,6 +49,7 @@ class Bottleneck(nn.Module):
   changes. `stride` 2 downsamples on the 3x3 (encoder); `resize_to` upsamples just before it
   (decoder), so one block serves both nets.
   """
+
   width: int
   stride: int = 1
   resize_to: Optional[Tuple[int, int]] = None
@@ -57,8 +58,14 @@ class Bottleneck(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     def conv(features, kernel, name, stride=1):
-      return nn.Conv(features, (kernel, kernel), strides=(stride, stride), use_bias=False,
-                     dtype=self.dtype, name=name)
+      return nn.Conv(
+          features,
+          (kernel, kernel),
+          strides=(stride, stride),
+          use_bias=False,
+          dtype=self.dtype,
+          name=name,
+      )
 
     def bn_relu(y):
       return batch_norm_relu(y, train, self.dtype)
@@ -84,6 +91,7 @@ class Encoder(nn.Module):
   the decoder's Dense to the same map mirrors it (as in the DCGAN encoder). Returns (mean,
   log_variance) in float32; log_variance is None for a deterministic encoder.
   """
+
   stage_blocks: Sequence[int]
   widths: Sequence[int]
   latent_dim: int
@@ -93,12 +101,22 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     stride, _ = stage_sizes(x.shape[1:3], len(self.widths))
-    x = nn.Conv(self.widths[0], (3, 3), strides=(stride, stride), use_bias=False,
-                dtype=self.dtype, name='stem')(x)
+    x = nn.Conv(
+        self.widths[0],
+        (3, 3),
+        strides=(stride, stride),
+        use_bias=False,
+        dtype=self.dtype,
+        name='stem',
+    )(x)
     for i, (blocks, width) in enumerate(zip(self.stage_blocks, self.widths)):
       for j in range(blocks):
-        x = Bottleneck(width, stride=2 if i > 0 and j == 0 else 1, dtype=self.dtype,
-                       name=f'stage{i + 1}_block{j + 1}')(x, train)
+        x = Bottleneck(
+            width,
+            stride=2 if i > 0 and j == 0 else 1,
+            dtype=self.dtype,
+            name=f'stage{i + 1}_block{j + 1}',
+        )(x, train)
     x = batch_norm_relu(x, train, self.dtype)
     return latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
@@ -107,6 +125,7 @@ class Decoder(nn.Module):
   """Dense to the encoder's last map, its stages in reverse (named after the stage they
   mirror), BN-ReLU, a 3x3 conv to the image's channels. Returns logits in float32.
   """
+
   stage_blocks: Sequence[int]
   widths: Sequence[int]
   image_shape: Tuple[int, int, int]
@@ -121,8 +140,12 @@ class Decoder(nn.Module):
     last = len(self.widths) - 1
     for i in reversed(range(len(self.widths))):
       for j in range(self.stage_blocks[i]):
-        x = Bottleneck(self.widths[i], resize_to=sizes[i] if i < last and j == 0 else None,
-                       dtype=self.dtype, name=f'stage{i + 1}_block{j + 1}')(x, train)
+        x = Bottleneck(
+            self.widths[i],
+            resize_to=sizes[i] if i < last and j == 0 else None,
+            dtype=self.dtype,
+            name=f'stage{i + 1}_block{j + 1}',
+        )(x, train)
     x = batch_norm_relu(x, train, self.dtype)
     if stride != 1:  # undo the stem's stride before the output conv, not after it
       x = _resize(x, (height, width))
@@ -140,8 +163,14 @@ def build(config, platform: Optional[str] = None) -> Tuple[Encoder, Decoder]:
   widths = scaled_widths(m.resnet_widths, m.width)
   blocks = tuple(m.resnet_stage_blocks)
   dtype = jnp.dtype(m.dtype)
-  encoder = Encoder(stage_blocks=blocks, widths=widths, latent_dim=m.latent_dim,
-                    gaussian=m.gaussian_encoder, dtype=dtype)
-  decoder = Decoder(stage_blocks=blocks, widths=widths,
-                    image_shape=tuple(config.data.image_shape), dtype=dtype)
+  encoder = Encoder(
+      stage_blocks=blocks,
+      widths=widths,
+      latent_dim=m.latent_dim,
+      gaussian=m.gaussian_encoder,
+      dtype=dtype,
+  )
+  decoder = Decoder(
+      stage_blocks=blocks, widths=widths, image_shape=tuple(config.data.image_shape), dtype=dtype
+  )
   return encoder, decoder

@@ -31,8 +31,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  config_flags.DEFINE_config_file('config', None, 'The trial\'s config.', lock_config=True)
-  flags.DEFINE_string('workdir', None, 'The trial\'s workdir.')
+  config_flags.DEFINE_config_file('config', None, "The trial's config.", lock_config=True)
+  flags.DEFINE_string('workdir', None, "The trial's workdir.")
   flags.DEFINE_list('steps', None, 'Checkpoint steps to evaluate.')
   flags.mark_flags_as_required(['config', 'workdir', 'steps'])
   errors.run(main)

@@ -17,8 +17,11 @@ from wae_jax.sweep import trials
 
 FAILURES_FILE = 'failures.json'
 # Figures of the best FID against a searched field: file name -> field.
-FID_VS = {'fid_vs_lambda.png': 'penalty.lam', 'fid_vs_latent_dim.png': 'model.latent_dim',
-          'fid_vs_learning_rate.png': 'train.learning_rate'}
+FID_VS = {
+    'fid_vs_lambda.png': 'penalty.lam',
+    'fid_vs_latent_dim.png': 'model.latent_dim',
+    'fid_vs_learning_rate.png': 'train.learning_rate',
+}
 
 
 def write_failures(root, failures: List[Dict[str, Any]]) -> pathlib.Path:
@@ -36,10 +39,20 @@ def load_rows(root) -> List[Dict[str, Any]]:
   finished = {r['trial_id'] for r in rows}
   failures = root / FAILURES_FILE
   if failures.exists():
-    rows += [{**f, 'status': 'failed'} for f in json.loads(failures.read_text())
-             if f['trial_id'] not in finished]
-  return sorted(rows, key=lambda r: (r['method'], r.get('best_fid') is None,
-                                     r.get('best_fid') or 0.0, r['trial_id']))
+    rows += [
+        {**f, 'status': 'failed'}
+        for f in json.loads(failures.read_text())
+        if f['trial_id'] not in finished
+    ]
+  return sorted(
+      rows,
+      key=lambda r: (
+          r['method'],
+          r.get('best_fid') is None,
+          r.get('best_fid') or 0.0,
+          r['trial_id'],
+      ),
+  )
 
 
 def _last_line(text: Optional[str]) -> str:
@@ -57,8 +70,18 @@ def collect(root) -> Dict[str, pathlib.Path]:
   root.mkdir(parents=True, exist_ok=True)
   rows = load_rows(root)
   params = sorted({p for r in rows for p in r.get('params', {})})
-  columns = ['trial_id', 'method', 'config_index', 'seed', 'status', 'fid_metric', 'best_fid',
-             'best_step', *params, 'error']
+  columns = [
+      'trial_id',
+      'method',
+      'config_index',
+      'seed',
+      'status',
+      'fid_metric',
+      'best_fid',
+      'best_step',
+      *params,
+      'error',
+  ]
   paths = {'csv': root / 'results.csv', 'markdown': root / 'results.md'}
   with open(paths['csv'], 'w', newline='') as f:
     writer = csv.writer(f)
@@ -75,6 +98,7 @@ def collect(root) -> Dict[str, pathlib.Path]:
 
 def _number(value) -> str:
   from wae_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+
   if value is None:
     return report.MISSING
   return report.format_number(value) if isinstance(value, float) else str(value)
@@ -82,22 +106,36 @@ def _number(value) -> str:
 
 def markdown(rows, columns, params, root, figures) -> str:
   """A summary per method (trials, their statuses, the best), then one row per trial."""
-  lines = ['# Sweep results', '',
-           f'{len(rows)} trials in `{root}`; each row is a trial\'s best checkpoint by FID '
-           '(fid_metric: the features it was computed on).', '',
-           '| method | trials | ok | diverged | failed | best FID | trial | step |',
-           '|---|---:|---:|---:|---:|---:|---|---:|']
+  lines = [
+      '# Sweep results',
+      '',
+      f"{len(rows)} trials in `{root}`; each row is a trial's best checkpoint by FID "
+      '(fid_metric: the features it was computed on).',
+      '',
+      '| method | trials | ok | diverged | failed | best FID | trial | step |',
+      '|---|---:|---:|---:|---:|---:|---|---:|',
+  ]
   for method in sorted({r['method'] for r in rows}):
     mine = [r for r in rows if r['method'] == method]
     counts = [sum(r['status'] == s for r in mine) for s in ('ok', 'diverged', 'failed')]
-    best = min((r for r in mine if r.get('best_fid') is not None),
-               key=lambda r: r['best_fid'], default={})
-    cells = [method, len(mine), *counts, best.get('best_fid'), best.get('trial_id'),
-             best.get('best_step')]
+    best = min(
+        (r for r in mine if r.get('best_fid') is not None), key=lambda r: r['best_fid'], default={}
+    )
+    cells = [
+        method,
+        len(mine),
+        *counts,
+        best.get('best_fid'),
+        best.get('trial_id'),
+        best.get('best_step'),
+    ]
     lines.append('| ' + ' | '.join(map(_number, cells)) + ' |')
   numeric = ('config_index', 'seed', 'best_fid', 'best_step', *params)
-  lines += ['', '| ' + ' | '.join(columns) + ' |',
-            '|' + '|'.join('---:' if c in numeric else '---' for c in columns) + '|']
+  lines += [
+      '',
+      '| ' + ' | '.join(columns) + ' |',
+      '|' + '|'.join('---:' if c in numeric else '---' for c in columns) + '|',
+  ]
   for row in rows:
     cells = _cells(row)
     lines.append('| ' + ' | '.join(_number(cells.get(c)) for c in columns) + ' |')
@@ -110,6 +148,7 @@ def make_figure(rows, path: pathlib.Path, field: Optional[str]) -> pathlib.Path:
   method; log x where the field is log-uniform, as it was searched."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
   figure = Figure(figsize=(6.0, 4.0), layout='constrained')
   FigureCanvasAgg(figure)
   ax = figure.subplots()
@@ -119,8 +158,11 @@ def make_figure(rows, path: pathlib.Path, field: Optional[str]) -> pathlib.Path:
   ax.set_ylabel(f'best FID ({", ".join(metrics)})' if metrics else 'best FID')
   plotted = False
   for k, method in enumerate(methods):
-    mine = [r for r in finished if r['method'] == method and
-            (field is None or r['params'].get(field) is not None)]
+    mine = [
+        r
+        for r in finished
+        if r['method'] == method and (field is None or r['params'].get(field) is not None)
+    ]
     if not mine:
       continue
     fids = np.array([r['best_fid'] for r in mine])
@@ -128,11 +170,11 @@ def make_figure(rows, path: pathlib.Path, field: Optional[str]) -> pathlib.Path:
       jitter = np.random.default_rng(k).uniform(-0.15, 0.15, len(mine))
       ax.scatter(k + jitter, fids, s=12, alpha=0.6, color=f'C{k}')
       ax.plot([k - 0.3, k + 0.3], [fids.min()] * 2, color=f'C{k}', lw=2)
-      ax.annotate(_number(float(fids.min())), (k + 0.3, fids.min()), fontsize='small',
-                  va='center')
+      ax.annotate(_number(float(fids.min())), (k + 0.3, fids.min()), fontsize='small', va='center')
     else:
-      ax.scatter([r['params'][field] for r in mine], fids, s=12, alpha=0.7, color=f'C{k}',
-                 label=method)
+      ax.scatter(
+          [r['params'][field] for r in mine], fids, s=12, alpha=0.7, color=f'C{k}', label=method
+      )
     plotted = True
   if field is None:
     ax.set_xticks(range(len(methods)), methods)
@@ -146,8 +188,13 @@ def make_figure(rows, path: pathlib.Path, field: Optional[str]) -> pathlib.Path:
     if specs and all(spec[0] != 'choice' for spec in specs):  # The whole searched range.
       low, high = min(spec[1] for spec in specs), max(spec[2] for spec in specs)
       pad = (high / low) ** 0.03 if ax.get_xscale() == 'log' else None
-      ax.set_xlim(*((low / pad, high * pad) if pad else
-                    (low - 0.03 * (high - low), high + 0.03 * (high - low))))
+      ax.set_xlim(
+          *(
+              (low / pad, high * pad)
+              if pad
+              else (low - 0.03 * (high - low), high + 0.03 * (high - low))
+          )
+      )
     if plotted:
       ax.legend(fontsize='small')
   if not plotted:

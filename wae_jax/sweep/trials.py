@@ -41,16 +41,19 @@ DISTRIBUTIONS = ('choice', 'uniform', 'log_uniform')
 DERIVED = {
     'penalty.kernel_scale_factor': (
         'penalty.kernel_scale',
-        lambda factor, c: factor * 2 * c.model.latent_dim * c.model.prior_variance),
+        lambda factor, c: factor * 2 * c.model.latent_dim * c.model.prior_variance,
+    ),
 }
 TRIAL_FILE = 'trial.json'
 LOG_FILE = 'log.txt'
 LOG_TAIL_CHARS = 3000
 # Linux: a subprocess gets SIGTERM when the process that started it dies (a Ray worker killed
 # with its driver) instead of training on as an orphan; training checkpoints on SIGTERM.
-_DIE_WITH_PARENT = ('import ctypes, os, signal, sys; '
-                    'ctypes.CDLL(None).prctl(1, signal.SIGTERM); '  # 1 = PR_SET_PDEATHSIG
-                    'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+_DIE_WITH_PARENT = (
+    'import ctypes, os, signal, sys; '
+    'ctypes.CDLL(None).prctl(1, signal.SIGTERM); '  # 1 = PR_SET_PDEATHSIG
+    'os.execv(sys.executable, [sys.executable] + sys.argv[1:])'
+)
 
 
 class TrialError(RuntimeError):
@@ -59,12 +62,12 @@ class TrialError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-  trial_id: str        # e.g. 'wae_mmd-0003-s1'
+  trial_id: str  # e.g. 'wae_mmd-0003-s1'
   method: str
   config_index: int
   seed: int
   params: Dict[str, Any]  # the sampled values, by field path (DERIVED names included)
-  config_file: str     # sweep.base[method] with its file made absolute when sampled
+  config_file: str  # sweep.base[method] with its file made absolute when sampled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +158,7 @@ def sample_trials(sweep) -> List[Trial]:
         seed = [sweep.sweep_seed, METHODS.index(method), i, zlib.crc32(path.encode())]
         params[path] = sample_value(spec, np.random.default_rng(seed))
       for s in range(sweep.seeds_per_config):
-        trials.append(Trial(f'{method}-{i:04d}-s{s}', method, i, s, params,
-                            config_files[method]))
+        trials.append(Trial(f'{method}-{i:04d}-s{s}', method, i, s, params, config_files[method]))
   return trials
 
 
@@ -174,8 +176,9 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
     _set(config, path, value, f'sweep.fixed.{path}')
   for path, value in trial.params.items():
     if path in fixed:
-      raise errors.ConfigError(f'sweep.space.{trial.method}.{path} is also in sweep.fixed; '
-                               'keep one')
+      raise errors.ConfigError(
+          f'sweep.space.{trial.method}.{path} is also in sweep.fixed; ' 'keep one'
+      )
     if path not in DERIVED:
       _set(config, path, value, f'sweep.space.{trial.method}.{path}')
   for name, (path, fn) in DERIVED.items():
@@ -183,8 +186,9 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
       _set(config, path, fn(trial.params[name], config), f'sweep.space.{trial.method}.{name}')
   n, k = sweep.num_steps, sweep.num_checkpoints
   if not 1 <= k <= n:
-    raise errors.ConfigError(f'sweep.num_checkpoints={k!r} is invalid: must be in '
-                             f'1..num_steps ({n})')
+    raise errors.ConfigError(
+        f'sweep.num_checkpoints={k!r} is invalid: must be in ' f'1..num_steps ({n})'
+    )
   config.seed = trial.seed
   config.train.num_steps = n
   config.train.checkpoint_every = n // k
@@ -193,8 +197,10 @@ def trial_config(sweep, trial: Trial) -> ml_collections.ConfigDict:
   flat = wae_config.flatten(config)
   for path in wae_config.PATH_FIELDS:
     if flat[path] is not None and not os.path.isabs(os.path.expanduser(flat[path])):
-      raise errors.ConfigError(f'config.{path}={flat[path]!r} is relative; a sweep needs '
-                               "absolute paths (a trial's processes run in its own folder)")
+      raise errors.ConfigError(
+          f'config.{path}={flat[path]!r} is relative; a sweep needs '
+          "absolute paths (a trial's processes run in its own folder)"
+      )
   return config
 
 
@@ -202,15 +208,18 @@ def fid_metric(config) -> str:
   """The FID a trial is selected by: Inception when its weights are configured, else the data
   set's own extractor's (its record's; MNIST's classifier)."""
   from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
+
   if inception.configured_path(config.eval.inception_weights) is not None:
     return 'fid_inception'
   own = datasets.get(config.data.name).fid_extractor
   if own:
     return f'fid_{own}'
-  raise errors.ConfigError(f'config.eval.inception_weights is None (and '
-                           f'${inception.WEIGHTS_ENV} unset): {config.data.name} trials are '
-                           'selected by the Inception FID; set '
-                           'sweep.fixed.eval.inception_weights to the weights file')
+  raise errors.ConfigError(
+      f'config.eval.inception_weights is None (and '
+      f'${inception.WEIGHTS_ENV} unset): {config.data.name} trials are '
+      'selected by the Inception FID; set '
+      'sweep.fixed.eval.inception_weights to the weights file'
+  )
 
 
 def _flag_value(value) -> str:
@@ -227,9 +236,11 @@ def override_flags(trial: Trial, config) -> Dict[str, str]:
     if base.get(path) == value:
       continue
     if value is None:  # A placeholder's flag parses its type: None cannot be written.
-      raise errors.ConfigError(f'config.{path} is None but {base[path]!r} in '
-                               f'{trial.config_file}: a command-line override cannot unset a '
-                               'field')
+      raise errors.ConfigError(
+          f'config.{path} is None but {base[path]!r} in '
+          f'{trial.config_file}: a command-line override cannot unset a '
+          'field'
+      )
     flags[f'--config.{path}'] = _flag_value(value)
   return flags
 
@@ -249,22 +260,30 @@ def _subprocess_env() -> Dict[str, str]:
 # Running a trial.
 
 
-def _run_module(module: str, config_spec: str, flags: Dict[str, str],
-                workdir: pathlib.Path, *extra: str) -> Tuple[int, str]:
+def _run_module(
+    module: str, config_spec: str, flags: Dict[str, str], workdir: pathlib.Path, *extra: str
+) -> Tuple[int, str]:
   """python -m <module> --config=... --workdir=...: (exit status, the end of its output).
 
   The output is appended to workdir/log.txt, after a line with the command.
   """
-  args = ['-m', module, f'--config={config_spec}', f'--workdir={workdir}', *extra,
-          *(f'{k}={v}' for k, v in flags.items())]
+  args = [
+      '-m',
+      module,
+      f'--config={config_spec}',
+      f'--workdir={workdir}',
+      *extra,
+      *(f'{k}={v}' for k, v in flags.items()),
+  ]
   run = [sys.executable, *(['-c', _DIE_WITH_PARENT] if sys.platform == 'linux' else []), *args]
   with open(workdir / LOG_FILE, 'ab') as log:
     header = f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} {sys.executable} {" ".join(args)}\n'
     log.write(header.encode())
     log.flush()
     start = log.tell()
-    code = subprocess.run(run, cwd=workdir, env=_subprocess_env(), stdout=log,
-                          stderr=subprocess.STDOUT, check=False).returncode
+    code = subprocess.run(
+        run, cwd=workdir, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT, check=False
+    ).returncode
   with open(workdir / LOG_FILE, 'rb') as log:
     log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL_CHARS))
     return code, log.read().decode(errors='replace')
@@ -294,11 +313,16 @@ def select_best(fids: Dict[int, float]) -> Tuple[Optional[int], Optional[float]]
 
 def trial_record(sweep, trial: Trial) -> Dict[str, Any]:
   """What identifies a trial in trial.json and failures.json."""
-  return {'trial_id': trial.trial_id, 'method': trial.method,
-          'config_index': trial.config_index, 'seed': trial.seed, 'params': trial.params,
-          'space': {p: list(spec)
-                    for p, spec in wae_config.flatten(sweep.space[trial.method]).items()},
-          'base': sweep.base[trial.method], 'num_steps': sweep.num_steps}
+  return {
+      'trial_id': trial.trial_id,
+      'method': trial.method,
+      'config_index': trial.config_index,
+      'seed': trial.seed,
+      'params': trial.params,
+      'space': {p: list(spec) for p, spec in wae_config.flatten(sweep.space[trial.method]).items()},
+      'base': sweep.base[trial.method],
+      'num_steps': sweep.num_steps,
+  }
 
 
 def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
@@ -323,29 +347,42 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
   status = 'ok'
   if code != 0:
     if not errors.diverged(output):
-      raise TrialError(f'{trial.trial_id}: training exited with status {code}; the end of its '
-                       f'output ({workdir / LOG_FILE}):\n{output}')
+      raise TrialError(
+          f'{trial.trial_id}: training exited with status {code}; the end of its '
+          f'output ({workdir / LOG_FILE}):\n{output}'
+      )
     status = 'diverged'
   train_seconds = time.time() - start
 
   steps = checkpoint_steps(workdir)
   # Steps evaluated before the trial was interrupted keep their results.
   todo = [str(step) for step in steps if not eval_file(workdir, step).exists()]
-  code, output = (_run_module('wae_jax.sweep', spec, flags, workdir, f'--steps={",".join(todo)}')
-                  if todo else (0, ''))
+  code, output = (
+      _run_module('wae_jax.sweep', spec, flags, workdir, f'--steps={",".join(todo)}')
+      if todo
+      else (0, '')
+  )
   fids = {}
   for step in steps:
     path = eval_file(workdir, step)
     results = json.loads(path.read_text()) if path.exists() else {}
     if metric not in results:
-      raise TrialError(f'{trial.trial_id}: evaluating step {step} gave no {metric} (exit '
-                       f'status {code}); the end of its output ({workdir / LOG_FILE}):\n{output}')
+      raise TrialError(
+          f'{trial.trial_id}: evaluating step {step} gave no {metric} (exit '
+          f'status {code}); the end of its output ({workdir / LOG_FILE}):\n{output}'
+      )
     fids[step] = results[metric]['value']
   best_step, best_fid = select_best(fids)
-  result = {**trial_record(sweep, trial), 'status': status if best_fid is not None else
-            'diverged', 'fid_metric': metric, 'best_fid': best_fid, 'best_step': best_step,
-            'fids': {str(s): v for s, v in fids.items()}, 'workdir': str(workdir),
-            'train_seconds': round(train_seconds, 1),
-            'seconds': round(time.time() - start, 1)}
+  result = {
+      **trial_record(sweep, trial),
+      'status': status if best_fid is not None else 'diverged',
+      'fid_metric': metric,
+      'best_fid': best_fid,
+      'best_step': best_step,
+      'fids': {str(s): v for s, v in fids.items()},
+      'workdir': str(workdir),
+      'train_seconds': round(train_seconds, 1),
+      'seconds': round(time.time() - start, 1),
+  }
   files.write_json(done, result)
   return result
