@@ -84,11 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()  # the images: which data set, read from where
   c.data.name = 'mnist'  # mnist | celeba
   c.data.source = 'auto'  # auto | tfds | idx (MNIST: the four IDX .gz files)
-  # | folder (CelebA: img_align_celeba/ or the folder holding it)
+  #   | folder (CelebA: img_align_celeba/ or the folder holding it)
   c.data.dir = config_dict.placeholder(str)  # TFDS data_dir, or the IDX folder (None:
-  # $WAE_JAX_MNIST_DIR), or the CelebA folder
+  #   $WAE_JAX_MNIST_DIR), or the CelebA folder
   c.data.cache_dir = config_dict.placeholder(str)  # preprocessed CelebA (None: $WAE_JAX_CACHE
-  # or ~/.cache/wae_jax)
+  #   or ~/.cache/wae_jax)
   c.data.image_shape = (28, 28, 1)  # height, width, channels
   c.data.pixel_range = (0.0, 1.0)  # uint8 0..255 maps linearly onto [low, high]
 
@@ -99,37 +99,37 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 1.0  # channel multiplier; 1.0 = the paper's 128..1024
   c.model.kernel_size = 4  # dcgan: of every (transposed) convolution
   c.model.encoder_widths = (128, 256, 512, 1024)  # dcgan: stride-2 convs, then a linear map
-  # to the code
+  #   to the code
   c.model.decoder_widths = (1024, 512, 256)  # dcgan: a linear map to a widths[0] map, then
-  # stride-2 transposed convs (one per further width)
+  #   stride-2 transposed convs (one per further width)
   c.model.gaussian_encoder = False  # True: the encoder gives a mean and a log-variance
   c.model.adversary_widths = (512, 512, 512, 512)  # WAE-GAN's MLP on codes
   c.model.adversary_width = 1.0  # multiplier of adversary_widths
   c.model.conv_impl = 'auto'  # dcgan: auto (each backend's fastest, models.AUTO_CONV_IMPL)
-  # | phase (sub-pixel convs for XLA:CPU) | xla (lax's own)
+  #   | phase (sub-pixel convs for XLA:CPU) | xla (lax's own)
   c.model.dtype = 'float32'  # activations; bfloat16 = mixed precision for accelerators
-  # (parameters, losses and penalties stay float32)
+  #   (parameters, losses and penalties stay float32)
   c.model.resnet_stage_blocks = (3, 4, 6, 3)  # resnet50v2: bottleneck blocks per stage;
-  # ResNet-50's
+  #   ResNet-50's
   c.model.resnet_widths = (64, 128, 256, 512)  # resnet50v2: bottleneck widths, times
-  # model.width; a block's output has 4x its width
+  #   model.width; a block's output has 4x its width
 
   c.penalty = ml_collections.ConfigDict()  # the latent penalty D_Z and its weight
   c.penalty.name = 'mmd'  # mmd (WAE-MMD) | gan (WAE-GAN) | vae (KL, the baseline)
-  # | swd (sliced Wasserstein) | sinkhorn (Sinkhorn divergence)
-  # | one added with penalties.register (docs/penalties.md)
+  #   | swd (sliced Wasserstein) | sinkhorn (Sinkhorn divergence)
+  #   | one added with penalties.register (docs/penalties.md)
   c.penalty.lam = 10.0  # lambda; for the VAE, the KL weight
   c.penalty.kernel = 'imq_multiscale'  # rbf | imq | imq_multiscale (IMQ summed over scales)
   c.penalty.kernel_scale = config_dict.placeholder(float)  # the kernel's base scale C (None:
-  # the paper's C = 2 * latent_dim * prior_variance)
+  #   the paper's C = 2 * latent_dim * prior_variance)
   c.penalty.log_prior_trick = False  # WAE-GAN: add log p_z(z) to the adversary's logits
   c.penalty.gan_update = 'simultaneous'  # WAE-GAN: simultaneous (both nets from the same
-  # parameters) | alternating (the paper's Algorithm 1: the
-  # adversary first, then the auto-encoder against the new one)
+  #   parameters) | alternating (the paper's Algorithm 1: the
+  #   adversary first, then the auto-encoder against the new one)
   c.penalty.num_projections = 50  # swd: random directions per step
   c.penalty.swd_p = 2.0  # swd: the p of SW_p^p (the distance |a - b|^p on each line)
   c.penalty.sinkhorn_epsilon = 1.0  # sinkhorn: entropic regularisation, in squared-distance
-  # units (smaller: closer to W_2^2, more iterations)
+  #   units (smaller: closer to W_2^2, more iterations)
   c.penalty.sinkhorn_max_iterations = 200  # sinkhorn: cap on the solver's iterations
 
   c.cost = ml_collections.ConfigDict()  # the reconstruction cost c(x, G(z))
@@ -158,27 +158,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.grid_seed = 1234  # many prior draws from this seed: the same in every run
   c.eval.num_samples = 10000  # generated images for FID, against as many held-out ones
   c.eval.sharpness_images = 1000  # samples, reconstructions and test images whose sharpness
-  # is averaged
+  #   is averaged
   c.eval.mmd_codes = 2000  # encoded test images for the MMD to the prior
   c.eval.samples_seed_offset = 1  # evaluation samples decode prior noise from seed + this
   c.eval.mmd_prior_seed_offset = 2  # the MMD's prior draws come from seed + this
   c.eval.batch_size = 500  # images per encode or decode call when evaluating
   c.eval.sampler = 'both'  # where samples' codes come from: prior (the WAE's P_Z) | gmm
-  # (a Gaussian mixture fitted to training codes, ex post) | both
+  #   (a Gaussian mixture fitted to training codes, ex post) | both
   c.eval.gmm_components = 10  # gmm: mixture components
   c.eval.gmm_covariance = 'full'  # gmm: full | diag | tied | spherical (scikit-learn's names)
   c.eval.gmm_train_images = 60000  # gmm: encoded training images it is fitted to (at most all)
   c.eval.gmm_seed_offset = 3  # gmm: its fit and its samples draw from seed + this
   c.eval.mnist_classifier_seed = 0  # the MNIST FID classifier's seed: 0 uses the weights
-  # shipped with the package (sha256-checked), others are
-  # trained and cached
+  #   shipped with the package (sha256-checked), others are
+  #   trained and cached
   c.eval.mnist_classifier_batch_size = 1000  # images per MNIST classifier call for FID features
   c.eval.inception_batch_size = 100  # images per InceptionV3 call for FID features
   c.eval.cache_dir = config_dict.placeholder(str)  # real-data FID statistics, other seeds'
-  # classifiers (None: $WAE_JAX_CACHE or ~/.cache/wae_jax)
+  #   classifiers (None: $WAE_JAX_CACHE or ~/.cache/wae_jax)
   c.eval.inception_weights = config_dict.placeholder(str)  # the FID's InceptionV3 weights,
-  # pt_inception-2015-12-05-6726825d.pth (None:
-  # $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
+  #   pt_inception-2015-12-05-6726825d.pth (None:
+  #   $WAE_JAX_INCEPTION_WEIGHTS; neither: no Inception FID)
   return c
 
 

@@ -1,7 +1,7 @@
 """docs/config.md, the config field reference, generated from `config.base_config`'s comments.
 
 Every field's description is the comment beside it in `base_config` (continued on the comment
-lines indented below it), its default is the value `base_config` gives it, and each section's
+lines below it that are indented inside the comment, `#   ...`: the formatter keeps those), its default is the value `base_config` gives it, and each section's
 heading is the comment on its ConfigDict's line. So the reference cannot drift from the code:
 a test checks that docs/config.md is this module's output.
 
@@ -56,6 +56,10 @@ def _dotted(node: ast.AST) -> str:
   return ''
 
 
+# How a comment line below a field starts when it continues that field's comment.
+CONTINUED = '#   '
+
+
 def descriptions() -> Dict[str, str]:
   """Every name `base_config` assigns ('seed', 'data', 'data.name', ...), in its order, mapped
   to its comment. Raises ValueError for a comment that belongs to no field."""
@@ -76,12 +80,8 @@ def descriptions() -> Dict[str, str]:
       continue
     rows = [r for r in range(statement.lineno, statement.end_lineno + 1) if r in comments]
     row = statement.end_lineno + 1
-    while (
-        row in comments
-        and lines[row - 1].lstrip().startswith('#')
-        and len(lines[row - 1]) - len(lines[row - 1].lstrip()) > statement.col_offset
-    ):
-      rows.append(row)  # a comment line indented below the field continues its comment
+    while row in comments and lines[row - 1].lstrip().startswith(CONTINUED):
+      rows.append(row)  # a comment line below the field, indented inside, continues it
       row += 1
     used.update(rows)
     found[name[2:]] = ' '.join(comments[r] for r in rows)
@@ -89,7 +89,7 @@ def descriptions() -> Dict[str, str]:
   if stray:
     raise ValueError(
         f'base_config: the comment {lines[stray[0] - 1].strip()!r} belongs to no '
-        "field; put it on a field's line (or indented below it)"
+        f"field; put it on a field's line (or below it, as {CONTINUED!r}...)"
     )
   return found
 
