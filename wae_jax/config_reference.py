@@ -1,8 +1,9 @@
 """docs/config.md, the config field reference, generated from `config.base_config`'s comments.
 
 Every field's description is the comment beside it in `base_config` (continued on the comment
-lines below it that are indented inside the comment, `#   ...`: the formatter keeps those), its default is the value `base_config` gives it, and each section's
-heading is the comment on its ConfigDict's line. So the reference cannot drift from the code:
+lines below it that are indented inside the comment, `#   ...`: the formatter keeps those),
+its default is the value `base_config` gives it, and each section's heading is the comment on
+its ConfigDict's line. So the reference cannot drift from the code:
 a test checks that docs/config.md is this module's output.
 
   python -m wae_jax.config_reference                       # print the markdown
