@@ -37,7 +37,7 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 # The files with the longest tests (several processes, a Ray sweep, runs killed and resumed)
 # start first, one per pytest-xdist worker, so that none of them ends the session alone.
 _LONGEST_FIRST = (
-    'test_sweep.py::test_ray_sweep',
+    'test_ray_sweep.py',
     'test_multihost.py',
     'test_data_parallel.py',
     'test_reliability.py::test_sigkill',

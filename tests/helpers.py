@@ -35,3 +35,10 @@ def error_line(result) -> str:
   lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr[-4000:]
   return lines[0]
+
+
+def sweep_config(arg='bigwae', **fields):
+  """configs/sweep.py:<arg> with `fields` set."""
+  s = wae_config.load_config_file(f'configs/sweep.py:{arg}')
+  s.update(fields)
+  return s

@@ -3,7 +3,7 @@ launch/ray_sweep.py's flag errors, before Ray starts.
 
 The scripts run against a stand-in `python` that records its arguments, so no training
 happens; each recorded training's flags are then parsed by the real config flag and checked.
-The sweep itself on Ray is test_sweep.py's.
+The sweep itself on Ray is test_ray_sweep.py's.
 """
 
 import os
