@@ -47,8 +47,6 @@ CONFIG_FIELD = 'eval.inception_weights'
 FEATURES = 'inception_v3_pool3 (pt_inception-2015-12-05)'
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
-# The smallest input the network accepts (Mixed_7a reduces 3x3 to 1x1).
-MIN_INPUT_SIZE = 75
 # Full float32 convolutions, also on GPUs that would otherwise use TF32.
 PRECISION = jax.lax.Precision.HIGHEST
 

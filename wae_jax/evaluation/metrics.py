@@ -95,11 +95,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
   return distance
 
 
-def fid_from_features(features_a, features_b) -> float:
-  """Frechet distance between Gaussians fitted to two feature sets [N, d] and [M, d]."""
-  return frechet_distance(*gaussian_statistics(features_a), *gaussian_statistics(features_b))
-
-
 def sharpness(images, pixel_range) -> float:
   """The paper's sharpness: mean over images of Var(Laplacian(grey image)); higher = sharper.
 
