@@ -9,7 +9,6 @@ from typing import Optional
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
@@ -67,10 +66,7 @@ def sample(
     config = trained_config(config, workdir, latest)
   model, state = restore(config, workdir, step)
   _, decode = visualize.make_eval_fns(model, state, config.data.pixel_range)
-  ncols = int(np.ceil(np.sqrt(config.eval.grid_samples)))
-  grid = visualize.image_grid(
-      decode(visualize.fixed_prior_noise(config)), config.data.pixel_range, ncols=ncols
-  )
+  grid = visualize.image_grid(decode(visualize.fixed_prior_noise(config)), config.data.pixel_range)
   path = visualize.save_png(pathlib.Path(workdir) / f'samples_step{int(state.step)}.png', grid)
   logging.info('Wrote %s', path)
   return path

@@ -6,7 +6,7 @@ as TensorBoard images; `--mode=sample` decodes the same fixed prior noise.
 
 import functools
 import pathlib
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import jax
 import numpy as np
@@ -30,10 +30,14 @@ def to_uint8(images, pixel_range: Sequence[float]) -> np.ndarray:
   return np.round(to_unit_range(images, pixel_range) * 255.0).astype(np.uint8)
 
 
-def image_grid(images, pixel_range: Sequence[float], ncols: int, pad: int = 1) -> np.ndarray:
-  """[N, H, W, C] images -> one [rows*(H+pad)+pad, cols*(W+pad)+pad, C] uint8 grid."""
+def image_grid(
+    images, pixel_range: Sequence[float], ncols: Optional[int] = None, pad: int = 1
+) -> np.ndarray:
+  """[N, H, W, C] images -> one [rows*(H+pad)+pad, cols*(W+pad)+pad, C] uint8 grid; `ncols`
+  None: as square as N allows (every grid of samples)."""
   images = to_uint8(images, pixel_range)
   n, h, w, c = images.shape
+  ncols = ncols or max(1, int(np.ceil(np.sqrt(n))))
   nrows = -(-n // ncols)
   grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
   for i, image in enumerate(images):
@@ -69,8 +73,7 @@ def make_pictures(
   """
   grids = {}
   if len(prior_noise):
-    ncols = int(np.ceil(np.sqrt(len(prior_noise))))
-    grids['samples'] = image_grid(decode(prior_noise), pixel_range, ncols)
+    grids['samples'] = image_grid(decode(prior_noise), pixel_range)
   originals = test_images[:32]
   if len(originals):
     reconstructions = decode(encode(originals))

@@ -214,9 +214,8 @@ class SampleGrids:
       return {}
     config = context.config
     k = min(config.eval.grid_samples, context.num_images)
-    ncols = int(np.ceil(np.sqrt(k)))
     for sampler, samples in context.samples.items():
-      grid = visualize.image_grid(samples[:k], config.data.pixel_range, ncols=ncols)
+      grid = visualize.image_grid(samples[:k], config.data.pixel_range)
       path = visualize.save_png(context.directory / f'samples_{sampler}.png', grid)
       logging.info('Wrote %s', path)
     return {}
