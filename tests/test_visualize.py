@@ -19,6 +19,8 @@ def test_image_grid_layout_and_pixel_mapping():
   assert (grid[1:4, 1:5] == 0).all()  # image 0: black
   assert (grid[1:4, 6:10] == 255).all()  # image 1: white
   assert (grid[0] == 255).all()  # padding
+  # Without ncols, as square as the count allows: 5 images in 3 columns and 2 rows.
+  assert visualize.image_grid(images, (0.0, 1.0), pad=1).shape == (2 * 4 + 1, 3 * 5 + 1, 1)
   signed = visualize.image_grid(-np.ones((1, 2, 2, 3)), (-1.0, 1.0), ncols=1)
   assert (signed[1:3, 1:3] == 0).all()
 
