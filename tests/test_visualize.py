@@ -25,23 +25,34 @@ def test_image_grid_layout_and_pixel_mapping():
   assert (signed[1:3, 1:3] == 0).all()
 
 
-def test_make_pictures_with_identity_autoencoder():
+def test_make_pictures_places_originals_reconstructions_and_interpolations():
+  # The decoder inverts the pixels (1 - x), so that every picture says which image it shows.
   rng = np.random.default_rng(0)
   test_images = rng.uniform(size=(40, 4, 4, 1)).astype(np.float32)
   flat = lambda x: x.reshape(len(x), -1)
-  unflat = lambda z: z.reshape(len(z), 4, 4, 1)
+  inverted = lambda z: 1.0 - z.reshape(len(z), 4, 4, 1)
   noise = rng.uniform(size=(9, 16)).astype(np.float32)
   grids = visualize.make_pictures(
-      flat, unflat, test_images, noise, (0.0, 1.0), num_pairs=2, num_steps=3
+      flat, inverted, test_images, noise, (0.0, 1.0), num_pairs=2, num_steps=3
   )
-  assert grids['samples'].shape == (3 * 5 + 1, 3 * 5 + 1, 1)
+  as_uint8 = lambda images: visualize.to_uint8(images, (0.0, 1.0))
+  samples = grids['samples']
+  assert samples.shape == (3 * 5 + 1, 3 * 5 + 1, 1)
+  np.testing.assert_array_equal(samples[1:5, 6:10], as_uint8(1.0 - noise[1].reshape(4, 4, 1)))
   rec = grids['reconstructions']
   assert rec.shape == (8 * 5 + 1, 8 * 5 + 1, 1)
-  np.testing.assert_array_equal(rec[1:5, 1:5], rec[1:5, 6:10])  # original == reconstruction
+  # Row 0: original 0, its reconstruction, original 1, its reconstruction, ...
+  np.testing.assert_array_equal(rec[1:5, 1:5], as_uint8(test_images[0]))
+  np.testing.assert_array_equal(rec[1:5, 6:10], as_uint8(1.0 - test_images[0]))
+  np.testing.assert_array_equal(rec[1:5, 11:15], as_uint8(test_images[1]))
   inter = grids['interpolations']
   assert inter.shape == (2 * 5 + 1, 3 * 5 + 1, 1)
-  middle = visualize.to_uint8((test_images[0] + test_images[1]) / 2, (0.0, 1.0))
+  # Pair (0, 1) in row 0: its ends decode images 0 and 1, its middle their mean.
+  np.testing.assert_array_equal(inter[1:5, 1:5], as_uint8(1.0 - test_images[0]))
+  np.testing.assert_array_equal(inter[1:5, 11:15], as_uint8(1.0 - test_images[1]))
+  middle = as_uint8(1.0 - (test_images[0] + test_images[1]) / 2)
   np.testing.assert_allclose(inter[1:5, 6:10].astype(int), middle.astype(int), atol=1)
+  np.testing.assert_array_equal(inter[6:10, 1:5], as_uint8(1.0 - test_images[2]))
 
 
 def test_save_png_round_trip(tmp_path):
