@@ -24,10 +24,16 @@ NUM_STEPS = 3
 BATCH = 16
 
 
+def initial_state(config):
+  steps_per_epoch = 100
+  init_rng, _ = jax.random.split(jax.random.PRNGKey(0))
+  return train.create_train_state(config, init_rng, steps_per_epoch)
+
+
 def run(config, mesh, images):
   steps_per_epoch = 100
-  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(0))
-  state = parallel.replicate(train.create_train_state(config, init_rng, steps_per_epoch), mesh)
+  _, train_rng = jax.random.split(jax.random.PRNGKey(0))
+  state = parallel.replicate(initial_state(config), mesh)
   step = parallel.jit_on_mesh(train.make_train_step(
       config, models.build_autoencoder(config), models.build_adversary(config),
       steps_per_epoch, train_rng), mesh)
@@ -59,6 +65,9 @@ def main():
         'params': max_difference(many.params, one.params),
         'batch_stats': max_difference(many.batch_stats, one.batch_stats),
         'adversary_params': max_difference(many.adversary_params, one.adversary_params),
+        # How far the steps moved the adversary from where it started.
+        'adversary_moved': max_difference(many.adversary_params,
+                                          jax.device_get(initial_state(config).adversary_params)),
         'param_scale': max(float(np.max(np.abs(x)))
                            for x in jax.tree_util.tree_leaves(one.params)),
     }
