@@ -244,6 +244,18 @@ def test_figure(workdirs, tmp_path):
     width, height = image.size
   assert width >= 3 * 4 * report.FIGURE_DPI * 0.9 and height >= 8 * report.FIGURE_DPI * 0.9
   assert width > height  # three runs side by side
+  # Each run's column: its sample grid on top (WAE-GAN's is mid-grey, the others' black), its
+  # loss (C0, blue) and reconstruction (C1, orange) curves below.
+  with Image.open(path) as image:
+    pixels = np.asarray(image.convert('RGB')).astype(int)
+  for i, sample_value in enumerate((0, 128, 0)):
+    column = pixels[:, i * width // 3 : (i + 1) * width // 3]
+    top, bottom = column[: height // 2], column[height // 2 :]
+    shown = np.all(np.abs(top - sample_value) <= 8, axis=-1).mean()
+    other = np.all(np.abs(top - (128 - sample_value)) <= 8, axis=-1).mean()
+    assert shown > 0.3 and other < 0.01, (i, shown, other)
+    for colour in ((31, 119, 180), (255, 127, 14)):
+      assert np.all(np.abs(bottom - colour) <= 30, axis=-1).mean() > 5e-4, (i, colour)
 
 
 def test_figure_without_samples_or_events(tmp_path, workdirs):
