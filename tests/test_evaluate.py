@@ -439,3 +439,68 @@ def test_prior_sampler_and_sampler_names():
   for sampler in ('prior', 'gmm'):
     config.eval.sampler = sampler
     assert samplers.names(config) == [sampler]
+
+
+def test_evaluators_values_equal_their_recomputation():
+  """Reconstruction cost and MSE, the test codes' MMD and the encoder variance, recomputed here
+  from the context's arrays: what each evaluator reads, and how it reduces it."""
+  config = tiny_config('wae_mmd')
+  assert (config.cost.name, config.penalty.kernel) == ('l2sq', 'imq_multiscale')
+  config.cost.scale = 0.05
+  config.eval.mmd_codes = 30
+  rng = np.random.default_rng(0)
+  test = rng.uniform(size=(40, 28, 28, 1)).astype(np.float32)
+  reconstructions = rng.uniform(size=test.shape).astype(np.float32)
+  codes = rng.normal(size=(40, 8)).astype(np.float32)
+  log_variance = rng.normal(size=(40, 8)).astype(np.float32)
+  context = evaluators.Context(
+      config=config,
+      data=None,
+      test_images=test,
+      samples=test,
+      codes=codes,
+      log_variance=log_variance,
+      reconstructions=reconstructions,
+  )
+  got = evaluators.Reconstruction().run(context)
+  squared = ((test.astype(np.float64) - reconstructions) ** 2).reshape(40, -1)
+  assert got['test_reconstruction_cost']['value'] == pytest.approx(
+      0.05 * squared.sum(axis=1).mean(), rel=1e-5
+  )
+  assert got['test_mse_per_pixel']['value'] == pytest.approx(squared.mean(), rel=1e-5)
+  # The MMD of the first mmd_codes codes against that many draws of the prior, seeded by
+  # eval.mmd_prior_seed_offset: recomputed with the IMQ kernels of the multiscale estimator.
+  got = evaluators.LatentMMD().run(context)['test_codes_mmd']
+  prior = samplers.prior_noise(config, config.eval.mmd_prior_seed_offset, 30)
+  x, y = codes[:30].astype(np.float64), prior.astype(np.float64)
+  dz = x.shape[1]
+
+  def kernel_sum(a, b, diagonal):
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+    k = sum(
+        c / (c + d2)
+        for c in (
+            2 * dz * config.model.prior_variance * s for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+        )
+    )
+    return k.sum() - (np.trace(k) if diagonal else 0.0)
+
+  n = 30
+  expected = (
+      kernel_sum(x, x, True) / (n * (n - 1))
+      + kernel_sum(y, y, True) / (n * (n - 1))
+      - 2 * kernel_sum(x, y, False) / n**2
+  )
+  # float32 against float64, in a difference of terms near 1: an absolute tolerance.
+  assert got['num_codes'] == 30 and got['value'] == pytest.approx(expected, abs=5e-5)
+  got = evaluators.EncoderVariance().run(context)['encoder_variance_per_dim']['value']
+  np.testing.assert_allclose(got, np.exp(log_variance.astype(np.float64)).mean(axis=0), rtol=1e-6)
+
+
+def test_the_prior_sampler_draws_the_prior_variance():
+  config = tiny_config('wae_mmd')
+  config.model.prior_variance = 4.0
+  draws = samplers.prior_noise(config, 1, 20000)
+  assert draws.shape == (20000, 8)
+  np.testing.assert_allclose(draws.mean(axis=0), 0.0, atol=0.05)
+  np.testing.assert_allclose(draws.var(axis=0), 4.0, rtol=0.05)
