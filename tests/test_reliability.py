@@ -52,8 +52,8 @@ def _small_run_config(num_steps, **train_fields):
   return config
 
 
-def test_nonfinite_step_is_not_applied_and_is_counted():
-  config = tiny_config('wae_gan')
+def _state_step_and_images(config):
+  """A fresh train state, the jitted step of `config` and a batch of 8 random images."""
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
   step = jax.jit(
       train.make_train_step(
@@ -65,6 +65,12 @@ def test_nonfinite_step_is_not_applied_and_is_counted():
       )
   )
   images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
+  return state, step, images
+
+
+def test_nonfinite_step_is_not_applied_and_is_counted():
+  config = tiny_config('wae_gan')
+  state, step, images = _state_step_and_images(config)
   poisoned = images.copy()
   poisoned[3, 5, 5, 0] = np.nan
   after, metrics = step(state, poisoned)
@@ -101,17 +107,7 @@ def test_a_step_whose_update_is_not_finite_is_skipped_though_its_gradient_is():
   # updated parameters are not. (validate refuses the rate; the step must not trust that.)
   config = tiny_config('wae_mmd')
   config.train.learning_rate = float('inf')
-  state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
-  step = jax.jit(
-      train.make_train_step(
-          config,
-          models.build_autoencoder(config),
-          models.build_adversary(config),
-          10,
-          jax.random.PRNGKey(1),
-      )
-  )
-  images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
+  state, step, images = _state_step_and_images(config)
   after, metrics = step(state, images)
   assert np.isfinite(float(metrics['loss']))
   assert float(metrics['skipped']) == 1.0 and int(after.nonfinite_steps) == 1

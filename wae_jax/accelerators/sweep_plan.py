@@ -69,13 +69,11 @@ _AS_SEEN = {'train.input_noise': lambda std: std > 0}
 
 def shape_key(config) -> Dict[str, Any]:
   """The fields of `config` that can change its compiled train step, flat (see _NOT_IN_STEP)."""
+  # A penalty's own such fields, read at call time: a penalty registered later counts too.
+  not_in_step = _NOT_IN_STEP | penalties.fields_not_in_step()
   key = {}
   for path, value in wae_config.flatten(config).items():
-    if (
-        path in _NOT_IN_STEP
-        or path in penalties.fields_not_in_step()  # a penalty's own
-        or path.startswith(_NOT_IN_STEP_PREFIXES)
-    ):
+    if path in not_in_step or path.startswith(_NOT_IN_STEP_PREFIXES):
       continue
     key[path] = _AS_SEEN[path](value) if path in _AS_SEEN else value
   return key
