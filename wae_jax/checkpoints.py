@@ -143,10 +143,7 @@ class Checkpoints:
           f'the last intact checkpoint is step {last} ({self.directory / str(last)}): the '
           f'run will resume from it'
       )
-    return errors.OutOfSpaceError(
-        f'out of space: {what}. Free some space (or use a --workdir on a larger disk) and run '
-        f'the same command again; {then}.'
-    )
+    return errors.OutOfSpaceError(errors.out_of_space_message(what, then=f'; {then}'))
 
   def _raise_if_out_of_space(self, error: Exception) -> None:
     """Orbax's error for a full disk (tensorstore's text in a ValueError, from a thread) as

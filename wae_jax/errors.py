@@ -104,15 +104,23 @@ def free_bytes(path) -> Optional[int]:
   return None
 
 
+def out_of_space_message(
+    what: str,
+    then: str = ' (a training run resumes from its last intact checkpoint)',
+    larger_disk: bool = True,
+) -> str:
+  """The text of every full disk's error: `what` could not be written, the fix (free space, or
+  a --workdir on a larger disk where the command wrote into one, and the same command again),
+  then what the rerun starts from."""
+  disk = ' (or use a --workdir on a larger disk)' if larger_disk else ''
+  return f'out of space: {what}. Free some space{disk} and run the same command again{then}.'
+
+
 def out_of_space(what: str, path) -> OutOfSpaceError:
   """The one-line error for `what` (e.g. 'the picture') that could not be written to `path`."""
   free = free_bytes(path)
   free = f'{free:,} bytes are free there' if free is not None else 'its free space is unknown'
-  return OutOfSpaceError(
-      f'out of space: cannot write {what} {path}; {free}. Free some space (or use a --workdir '
-      'on a larger disk) and run the same command again (a training run resumes from its last '
-      'intact checkpoint).'
-  )
+  return OutOfSpaceError(out_of_space_message(f'cannot write {what} {path}; {free}'))
 
 
 @contextlib.contextmanager
@@ -168,10 +176,7 @@ def report(error: BaseException, verbose: bool = False, file=None) -> Optional[i
   if isinstance(error, WaeError):
     message = str(error).strip()
   elif is_out_of_space(error):
-    message = (
-        f'out of space: {one_line(error)}. Free some space and run the same command '
-        'again (a training run resumes from its last intact checkpoint).'
-    )
+    message = out_of_space_message(one_line(error), larger_disk=False)
   else:
     return None
   if verbose:
