@@ -9,11 +9,14 @@ import pytest
 
 from tests.helpers import REPO
 from tests.helpers import tiny_config
+from wae_jax import config as wae_config
 from wae_jax import data
 from wae_jax import errors
 from wae_jax import input_pipeline
+from wae_jax import visualize
 from wae_jax.evaluation import evaluators
 from wae_jax.evaluation import fid
+from wae_jax.evaluation import metrics
 
 
 def _docs_code() -> str:
@@ -170,3 +173,23 @@ def test_an_unknown_name_lists_the_registered_ones():
       match=r"config.data.name='cifar' is not " r"supported; allowed: 'mnist', 'celeba'",
   ):
     input_pipeline.load_dataset(_config('cifar'))
+
+
+def test_one_pixel_range_check_for_records_configs_pictures_and_sharpness():
+  assert data.pixel_bounds([0, 1]) == (0.0, 1.0) and data.pixel_bounds((-1.0, 1.0)) == (-1, 1)
+  for bad in ((1.0, 0.0), (0.5, 0.5), (0.0,), (0.0, 1.0, 2.0), ('a', 'b'), None):
+    assert not data.is_pixel_range(bad)
+    with pytest.raises(ValueError, match=re.escape(f'{data.PIXEL_RANGE_RULE}, got {bad!r}')):
+      data.pixel_bounds(bad)
+    with pytest.raises(ValueError, match=re.escape(data.PIXEL_RANGE_RULE)):
+      visualize.to_unit_range(np.zeros((1, 3, 3, 1)), bad)
+    with pytest.raises(ValueError, match=re.escape(data.PIXEL_RANGE_RULE)):
+      metrics.sharpness(np.zeros((1, 3, 3, 1)), bad)
+  with pytest.raises(ValueError, match=re.escape(data.PIXEL_RANGE_RULE)):
+    data.Dataset(
+        name='bad', title='Bad', load=len, image_shape=(4, 4, 1), pixel_range=(1, 0), train_size=1
+    )
+  config = tiny_config()
+  config.data.pixel_range = (1.0, 0.0)
+  with pytest.raises(errors.ConfigError, match=r'^config.data.pixel_range=\(1.0, 0.0\) is invalid'):
+    wae_config.validate(config)

@@ -430,8 +430,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         'no such directory',
     )
   datasets.check_source(config.data.name, config.data.source)  # the record's sources
-  lo, hi = config.data.pixel_range
-  _require(lo < hi, 'data.pixel_range', config.data.pixel_range, 'must be (low, high), low < high')
+  _require(
+      datasets.is_pixel_range(config.data.pixel_range),
+      'data.pixel_range',
+      config.data.pixel_range,
+      'must be (low, high), low < high',
+  )
   if config.cost.name == 'bernoulli':
     _require(
         tuple(config.data.pixel_range) == (0.0, 1.0),

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from wae_jax import data as datasets
 from wae_jax import errors
 from wae_jax import files
 from wae_jax import models
@@ -20,9 +21,7 @@ from wae_jax import penalties
 
 def to_unit_range(images, pixel_range: Sequence[float]) -> np.ndarray:
   """Pixels in pixel_range -> [0, 1] (clipped), float32: what pictures and features read."""
-  lo, hi = (float(v) for v in pixel_range)
-  if not lo < hi:
-    raise ValueError(f'pixel_range must be (low, high) with low < high, got {pixel_range}')
+  lo, hi = datasets.pixel_bounds(pixel_range)
   return np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 

@@ -15,22 +15,28 @@ from wae_jax.data import mnist
 from wae_jax.data.base import CACHE_ENV
 from wae_jax.data.base import DataError
 from wae_jax.data.base import Dataset
+from wae_jax.data.base import PIXEL_RANGE_RULE
 from wae_jax.data.base import Splits
 from wae_jax.data.base import check_source
 from wae_jax.data.base import default_cache_dir
 from wae_jax.data.base import get
+from wae_jax.data.base import is_pixel_range
 from wae_jax.data.base import names
+from wae_jax.data.base import pixel_bounds
 from wae_jax.data.base import register
 
 __all__ = [
     'CACHE_ENV',
     'DataError',
     'Dataset',
+    'PIXEL_RANGE_RULE',
     'Splits',
     'check_source',
     'default_cache_dir',
     'get',
+    'is_pixel_range',
     'names',
+    'pixel_bounds',
     'register',
 ]
 

@@ -25,6 +25,28 @@ class DataError(errors.WaeError, ValueError):
   """A data set is missing, malformed or misconfigured (the message says where)."""
 
 
+# What a pixel range is: the values images are mapped into (config.data.pixel_range).
+PIXEL_RANGE_RULE = 'pixel_range must be (low, high) with low < high'
+
+
+def is_pixel_range(value) -> bool:
+  """Whether `value` is a pixel range: two numbers, the first below the second."""
+  try:
+    lo, hi = (float(v) for v in value)
+  except (TypeError, ValueError):
+    return False
+  return lo < hi
+
+
+def pixel_bounds(pixel_range) -> Tuple[float, float]:
+  """A pixel range's (low, high) as floats, for what maps pixels; ValueError naming the rule
+  unless `is_pixel_range`."""
+  if not is_pixel_range(pixel_range):
+    raise ValueError(f'{PIXEL_RANGE_RULE}, got {pixel_range!r}')
+  lo, hi = pixel_range
+  return float(lo), float(hi)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """One data set, named by config.data.name."""
@@ -56,10 +78,7 @@ class Dataset:
                 len(self.image_shape) == 3
                 and all(isinstance(v, int) and v >= 1 for v in self.image_shape),
             ),
-            (
-                'pixel_range must be (low, high) with low < high',
-                len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1],
-            ),
+            (PIXEL_RANGE_RULE, is_pixel_range(self.pixel_range)),
             (
                 'train_size must be an int >= 1',
                 isinstance(self.train_size, int) and self.train_size >= 1,

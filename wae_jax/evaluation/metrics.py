@@ -13,6 +13,8 @@ from absl import logging
 import numpy as np
 import scipy.linalg
 
+from wae_jax import data as datasets
+
 # Added to both covariances' diagonals when sqrtm(S1 S2) fails on a singular product.
 FID_EPS = 1e-6
 # sqrtm's result is accepted if ||X X - A||_F <= this * ||A||_F.
@@ -110,9 +112,7 @@ def sharpness(images, pixel_range) -> float:
   images = np.asarray(images, np.float64)
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or min(images.shape[1:3]) < 3:
     raise ValueError('expected images of shape [N, H >= 3, W >= 3, 1 or 3], ' f'got {images.shape}')
-  lo, hi = (float(v) for v in pixel_range)
-  if not lo < hi:
-    raise ValueError(f'pixel_range={pixel_range!r}: expected (lo, hi) with lo < hi')
+  lo, hi = datasets.pixel_bounds(pixel_range)
   grey = images[..., 0] if images.shape[-1] == 1 else images @ LUMA_WEIGHTS
   grey = (grey - lo) / (hi - lo)
   laplacian = (
