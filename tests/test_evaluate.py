@@ -306,6 +306,21 @@ def test_an_unreadable_record_is_refused_in_one_line_before_any_work(
   assert record.read_text() == '{not json'  # left for the user to restore
 
 
+def test_evaluate_validates_the_config_it_runs_under_once_before_the_data(trained_vae, monkeypatch):
+  """The trained config (the record's training settings, the given eval.*) is what is checked,
+  once, before the data are loaded."""
+  config, workdir = trained_vae
+  checked = []
+  validate = wae_config.validate
+  monkeypatch.setattr(wae_config, 'validate', lambda c: checked.append(c) or validate(c))
+  monkeypatch.setattr(input_pipeline, 'load_dataset', _no_data)
+  given = config.copy_and_resolve_references()
+  given.eval.gmm_covariance, given.model.latent_dim = 'bogus', 16  # the record's latent_dim runs
+  with pytest.raises(errors.ConfigError, match="^config.eval.gmm_covariance='bogus' is not"):
+    evaluate.evaluate(given, str(workdir))
+  assert [(c.eval.gmm_covariance, c.model.latent_dim) for c in checked] == [('bogus', 8)]
+
+
 def test_more_samples_than_test_images_are_refused_in_one_line(workdir_copy):
   line = error_line(_evaluate_command(workdir_copy, '--config.eval.num_samples=20000'))
   assert line == (

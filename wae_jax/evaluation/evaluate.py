@@ -101,10 +101,12 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   evaluators.check_num_samples(trained)
   data = input_pipeline.load_dataset(trained.data)
   samplers.num_samples(trained, data)
-  model, state = inference.restore(trained, workdir, step)
+  model, state = inference._restore(trained, workdir, step)  # pylint: disable=protected-access
   if int(state.step) != latest:  # the latest could not be read, an earlier one was restored
     trained = inference.trained_config(config, workdir, int(state.step))
-    model, state = inference.restore(trained, workdir, int(state.step))
+    model, state = inference._restore(  # pylint: disable=protected-access
+        trained, workdir, int(state.step)
+    )
   context = make_context(trained, model, state, pathlib.Path(workdir) / 'eval', data)
   results = {
       'step': int(state.step),
