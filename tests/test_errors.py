@@ -199,12 +199,13 @@ def absl_app(monkeypatch):
   global flags parsed by the test are reset after it."""
   monkeypatch.setattr(absl_logging, 'use_absl_handler', lambda: None)
   absl_logger = std_logging.getLogger('absl')
-  level, filters = absl_logger.level, list(absl_logger.filters)
+  handler = absl_logging.get_absl_handler()
+  level, filters = absl_logger.level, list(handler.filters)
   yield
   flags.FLAGS.unparse_flags()
   # Parsing the flags set absl's verbosity on its logger: later tests' caplog must see INFO.
   absl_logger.setLevel(level)
-  absl_logger.filters[:] = filters
+  handler.filters[:] = filters
 
 
 def test_run_ends_a_project_error_with_one_line_and_status_2(absl_app, capsys):
@@ -285,14 +286,36 @@ def test_event_files_on_a_full_disk_are_one_error_naming_the_file(tmp_path):
     writer.flush()
 
 
-def test_library_chatter_is_dropped_and_warnings_kept():
-  def record(path, level):
-    return std_logging.LogRecord('jax', level, path, 1, 'message', (), None)
+def test_library_chatter_and_their_threads_full_disks_are_dropped_and_warnings_kept():
+  def record(path, level, message='message', error=None):
+    exc_info = (type(error), error, None) if error else None
+    return std_logging.LogRecord('jax', level, path, 1, message, (), exc_info)
 
   xla_bridge = '/venv/site-packages/jax/_src/xla_bridge.py'
-  assert not errors.drop_library_info(record(xla_bridge, std_logging.INFO))
-  assert not errors.drop_library_info(
-      record('/venv/site-packages/orbax/checkpoint/checkpointer.py', std_logging.INFO)
-  )
-  assert errors.drop_library_info(record(xla_bridge, std_logging.WARNING))
-  assert errors.drop_library_info(record('/repo/wae_jax/train.py', std_logging.INFO))
+  orbax = '/venv/site-packages/orbax/checkpoint/checkpointer.py'
+  clu = '/venv/site-packages/clu/metric_writers/async_writer.py'
+  ours = '/repo/wae_jax/train.py'
+  full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  for dropped in (
+      record(xla_bridge, std_logging.INFO),
+      record(orbax, std_logging.INFO),
+      record(orbax, std_logging.ERROR, 'save failed', full),
+      record(clu, std_logging.ERROR, f'write failed: {os.strerror(errno.ENOSPC)}'),
+  ):
+    assert not errors.library_log_filter(dropped), dropped
+  for kept in (
+      record(xla_bridge, std_logging.WARNING),
+      record(orbax, std_logging.ERROR, 'save failed', OSError(errno.EACCES, 'Permission denied')),
+      record(ours, std_logging.INFO),
+      record(ours, std_logging.ERROR, f'write failed: {os.strerror(errno.ENOSPC)}'),
+  ):
+    assert errors.library_log_filter(kept), kept
+
+
+def test_run_puts_the_log_filter_on_abseils_handler_once(absl_app):
+  for _ in range(2):
+    with pytest.raises(SystemExit) as exit_:
+      errors.run(lambda argv: None, argv=['prog'])
+    assert exit_.value.code is None
+    flags.FLAGS.unparse_flags()
+  assert absl_logging.get_absl_handler().filters.count(errors.library_log_filter) == 1

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 # The exit status of a command stopped by a WaeError (1 stays Python's, for bugs).
@@ -139,24 +140,23 @@ def out_of_space_as_error(what: str, path) -> Iterator[None]:
 # Orbax logs a dozen INFO lines per checkpoint; JAX's backend probe logs "Unable to initialize
 # backend 'tpu'" on every machine without one.
 _CHATTY_LIBRARIES = ('/orbax/', '/jax/_src/xla_bridge.py')
+# orbax and clu log a full disk from their threads, with tracebacks, once per thread.
+_BACKGROUND_WRITERS = ('/orbax/', '/clu/')
 
 
-def drop_library_info(record: std_logging.LogRecord) -> bool:
-  """A log handler's filter: keeps the libraries' warnings, drops their INFO chatter."""
+def library_log_filter(record: std_logging.LogRecord) -> bool:
+  """The commands' log filter (`run` puts it on absl's handler): drops the libraries' INFO
+  chatter, and their threads' records of a full disk, which the command reports in one line;
+  keeps everything else, the libraries' warnings included."""
+  if any(writer in record.pathname for writer in _BACKGROUND_WRITERS):
+    error = record.exc_info[1] if record.exc_info else None
+    if (error is not None and is_out_of_space(error)) or any(
+        os.strerror(code) in record.getMessage() for code in _NO_SPACE
+    ):
+      return False
   return record.levelno >= std_logging.WARNING or not any(
       library in record.pathname for library in _CHATTY_LIBRARIES
   )
-
-
-def _drop_reported_library_errors(record: std_logging.LogRecord) -> bool:
-  """orbax and clu log a full disk from their threads, with tracebacks, once per thread;
-  the command reports it in one line, so those records are dropped."""
-  if '/orbax/' not in record.pathname and '/clu/' not in record.pathname:
-    return True
-  error = record.exc_info[1] if record.exc_info else None
-  if error is not None and is_out_of_space(error):
-    return False
-  return not any(os.strerror(code) in record.getMessage() for code in _NO_SPACE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,9 +318,9 @@ def run(main: Callable[[List[str]], object], argv: Optional[Sequence[str]] = Non
         'one line (bad config, data, checkpoint, full disk); bugs always show it.',
     )
   argv = list(sys.argv if argv is None else argv)
-  absl_logger = std_logging.getLogger('absl')
-  if _drop_reported_library_errors not in absl_logger.filters:
-    absl_logger.addFilter(_drop_reported_library_errors)
+  handler = absl_logging.get_absl_handler()
+  if library_log_filter not in handler.filters:
+    handler.addFilter(library_log_filter)
 
   def main_with_one_line_usage(args):
     try:

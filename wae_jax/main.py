@@ -51,7 +51,6 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(errors.drop_library_info)
   wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
