@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
-from ml_collections import config_flags
+from ml_collections.config_flags import config_flags  # is_config_flag, for external users
 
 # The exit status of a command stopped by a WaeError (1 stays Python's, for bugs).
 EXIT_STATUS = 2
@@ -199,20 +199,10 @@ def _flag_argument(argv: Sequence[str], name: str) -> Optional[str]:
   return value
 
 
-def _is_config_flag(flag) -> bool:
-  """Whether `flag` is ml_collections' config file flag (asked through its public API)."""
-  try:
-    config_flags.get_config_filename(flag)
-  except TypeError:
-    return False
-  except flags.Error:  # a config flag not parsed yet
-    return True
-  return True
-
-
 def _config_flags(flag_values) -> List[str]:
+  """The names of ml_collections' config file flags among flag_values."""
   return sorted(
-      {flag_values[name].name for name in flag_values if _is_config_flag(flag_values[name])}
+      {flag_values[n].name for n in flag_values if config_flags.is_config_flag(flag_values[n])}
   )
 
 
@@ -230,7 +220,7 @@ def _check_config_files(argv: Sequence[str], flag_values) -> None:
       )
 
 
-def _check_loaded_configs(argv: Sequence[str], flag_values) -> None:
+def _check_loaded_configs(flag_values) -> None:
   """A config file that raised OSError while loading: ml_collections keeps that error in
   the flag's value, raised on first use; raise it now, in one line."""
   for name in _config_flags(flag_values):
@@ -238,9 +228,28 @@ def _check_loaded_configs(argv: Sequence[str], flag_values) -> None:
       getattr(flag_values[name].value, 'keys', None)
     except OSError as e:
       raise ConfigError(
-          f'--{name}={_flag_argument(argv, name)}: the config cannot be '
+          f'--{name}={flag_values[name].config_filename}: the config cannot be '
           f'loaded: {one_line(e.__cause__ or e)}'
       ) from e
+
+
+def _unknown_field(argv: Sequence[str], flag_values, error: Exception) -> Optional[ConfigError]:
+  """The override of a field the config lacks (`--config.model.fo=1`) as a ConfigError naming
+  it, with ml_collections' "Did you mean ...?" if it has one; None if no override names the
+  key of its KeyError (wrapped in an AttributeError when the key has a close match)."""
+  while error.args and isinstance(error.args[0], BaseException):
+    error = error.args[0]
+  key, *close_match = str(error.args[0]).splitlines() if error.args else ['']
+  names = _config_flags(flag_values)
+  for arg in argv[1:]:
+    flag, _, field = arg.lstrip('-').split('=', 1)[0].partition('.')
+    if flag in names and key.strip('\'"') in field.split('.'):
+      listed = 'docs/config.md' if arg.startswith('--config.') else 'the config file'
+      hint = f'; {" ".join(close_match)}' if close_match else ''
+      return ConfigError(
+          f'{arg}: the config has no field {field!r}{hint} ({listed} lists every field)'
+      )
+  return None
 
 
 def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
@@ -264,41 +273,12 @@ def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
       raise
     raise FlagError(f'{e} (--helpshort lists the flags)') from e
   except (AttributeError, KeyError) as e:
-    override = _unknown_override(argv, flag_values, e)
-    if override is None:
+    unknown = _unknown_field(argv, flag_values, e)
+    if unknown is None:
       raise
-    hint = ' '.join(_missing_key(e).splitlines()[1:])  # ml_collections' "Did you mean ...?"
-    listed = (
-        'docs/config.md lists every field'
-        if override.startswith('--config.')
-        else 'the config file lists every field'
-    )
-    raise ConfigError(
-        f'{override}: the config has no field '
-        f'{override.split("=", 1)[0].split(".", 1)[1]!r}{"; " if hint else ""}'
-        f'{hint} ({listed})'
-    ) from e
-  _check_loaded_configs(argv, flag_values)
+    raise unknown from e
+  _check_loaded_configs(flag_values)
   return args
-
-
-def _missing_key(error: Exception) -> str:
-  """The text of the KeyError ml_collections raised, also when it wrapped it in an
-  AttributeError (it does when the misspelt key has a close match)."""
-  while error.args and isinstance(error.args[0], BaseException):
-    error = error.args[0]
-  return str(error.args[0]) if error.args else ''
-
-
-def _unknown_override(argv: Sequence[str], flag_values, error: Exception) -> Optional[str]:
-  """The argument `--<config flag>.a.b=V` whose path holds the key `error` names, if any."""
-  key = _missing_key(error).split('\n')[0].strip('\'"')
-  for name in _config_flags(flag_values):
-    for arg in argv[1:]:
-      path = arg.lstrip('-').split('=', 1)[0]
-      if path.startswith(f'{name}.') and key in path.split('.')[1:]:
-        return arg
-  return None
 
 
 def _verbose(argv: Sequence[str]) -> bool:
