@@ -327,6 +327,18 @@ def test_tfds_not_prepared_is_detected_without_probing_missing_folders(
   assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == []
   (tmp_path / 'mnist').mkdir()
   assert not tfds_source.prepared(str(tmp_path), 'mnist') and asked == [str(tmp_path)]
+  # A name TFDS does not know is not prepared (its real builder's DatasetNotFoundError) ...
+  monkeypatch.undo()
+  (tmp_path / 'no_such_tfds_set').mkdir()
+  assert not tfds_source.prepared(str(tmp_path), 'no_such_tfds_set')
+  # ... but a fault reading what is there is not taken for "not prepared".
+  monkeypatch.setattr(tfds, 'builder', _failing_builder)
+  with pytest.raises(PermissionError, match='dataset_info.json'):
+    tfds_source.prepared(str(tmp_path), 'mnist')
+
+
+def _failing_builder(name, data_dir):
+  raise PermissionError(f'{data_dir}/{name}/3.0.1/dataset_info.json: Permission denied')
 
 
 # ------------------------------------------------------------------ batching

@@ -43,20 +43,22 @@ def prepared(data_dir: Optional[str], name: str) -> bool:
 
   TFDS is asked only where a `name` folder exists in a data_dir it reads (data_dir, else its
   defaults): its builder warns of every missing variant folder it probes ('Variant folder
-  .../mnist/3.0.1 has no dataset_info.json'), which every offline run would log.
+  .../mnist/3.0.1 has no dataset_info.json'), which every offline run would log. A name this
+  TFDS does not know is not prepared; any other failure to read what is there propagates.
   """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     from etils import epath  # pylint: disable=g-import-not-at-top
   except ImportError:  # Not installed: nothing prepared.
     return False
-  try:  # Only reads metadata; does not import TensorFlow itself.
-    if not any(
-        epath.Path(d, name).is_dir() for d in tfds.core.utils.file_utils.list_data_dirs(data_dir)
-    ):
-      return False
+  # Only reads metadata; does not import TensorFlow itself.
+  if not any(
+      epath.Path(d, name).is_dir() for d in tfds.core.utils.file_utils.list_data_dirs(data_dir)
+  ):
+    return False
+  try:
     return tfds.builder(name, data_dir=data_dir).is_prepared()
-  except Exception:  # pylint: disable=broad-except
+  except tfds.core.DatasetNotFoundError:
     return False
 
 
