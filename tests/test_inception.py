@@ -247,10 +247,31 @@ def test_state_dict_round_trip_and_kernel_layout(mirror):
       variables['batch_stats']['Mixed_7c']['branch_pool']['bn']['var'],
       state['Mixed_7c.branch_pool.bn.running_var'],
   )
-  back = inception.state_dict_from_variables(variables)
+  back = _state_dict_of(variables)
   assert set(back) == set(inception.expected_state_dict_shapes())
   for key, value in back.items():
     np.testing.assert_array_equal(value, state[key])
+
+
+# Flax leaf -> pytorch-fid's name for it, by collection.
+_TORCH_NAMES = {
+    'params': {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'},
+    'batch_stats': {'mean': 'running_mean', 'var': 'running_var'},
+}
+
+
+def _state_dict_of(variables):
+  """The PyTorch state dict `variables` hold (fc and num_batches_tracked aside): the inverse of
+  params_from_state_dict, written out here to check it."""
+  back = {}
+  for collection, tree in variables.items():
+    for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      *module, leaf = [p.key for p in path]
+      value = np.asarray(value)
+      back['.'.join([*module, _TORCH_NAMES[collection][leaf]])] = (
+          value.transpose(3, 2, 0, 1) if leaf == 'kernel' else value
+      )
+  return back
 
 
 def test_bad_state_dicts_name_the_key():

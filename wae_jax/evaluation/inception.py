@@ -236,10 +236,6 @@ def _torch_key(collection: str, path: Sequence[str]) -> str:
   return '.'.join(list(path[:-1]) + [_LEAF_TO_TORCH[(collection, path[-1])]])
 
 
-def _to_torch_layout(leaf: str, value):
-  return np.transpose(value, (3, 2, 0, 1)) if leaf == 'kernel' else value
-
-
 def _to_flax_layout(leaf: str, value):
   return np.transpose(value, (2, 3, 1, 0)) if leaf == 'kernel' else value
 
@@ -310,15 +306,6 @@ def params_from_state_dict(state_dict: Dict[str, np.ndarray]) -> Dict[str, Any]:
         node = node.setdefault(name, {})
       node[path[-1]] = np.ascontiguousarray(_to_flax_layout(path[-1], value), np.float32)
   return variables
-
-
-def state_dict_from_variables(variables) -> Dict[str, np.ndarray]:
-  """The inverse of `params_from_state_dict` (without fc and num_batches_tracked)."""
-  return {
-      _torch_key(collection, path): np.asarray(_to_torch_layout(path[-1], np.asarray(value)))
-      for collection, tree in variables.items()
-      for path, value in _flatten(tree)
-  }
 
 
 # ----------------------------------------------------------------------------- weight file
