@@ -19,6 +19,7 @@ from tests.helpers import error_line
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
 from tests.helpers import tiny_config
+from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import inference
@@ -319,6 +320,41 @@ def test_evaluate_validates_the_config_it_runs_under_once_before_the_data(traine
   with pytest.raises(errors.ConfigError, match="^config.eval.gmm_covariance='bogus' is not"):
     evaluate.evaluate(given, str(workdir))
   assert [(c.eval.gmm_covariance, c.model.latent_dim) for c in checked] == [('bogus', 8)]
+
+
+class _Restored(Exception):
+  """Stops evaluate once its checkpoint is restored."""
+
+
+def test_sample_and_evaluate_open_the_checkpoints_once_and_restore_once(
+    trained_vae, workdir_copy, monkeypatch
+):
+  """The latest checkpoint unreadable (a later step 4 cut short): the one before it is restored,
+  once, from checkpoints opened once."""
+  config = trained_vae[0]
+  later = shutil.copytree(workdir_copy / 'checkpoints' / '2', workdir_copy / 'checkpoints' / '4')
+  for path in later.rglob('*'):
+    if path.is_file() and path.parent.name == 'd':
+      path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+  calls = []
+  for method in ('__init__', 'restore'):
+    real = getattr(checkpoints.Checkpoints, method)
+    monkeypatch.setattr(
+        checkpoints.Checkpoints,
+        method,
+        lambda self, *a, real=real, method=method, **k: calls.append(method) or real(self, *a, **k),
+    )
+  assert inference.sample(config, str(workdir_copy)).name == 'samples_step2.png'
+  assert calls == ['__init__', 'restore']
+  calls.clear()
+
+  def restored(config, model, state, directory, data):
+    raise _Restored(int(state.step), config.penalty.name)
+
+  monkeypatch.setattr(evaluate, 'make_context', restored)
+  with pytest.raises(_Restored) as stop:
+    evaluate.evaluate(config, str(workdir_copy))
+  assert stop.value.args == (2, 'vae') and calls == ['__init__', 'restore']
 
 
 def test_more_samples_than_test_images_are_refused_in_one_line(workdir_copy):

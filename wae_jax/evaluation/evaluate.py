@@ -25,7 +25,6 @@ from typing import Dict, Optional
 from absl import logging
 import jax
 
-from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import files
 from wae_jax import inference
@@ -94,19 +93,11 @@ def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict:
   What can be refused (an unreadable record, too many or too few samples) is refused before
   the model is built and before anything is encoded or decoded.
   """
-  latest = step if step is not None else checkpoints.Checkpoints(workdir).latest_step()
-  if latest is None:
-    inference.restore(config, workdir)  # raises: no checkpoint, train first
-  trained = inference.trained_config(config, workdir, latest)
-  evaluators.check_num_samples(trained)
-  data = input_pipeline.load_dataset(trained.data)
-  samplers.num_samples(trained, data)
-  model, state = inference._restore(trained, workdir, step)  # pylint: disable=protected-access
-  if int(state.step) != latest:  # the latest could not be read, an earlier one was restored
-    trained = inference.trained_config(config, workdir, int(state.step))
-    model, state = inference._restore(  # pylint: disable=protected-access
-        trained, workdir, int(state.step)
-    )
+  checkpoint = inference.TrainedCheckpoint(config, workdir, step)
+  evaluators.check_num_samples(checkpoint.config)
+  data = input_pipeline.load_dataset(checkpoint.config.data)
+  samplers.num_samples(checkpoint.config, data)
+  trained, model, state = checkpoint.restore()
   context = make_context(trained, model, state, pathlib.Path(workdir) / 'eval', data)
   results = {
       'step': int(state.step),
