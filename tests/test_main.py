@@ -11,17 +11,26 @@ from tests.helpers import REPO
 from tests.helpers import error_line
 
 
-def _run(*args, env=None):
-  result = subprocess.run(
+def _command(*args, env=None, timeout=600):
+  return subprocess.run(
       [sys.executable, '-m', 'wae_jax.main', *args],
       cwd=REPO,
       capture_output=True,
       text=True,
-      timeout=600,
+      timeout=timeout,
       env={**os.environ, **(env or {})},
   )
+
+
+def _run(*args, env=None):
+  result = _command(*args, env=env)
   assert result.returncode == 0, result.stderr[-4000:]
   return result
+
+
+def _run_failing(*args):
+  """The one `error:` line of a command that must be refused (tests.helpers.error_line)."""
+  return error_line(_command(*args, timeout=300))
 
 
 def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
@@ -62,21 +71,10 @@ def test_cli_trains_checkpoints_draws_and_samples(tmp_path, mnist_dir):
 
 
 def test_cli_sample_without_checkpoint_says_what_is_missing(tmp_path):
-  result = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'wae_jax.main',
-          '--config=configs/mnist.py:wae_mmd,small',
-          f'--workdir={tmp_path}',
-          '--mode=sample',
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  line = _run_failing(
+      '--config=configs/mnist.py:wae_mmd,small', f'--workdir={tmp_path}', '--mode=sample'
   )
-  assert error_line(result) == (
+  assert line == (
       f'error: no checkpoint in {tmp_path / "checkpoints"}: train '
       f'first with --mode=train --workdir={tmp_path}'
   )
@@ -86,21 +84,10 @@ def test_cli_config_file_missing_is_one_line_at_flag_parsing(tmp_path):
   """ml_collections loads the file while absl parses the flags: the error surfaces there (with
   an override, as a bare OSError), not in main. The other config and data errors, raised in
   main, are covered in-process (tests/test_errors.py) and by the test above."""
-  result = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'wae_jax.main',
-          '--config=configs/nope.py:wae_gan',
-          f'--workdir={tmp_path}',
-          '--config.train.num_steps=1',
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  line = _run_failing(
+      '--config=configs/nope.py:wae_gan', f'--workdir={tmp_path}', '--config.train.num_steps=1'
   )
-  assert error_line(result) == (
+  assert line == (
       "error: --config=configs/nope.py:wae_gan: config file 'configs/nope.py' not found; "
       f'config files are found from the current directory, {REPO}: run from the checkout, or '
       "give the file's path"
@@ -109,23 +96,12 @@ def test_cli_config_file_missing_is_one_line_at_flag_parsing(tmp_path):
 
 def test_cli_refuses_an_infinite_learning_rate_before_writing_anything(tmp_path):
   workdir = tmp_path / 'run'
-  result = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'wae_jax.main',
-          '--config=configs/mnist.py:wae_mmd,small',
-          f'--workdir={workdir}',
-          '--config.train.learning_rate=inf',
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  line = _run_failing(
+      '--config=configs/mnist.py:wae_mmd,small',
+      f'--workdir={workdir}',
+      '--config.train.learning_rate=inf',
   )
-  assert error_line(result) == (
-      'error: config.train.learning_rate=inf is invalid: must be > 0 ' 'and finite'
-  )
+  assert line == ('error: config.train.learning_rate=inf is invalid: must be > 0 ' 'and finite')
   assert not workdir.exists()
 
 
@@ -133,21 +109,10 @@ def test_cli_refuses_a_workdir_that_is_a_file_in_every_mode(tmp_path):
   workdir = tmp_path / 'notes.txt'
   workdir.write_text('not a workdir')
   for mode in ('train', 'sample'):
-    result = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'wae_jax.main',
-            '--config=configs/mnist.py:wae_mmd,small',
-            f'--workdir={workdir}',
-            f'--mode={mode}',
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    line = _run_failing(
+        '--config=configs/mnist.py:wae_mmd,small', f'--workdir={workdir}', f'--mode={mode}'
     )
-    assert error_line(result) == (
+    assert line == (
         f'error: --workdir={workdir} is a file, not a directory: '
         'pass a directory (it is created if missing)'
     )
@@ -169,20 +134,7 @@ def test_cli_sample_of_a_checkpoint_of_another_shape_is_one_line_and_no_tracebac
   _run(*flags, f'--config.data.dir={MNIST_DIR}')
   for record in workdir.glob('config*.json'):  # as an older run's: the given config is used
     record.unlink()
-  result = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'wae_jax.main',
-          *flags,
-          '--mode=sample',
-          '--config.model.latent_dim=16',
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
+  result = _command(*flags, '--mode=sample', '--config.model.latent_dim=16', timeout=300)
   line = error_line(result)
   assert line.startswith(f'error: no checkpoint in {workdir / "checkpoints"} fits this config')
   assert 'checkpoint has (8, 1568), this config expects (16, 1568)' in line
