@@ -277,7 +277,7 @@ def test_event_files_on_a_full_disk_are_one_error_naming_the_file(tmp_path):
           f"Error '{event_file}; No space left on device' occurred " 'ASYNCHRONOUSLY.'
       )
 
-  writer = train._EventWriter(FullDiskWriter(), tmp_path)  # pylint: disable=protected-access
+  writer = train.EventWriter(FullDiskWriter(), tmp_path)
   writer.write_scalars(1, {'loss': 1.0})
   with pytest.raises(
       errors.OutOfSpaceError,

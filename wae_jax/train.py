@@ -212,6 +212,19 @@ def encode_decode(config, model, params, batch_stats, images, rngs):
   return outputs, updates['batch_stats']
 
 
+# The numbers the step reads that change none of its shapes or ops (it bakes them in as
+# constants): trials that differ only in them and in their seeds share one compiled step
+# (`sweep_plan.shape_key`), and train packed with them as arrays (`wae_jax.packed`). A
+# penalty's own such fields are its record's (`penalties.fields_not_in_step`).
+STEP_NUMBERS = (
+    'train.learning_rate',
+    'train.adversary_learning_rate',
+    'penalty.lam',
+    'model.prior_variance',
+    'cost.scale',
+)
+
+
 def make_train_step(config, model, adversary, steps_per_epoch: int, rng) -> Callable:
   """Returns train_step(state, images) -> (state, metrics) for config.penalty.name.
 
@@ -403,18 +416,61 @@ def pretrain_encoder(
   return state.replace(params=params, batch_stats=batch_stats)
 
 
+def run_keys(config) -> Dict[str, jnp.ndarray]:
+  """The run's random keys, from config.seed: the initial parameters', the encoder's
+  pre-training's and the train step's."""
+  init, pretrain, train = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  return {'init': init, 'pretrain': pretrain, 'train': train}
+
+
+def check_state_memory(config, steps_per_epoch: int, mesh, states_per_device: int) -> None:
+  """A checkpoint is written from a copy of the state (the step overwrites the original), and
+  the step holds its gradients and updates beside it: states that cannot fit twice are
+  refused before they are allocated (only their shapes are traced)."""
+  key = jax.random.PRNGKey(0)
+  one = checkpoints.state_bytes(
+      jax.eval_shape(lambda: create_train_state(config, key, steps_per_epoch))
+  )
+  need = 2 * states_per_device * one
+  what = 'the parameters and optimizer state' + (
+      f' of {states_per_device} trials' if states_per_device > 1 else ''
+  )
+  check_memory(
+      config,
+      need,
+      f"{what}, {need / 2 / 2**30:.2f} GiB, twice: beside a checkpoint's copy, or the "
+      'gradients and updates',
+      mesh,
+      activations=False,
+  )
+
+
+def initial_state(config, model, ckpts, train_images, steps_per_epoch: int, mesh) -> TrainState:
+  """The run's state to train from: its latest readable checkpoint, else a new state (its
+  encoder pre-trained, where the penalty asks for it)."""
+  keys = run_keys(config)
+  state = create_train_state(config, keys['init'], steps_per_epoch)
+  restored = ckpts.restore(state, set_aside_unreadable=True)
+  if restored is not None:
+    logging.info('Resuming from step %d', int(restored.step))
+    return restored
+  if config.train.pretrain_steps > 0 and penalties.get(config.penalty.name).pretrains:
+    state = pretrain_encoder(config, model, state, train_images, keys['pretrain'], mesh)
+  return state
+
+
 class NonFiniteError(errors.WaeError, RuntimeError):
   """Too many steps in a row had a non-finite loss, gradient or update."""
 
 
-def _mean_metrics(history):
+def mean_metrics(history):
   stacked = jax.device_get(history)
   means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
   means['skipped'] = float(np.sum([m['skipped'] for m in stacked]))  # a count, not a mean
   return means
 
 
-def _import_clu():
+def import_clu():
   """clu's writers and progress reports, imported when a run starts: they import TensorFlow.
 
   So `import wae_jax.train` (the benchmark, the AOT compiler, a refused config) starts
@@ -461,45 +517,17 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
   data = input_pipeline.load_dataset(config.data)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images), config.train.batch_size)
   total_steps = num_train_steps(config, steps_per_epoch)
-  init_rng, pretrain_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-
   model = models.build_autoencoder(config)
   adversary = models.build_adversary(config)
-  # A checkpoint is written from a copy of the state (the step overwrites the original), and
-  # the step holds its gradients and updates beside it: a state that cannot fit twice is
-  # refused before it is allocated (only its shapes are traced).
-  state_bytes = checkpoints.state_bytes(
-      jax.eval_shape(lambda: create_train_state(config, init_rng, steps_per_epoch))
-  )
-  check_memory(
-      config,
-      2 * state_bytes,
-      f'the parameters and optimizer state, '
-      f"{state_bytes / 2**30:.2f} GiB, twice: beside a checkpoint's copy, or the "
-      'gradients and updates',
-      mesh,
-      activations=False,
-  )
-  state = create_train_state(config, init_rng, steps_per_epoch)
-  restored = ckpts.restore(state, set_aside_unreadable=True)
-  if restored is not None:
-    state = restored
-    logging.info('Resuming from step %d', int(state.step))
-  elif config.train.pretrain_steps > 0 and penalties.get(config.penalty.name).pretrains:
-    state = pretrain_encoder(config, model, state, data.train_images, pretrain_rng, mesh)
+  check_state_memory(config, steps_per_epoch, mesh, states_per_device=1)
+  state = initial_state(config, model, ckpts, data.train_images, steps_per_epoch, mesh)
   state = parallel.replicate(state, mesh, donate=True)
   start_step = int(state.step)
-  if start_step > total_steps:
-    raise errors.ConfigError(
-        f'{workdir} is already at step {start_step}, beyond the {total_steps} steps this config '
-        f'trains for (config.train.num_steps={config.train.num_steps}, num_epochs='
-        f'{config.train.num_epochs}): set train.num_steps above {start_step} to train on, use '
-        '--mode=evaluate or --mode=sample to use it, or pass a new --workdir'
-    )
+  check_start(config, workdir, start_step, total_steps)
 
   is_main = jax.process_index() == 0
-  metric_writers, periodic_actions = _import_clu()
-  writer = _EventWriter(
+  metric_writers, periodic_actions = import_clu()
+  writer = EventWriter(
       metric_writers.create_default_writer(str(workdir), just_logging=not is_main), workdir
   )
   if changes:
@@ -528,7 +556,8 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
   )
 
   train_step = parallel.jit_on_mesh(
-      make_train_step(config, model, adversary, steps_per_epoch, train_rng), mesh
+      make_train_step(config, model, adversary, steps_per_epoch, run_keys(config)['train']),
+      mesh,
   )
   report = periodic_actions.ReportProgress(
       num_train_steps=total_steps,
@@ -540,7 +569,9 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
       data.train_images, config.train.batch_size, config.seed, mesh, start_step
   )
   if start_step < total_steps:
-    batches = _check_step_memory(config, train_step, state, batches, mesh)
+    first = next(batches)
+    check_step_memory(config, train_step.lower(state, first), mesh)
+    batches = itertools.chain([first], batches)
   stop = parallel.StopSignal()
   failed = True
   try:
@@ -562,16 +593,26 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
     failed = False
   finally:
     stop.restore()
-    _finish(ckpts, writer, failed)
+    finish(ckpts, writer, failed)
   return state
 
 
-def _check_step_memory(config, train_step, state, batches, mesh):
-  """Compiles the step (the loop's first call reuses it) and refuses it if what it allocates
-  beyond its arguments (its temporaries and outputs) cannot fit next to the state. Returns
-  the batches, the first put back."""
-  first = next(batches)
-  memory = train_step.lower(state, first).compile().memory_analysis()
+def check_start(config, workdir, start_step: int, total_steps: int) -> None:
+  """A workdir already beyond the steps the config trains for is refused, not left as is."""
+  if start_step > total_steps:
+    raise errors.ConfigError(
+        f'{workdir} is already at step {start_step}, beyond the {total_steps} steps this config '
+        f'trains for (config.train.num_steps={config.train.num_steps}, num_epochs='
+        f'{config.train.num_epochs}): set train.num_steps above {start_step} to train on, use '
+        '--mode=evaluate or --mode=sample to use it, or pass a new --workdir'
+    )
+
+
+def check_step_memory(config, lowered, mesh) -> None:
+  """Compiles the lowered step (its first call reuses the compilation) and refuses it if what
+  it allocates beyond its arguments (its temporaries and outputs) cannot fit next to the
+  state."""
+  memory = lowered.compile().memory_analysis()
   if memory is not None:
     need = memory.temp_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
     check_memory(
@@ -582,7 +623,6 @@ def _check_step_memory(config, train_step, state, batches, mesh):
         mesh,
         activations=True,
     )
-  return itertools.chain([first], batches)
 
 
 def _loop(
@@ -620,7 +660,7 @@ def _loop(
       )
       return state
     if step % t.log_every == 0 or last:
-      writer.write_scalars(step, _mean_metrics(history))
+      writer.write_scalars(step, mean_metrics(history))
       history = []
     # The checkpoint before the pictures: a picture that fails must not cost a checkpoint.
     if step % t.checkpoint_every == 0 or last:
@@ -639,20 +679,25 @@ def _check_nonfinite(metrics, limit: int, ckpts) -> None:
     return
   count = int(metrics['nonfinite_steps'])
   if count >= limit:
-    latest = ckpts.latest_step()
-    kept = (
-        f'no checkpoint was written in {ckpts.directory} before them'
-        if latest is None
-        else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact'
-    )
-    raise NonFiniteError(
-        f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update '
-        f'(limit: config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
-        'Lower the learning rate or lambda, or check the data.'
-    )
+    raise NonFiniteError(nonfinite_message(count, limit, ckpts))
 
 
-class _EventWriter:
+def nonfinite_message(count: int, limit: int, ckpts) -> str:
+  """Why a run stopped at `count` non-finite steps in a row, what is kept, and the fix."""
+  latest = ckpts.latest_step()
+  kept = (
+      f'no checkpoint was written in {ckpts.directory} before them'
+      if latest is None
+      else f'the last checkpoint, step {latest} in {ckpts.directory}, is intact'
+  )
+  return (
+      f'{errors.DIVERGED}{count} steps in a row had a non-finite loss, gradient or update '
+      f'(limit: config.train.max_nonfinite_steps={limit}); none of them was applied, and {kept}. '
+      'Lower the learning rate or lambda, or check the data.'
+  )
+
+
+class EventWriter:
   """The metric writer, with a full disk under its TensorBoard event file raised as
   OutOfSpaceError naming the file (clu raises it, from its thread, at a later write)."""
 
@@ -680,7 +725,7 @@ class _EventWriter:
     return checked
 
 
-def _finish(ckpts, writer, failed: bool) -> None:
+def finish(ckpts, writer, failed: bool) -> None:
   """Waits for the last checkpoint, closes them and flushes the metrics, each even if one
   before failed. While another error is on its way out (`failed`), theirs (often the same
   full disk) are logged, not raised over it; otherwise the first is raised."""

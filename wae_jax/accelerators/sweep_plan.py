@@ -19,6 +19,7 @@ from wae_jax import data as datasets
 from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import penalties
+from wae_jax import train
 from wae_jax.sweep import trials
 
 PLAN_CACHE_FILE = 'plan_cache.json'
@@ -29,13 +30,13 @@ PLAN_CACHE_FILE = 'plan_cache.json'
 #   encoder's pre-training (a program of its own, not in the plan), and the seed (it sets
 #   only the values of the random keys).
 # - Python scalars the step bakes in as constants, with the same shapes and ops whatever their
-#   value: the learning rates, lambda, the kernel scale (None: the default C, another constant),
-#   the prior variance, the cost's scale. lr_decay's (epoch, factor) pairs are constants too;
-#   their number changes the step by one scalar compare per pair, not worth a compile (sweeps
-#   do not vary it). Checked on the tiny sweep's step for v5e:2x2: changing any of these (and
-#   the seed) left XLA's FLOPs, bytes and buffers unchanged, while Adam's beta1 (0.5, where
-#   1 - b1 = b1, against 0.9) moved them by 0.3%: constants can change XLA's simplifications,
-#   so train.adam_b1 stays in the key.
+#   value (train.STEP_NUMBERS: the learning rates, lambda, the prior variance, the cost's
+#   scale; and the kernel scale, None: the default C, another constant). lr_decay's (epoch,
+#   factor) pairs are constants too; their number changes the step by one scalar compare per
+#   pair, not worth a compile (sweeps do not vary it). Checked on the tiny sweep's step for
+#   v5e:2x2: changing any of these (and the seed) left XLA's FLOPs, bytes and buffers
+#   unchanged, while Adam's beta1 (0.5, where 1 - b1 = b1, against 0.9) moved them by 0.3%:
+#   constants can change XLA's simplifications, so train.adam_b1 stays in the key.
 # A penalty's own such fields are its record's (penalties.fields_not_in_step: the kernel scale).
 # Every other field stays in the key, fields unknown here included: a new one costs an extra
 # compile until it is listed here, rather than sharing another shape's figures.
@@ -54,12 +55,8 @@ _NOT_IN_STEP = frozenset(
         'train.keep_checkpoints',
         'train.image_every',
         'train.max_nonfinite_steps',
-        'train.learning_rate',
-        'train.adversary_learning_rate',
         'train.lr_decay',
-        'penalty.lam',
-        'model.prior_variance',
-        'cost.scale',
+        *train.STEP_NUMBERS,
     }
 )
 _NOT_IN_STEP_PREFIXES = ('eval.',)
