@@ -2,12 +2,14 @@
 
   python launch/ray_sweep.py --sweep=configs/sweep.py:tiny --root=DIR [--max_concurrent=N]
       [--address=auto|ray://host:10001] [--cpus_per_trial=1] [--gpus_per_trial=0]
-      [--max_retries=2] [--sweep.num_configs=10 ...]
+      [--max_retries=2] [--pack=K] [--sweep.num_configs=10 ...]
   python launch/ray_sweep.py --plan --sweep=configs/sweep.py:bigwae [--topology=v5e:2x2]
       [--root=DIR]
 
 Without --address it starts a small local Ray instance. Each trial (wae_jax.sweep.trials.run_trial)
-trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished. A
+trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when finished; with
+--pack=K the trials that share a compiled shape train K at a time in one task
+(wae_jax.sweep.trials.run_pack: one vmapped step, wae_jax.packed), then each is evaluated. A
 failed trial is retried --max_retries times, then reported (logged, DIR/failures.json, a
 'failed' row) while the others go on; the exit status is 1 if any failed (2, with one line,
 for a bad sweep config or flag, before anything runs). Running the same
@@ -102,6 +104,14 @@ _TOPOLOGY = flags.DEFINE_string(
     'as for python -m wae_jax.accelerators.aot (v5e:2x2, v5p:2x2x2, '
     'h100:8, ...).',
 )
+_PACK = flags.DEFINE_integer(
+    'pack',
+    1,
+    'Trials that share a compiled shape train together, this many at a time, in one task and '
+    'one vmapped step (wae_jax.packed; each on its own devices, no collectives); 1: one by '
+    'one.',
+    lower_bound=1,
+)
 flags.mark_flags_as_required(['sweep'])
 flags.register_multi_flags_validator(
     ['plan', 'root'],
@@ -113,11 +123,11 @@ flags.register_validator(
 )
 
 
-def _run_trial(sweep, trial, root):
-  """The Ray task: one trial (its subprocesses do the work)."""
+def _run_pack(sweep, pack, root):
+  """The Ray task: a pack of trials, or one (their subprocesses do the work)."""
   from wae_jax.sweep import trials as lib  # pylint: disable=g-import-not-at-top,reimported
 
-  return lib.run_trial(sweep, trial, root)
+  return lib.run_pack(sweep, pack, root)
 
 
 def _duration(seconds: float) -> str:
@@ -207,7 +217,7 @@ def _run_on_ray(sweep, pending, root, resources):
         include_dashboard=False,
         logging_level='WARNING',
     )
-  task = ray.remote(_run_trial).options(
+  task = ray.remote(_run_pack).options(
       num_cpus=_CPUS.value,
       num_gpus=_GPUS.value,
       resources=resources,
@@ -215,45 +225,47 @@ def _run_on_ray(sweep, pending, root, resources):
       retry_exceptions=True,
   )
   sweep_ref = ray.put(sweep)
-  queue, running, failures = collections.deque(pending), {}, []
-  limit = _MAX_CONCURRENT.value or len(pending)
+  packs = trials.packs(sweep, pending, _PACK.value) if _PACK.value > 1 else [[t] for t in pending]
+  queue, running, failures = collections.deque(packs), {}, []
+  limit = _MAX_CONCURRENT.value or len(packs)
   finished, start = 0, time.time()
   while queue or running:
     while queue and len(running) < limit:
-      trial = queue.popleft()
-      running[task.remote(sweep_ref, trial, str(root))] = trial
+      pack = queue.popleft()
+      running[task.remote(sweep_ref, pack, str(root))] = pack
     ready, _ = ray.wait(list(running), num_returns=1, timeout=_PROGRESS_SECS.value)
     for ref in ready:
-      trial = running.pop(ref)
+      pack = running.pop(ref)
       try:
-        result = ray.get(ref)
-        logging.info(
-            '%s: %s, best %s %s at step %s',
-            trial.trial_id,
-            result['status'],
-            result['fid_metric'],
-            result['best_fid'],
-            result['best_step'],
-        )
+        for result in ray.get(ref):
+          logging.info(
+              '%s: %s, best %s %s at step %s',
+              result['trial_id'],
+              result['status'],
+              result['fid_metric'],
+              result['best_fid'],
+              result['best_step'],
+          )
       except ray.exceptions.RayError as e:
         error = str(getattr(e, 'cause', None) or e).strip()
         lines = error.splitlines() or ['']
         logging.error(
             '%s failed after %d attempts: %s ... %s',
-            trial.trial_id,
+            ', '.join(t.trial_id for t in pack),
             _MAX_RETRIES.value + 1,
             lines[0],
             lines[-1],
         )
-        failures.append(
+        failures.extend(
             {
                 **trials.trial_record(sweep, trial),
                 'error': error[-2000:],
                 'attempts': _MAX_RETRIES.value + 1,
             }
+            for trial in pack
         )
         results.write_failures(root, failures)
-      finished += 1
+      finished += len(pack)
     elapsed = time.time() - start
     left = len(pending) - finished
     eta = _duration(elapsed / finished * left) if finished else '?'
@@ -262,7 +274,7 @@ def _run_on_ray(sweep, pending, root, resources):
         finished,
         len(pending),
         len(failures),
-        len(running),
+        left,
         _duration(elapsed),
         eta,
     )

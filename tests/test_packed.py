@@ -1,20 +1,28 @@
 """Packed trials train exactly as each would alone, keep their own workdirs, resume, and a
 diverging one is frozen and reported alone."""
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
+from tests.helpers import REPO
+from tests.helpers import error_line
+from tests.helpers import sweep_config
 from tests.helpers import tiny_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
+from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import packed
 from wae_jax import train
+from wae_jax.sweep import trials
 
 
 def _trial_configs(objective, rows):
@@ -173,3 +181,94 @@ def test_configs_that_cannot_share_a_pack_are_refused_naming_the_field(tmp_path)
   b = tiny_config('wae_mmd')
   b.seed, b.penalty.lam, b.train.learning_rate = 5, 3.0, 1e-2  # may differ
   packed.check_pack([a, b], [tmp_path / 'a', tmp_path / 'b'])
+
+
+def test_a_traced_field_that_is_none_in_one_trial_is_refused(tmp_path):
+  a, b = tiny_config('wae_mmd'), tiny_config('wae_mmd')
+  a.penalty.kernel_scale = 2.0  # b's None: the default C, a constant of b's step
+  with pytest.raises(
+      errors.ConfigError, match=r'differ in penalty\.kernel_scale \(2\.0 and None\)'
+  ):
+    packed.check_pack([a, b], [tmp_path / 'a', tmp_path / 'b'])
+  assert packed.pack_key(a) != packed.pack_key(b)
+  b.penalty.kernel_scale, b.seed = 8.0, 3
+  assert packed.pack_key(a) == packed.pack_key(b)
+
+
+def test_a_sweep_packs_seeds_of_a_configuration_and_reports_its_diverged_trial_alone(
+    tmp_path, mnist_dir
+):
+  s = sweep_config('tiny', num_steps=4, num_checkpoints=1)
+  s.fixed.data.dir = str(mnist_dir)
+  s.fixed.train.max_nonfinite_steps = 2
+  sampled = trials.sample_trials(s)
+  groups = trials.packs(s, sampled, 2)
+  # The tiny sweep: 2 configurations (other latent sizes: other shapes) x 2 seeds.
+  assert [[t.trial_id for t in g] for g in groups] == [
+      [t.trial_id for t in sampled if t.config_index == i] for i in (0, 1)
+  ]
+  assert [len(g) for g in trials.packs(s, sampled, 1)] == [1, 1, 1, 1]
+  first, second = groups[0]
+  second = dataclasses.replace(second, params={**second.params, 'train.learning_rate': 1e30})
+  # The first trial's only checkpoint (step 4) counts as evaluated already (as after an
+  # interrupted sweep): its evaluation, another process, is test_sweep's; this is the pack's.
+  metric = trials.fid_metric(trials.trial_config(s, first))
+  eval_path = trials.eval_file(trials.trial_workdir(tmp_path, first), 4)
+  eval_path.parent.mkdir(parents=True)
+  files.write_json(eval_path, {metric: {'value': 12.5}})
+
+  result = trials.run_pack(s, [first, second], tmp_path)  # returns: Ray does not retry it
+  assert [r['status'] for r in result] == ['ok', 'diverged']
+  assert result[0]['best_fid'] == 12.5 and result[1]['best_fid'] is None
+  assert train_steps(trials.trial_workdir(tmp_path, first)) == [4]
+  assert (trials.trial_workdir(tmp_path, second) / packed.DIVERGED_FILE).exists()
+  result = json.loads(json.dumps(result))  # as trial.json holds it: tuples as lists
+  for trial, expected in zip((first, second), result):
+    workdir = trials.trial_workdir(tmp_path, trial)
+    assert json.loads((workdir / trials.TRIAL_FILE).read_text()) == expected
+  folder = tmp_path / trials.PACKS_DIR / first.trial_id
+  assert errors.diverged((folder / trials.LOG_FILE).read_text())
+  # The pack's process trained exactly the trials' configs.
+  configs, workdirs = trials.pack_configs(
+      wae_config.load_config_file(first.config_file), folder / trials.PACK_FILE
+  )
+  assert [wae_config.flatten(c) for c in configs] == [
+      wae_config.flatten(trials.trial_config(s, t)) for t in (first, second)
+  ]
+  assert workdirs == [str(trials.trial_workdir(tmp_path, t)) for t in (first, second)]
+  # Finished trials are read back, not trained again.
+  assert trials.run_pack(s, [first, second], tmp_path) == result
+
+
+def _main(*args):
+  return subprocess.run(
+      [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small', *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+
+
+def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, mnist_dir):
+  result = _main(
+      f'--workdir={tmp_path}',
+      '--seeds=3,5',
+      '--config.train.num_steps=2',
+      '--config.model.width=0.03125',
+      '--config.train.batch_size=8',
+      '--config.train.pretrain_steps=0',
+      f'--config.data.dir={mnist_dir}',
+  )
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert 'Traceback' not in result.stderr
+  assert 'Training a pack of 2 mmd trials' in result.stderr
+  for seed in (3, 5):
+    workdir = tmp_path / f'seed_{seed}'
+    assert train_steps(workdir) == [2]
+    assert json.loads(wae_config.record_file(workdir, 0).read_text())['seed'] == seed
+
+  line = error_line(_main(f'--workdir={tmp_path}', '--seeds=1,x,1'))
+  assert line == 'error: --seeds=1,x,1: expected distinct integers >= 0, e.g. --seeds=0,1,2'
+  line = error_line(_main(f'--workdir={tmp_path}', '--seeds=3', '--mode=evaluate'))
+  assert f'--workdir={tmp_path}/seed_3' in line

@@ -677,9 +677,9 @@ def record_in_force(workdir, step: int) -> Optional[Tuple[int, Dict[str, Any]]]:
   return s, recorded[s]
 
 
-def _tuples(value):
+def as_config_value(value):
   """A JSON value with its lists as tuples, as config fields hold them."""
-  return tuple(map(_tuples, value)) if isinstance(value, list) else value
+  return tuple(map(as_config_value, value)) if isinstance(value, list) else value
 
 
 def is_given(field: str) -> bool:
@@ -703,7 +703,7 @@ def with_recorded(given, recorded: Mapping[str, Any]):
     if not is_given(field):
       *groups, name = field.split('.')
       parent = functools.reduce(lambda tree, key: tree[key], groups, config)
-      parent[name] = _tuples(values.get(field, defaults.get(field, value)))
+      parent[name] = as_config_value(values.get(field, defaults.get(field, value)))
   return config, {
       field: change
       for field, change in changed_fields(recorded, given).items()

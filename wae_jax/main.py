@@ -2,7 +2,8 @@
 
 Overrides follow ml_collections: `--config.train.num_steps=200 --config.penalty.lam=5`.
 A bad config, bad data, a checkpoint that does not fit, a full disk: one line, exit status 2
-(`wae_jax.errors`; --verbose for the traceback).
+(`wae_jax.errors`; --verbose for the traceback). `--seeds=0,1,2` trains those seeds of the config
+together, as one pack (`wae_jax.packed`), seed s in DIR/seed_<s>.
 """
 
 from absl import app
@@ -13,6 +14,7 @@ from ml_collections import config_flags
 from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import inference
+from wae_jax import packed
 from wae_jax import parallel
 from wae_jax import train
 from wae_jax.evaluation import evaluate
@@ -45,7 +47,31 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'penalty.lam); the new config is kept as DIR/config_<step>.json from the step it resumes '
     'at. Without it such a resume is refused with the changed fields.',
 )
+_SEEDS = flags.DEFINE_list(
+    'seeds',
+    None,
+    'Train these seeds of the config together, as one pack (wae_jax.packed: one vmapped step, '
+    'the trials split over the devices), seed s in DIR/seed_<s>; e.g. --seeds=0,1,2.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _seeds():
+  """--seeds as integers, once each; FlagError naming the flag otherwise."""
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    seeds = []
+  if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+    raise errors.FlagError(
+        f'--seeds={",".join(_SEEDS.value)}: expected distinct integers >= 0, e.g. --seeds=0,1,2'
+    )
+  if _MODE.value != 'train':
+    raise errors.FlagError(
+        f"--seeds trains a pack; with --mode={_MODE.value} give one seed's workdir instead, "
+        f'e.g. --workdir={_WORKDIR.value}/seed_{seeds[0]}'
+    )
+  return seeds
 
 
 def main(argv):
@@ -54,7 +80,14 @@ def main(argv):
   wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
   parallel.initialize_distributed(_DISTRIBUTED.value)
   logging.info('Config:\n%s', _CONFIG.value)
-  if _MODE.value == 'train':
+  if _SEEDS.value is not None:
+    seeds = _seeds()
+    packed.train_pack(
+        packed.seed_configs(_CONFIG.value, seeds),
+        packed.seed_workdirs(_WORKDIR.value, seeds),
+        allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+    )
+  elif _MODE.value == 'train':
     train.train_and_evaluate(
         _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
     )

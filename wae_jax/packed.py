@@ -16,6 +16,7 @@ checkpoint kept, and recorded in its DIVERGED_FILE, while the rest of its pack t
 
 import contextlib
 import dataclasses
+import json
 import pathlib
 from typing import Any, Dict, List, Sequence
 
@@ -57,9 +58,24 @@ def _is_number(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def pack_key(config) -> str:
+  """What trials must share to train in one pack: their configs less the seed and the
+  traced_fields that hold numbers (as JSON text, to group trials by)."""
+  traced = traced_fields(config)
+  return json.dumps(
+      {
+          path: 'a number' if path in traced and _is_number(value) else value
+          for path, value in wae_config.flatten(config).items()
+          if path != 'seed'
+      },
+      sort_keys=True,
+      default=str,
+  )
+
+
 def check_pack(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[Any]) -> None:
-  """ConfigError unless the configs can train as one pack: the same in every field but the
-  seed and traced_fields (numbers in all of them), one workdir each, none twice."""
+  """ConfigError unless the configs can train as one pack (one pack_key), one workdir each,
+  none twice; it names the first field two trials differ in."""
   if not configs or len(configs) != len(workdirs):
     raise errors.ConfigError(
         f'a pack needs one workdir per config; got {len(configs)} configs and '
@@ -69,17 +85,16 @@ def check_pack(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[
   if len(set(resolved)) != len(resolved):
     twice = next(w for w in resolved if resolved.count(w) > 1)
     raise errors.ConfigError(f'{twice} is the workdir of two trials of a pack: give each its own')
-  flat = [wae_config.flatten(c) for c in configs]
-  traced = traced_fields(configs[0])
-  for i, trial in enumerate(flat[1:], 1):
-    for path in sorted(set(flat[0]) | set(trial)):
-      first, other = flat[0].get(path), trial.get(path)
-      free = path == 'seed' or (path in traced and _is_number(first) and _is_number(other))
-      if not free and first != other:
+  keys = [json.loads(pack_key(c)) for c in configs]
+  for i, key in enumerate(keys[1:], 1):
+    for path in sorted(set(keys[0]) | set(key)):
+      if keys[0].get(path) != key.get(path):
+        first, other = (wae_config.flatten(configs[j]).get(path) for j in (0, i))
         raise errors.ConfigError(
-            f"trials 0 and {i} of a pack differ in {path} ({first!r} and {other!r}): a pack's "
-            f'trials may differ only in seed and in {", ".join(traced)} (numbers in all of '
-            'them); train the others in a pack of their own'
+            f'trials 0 and {i} of a pack differ in {path} ({first!r} and {other!r}): a '
+            "pack's trials may differ only in seed and in "
+            f'{", ".join(traced_fields(configs[0]))} (numbers in all of them); train the '
+            'others in a pack of their own'
         )
 
 

@@ -329,36 +329,127 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
   """Trains, evaluates each kept checkpoint, writes <root>/<trial_id>/trial.json last.
 
   Returns the trial.json contents (read back if the trial had finished already). Training
-  that stops on non-finite losses is not an error: the trial is 'diverged' and its earlier
-  checkpoints still count. Any other failure raises TrialError, for the caller to retry.
+  that stops on non-finite losses is not an error: the trial is 'diverged' (its exit status
+  and one `error: diverged: ` line say so) and its earlier checkpoints still count. Any other
+  failure raises TrialError, for the caller to retry.
   """
-  workdir = pathlib.Path(root).absolute() / trial.trial_id
+  workdir = trial_workdir(root, trial)
   done = workdir / TRIAL_FILE
   if done.exists():
     return json.loads(done.read_text())
   config = trial_config(sweep, trial)
-  metric = fid_metric(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  spec = trial.config_file
-  flags = override_flags(trial, config)
-
   start = time.time()
-  code, output = _run_module('wae_jax.main', spec, flags, workdir, '--mode=train')
-  status = 'ok'
-  if code != 0:
-    if not errors.diverged(output):
-      raise TrialError(
-          f'{trial.trial_id}: training exited with status {code}; the end of its '
-          f'output ({workdir / LOG_FILE}):\n{output}'
-      )
-    status = 'diverged'
-  train_seconds = time.time() - start
+  code, output = _run_module(
+      'wae_jax.main', trial.config_file, override_flags(trial, config), workdir, '--mode=train'
+  )
+  if code != 0 and not errors.diverged(output):
+    raise TrialError(
+        f'{trial.trial_id}: training exited with status {code}; the end of its '
+        f'output ({workdir / LOG_FILE}):\n{output}'
+    )
+  status = 'ok' if code == 0 else 'diverged'
+  return _evaluate_trial(sweep, trial, config, workdir, status, time.time() - start)
 
+
+def trial_workdir(root, trial: Trial) -> pathlib.Path:
+  return pathlib.Path(root).absolute() / trial.trial_id
+
+
+PACKS_DIR = 'packs'  # <root>/packs/<first trial's id>/: a pack's PACK_FILE and log
+PACK_FILE = 'pack.json'
+
+
+def packs(sweep, pending: List[Trial], size: int) -> List[List[Trial]]:
+  """The trials in packs of at most `size` that can train together (one packed.pack_key),
+  in the order of their first trial."""
+  from wae_jax import packed  # pylint: disable=g-import-not-at-top  (imports JAX)
+
+  groups: Dict[str, List[List[Trial]]] = {}
+  order = []
+  for trial in pending:
+    key = packed.pack_key(trial_config(sweep, trial))
+    chunks = groups.setdefault(key, [])
+    if not chunks or len(chunks[-1]) == size:
+      chunks.append([])
+      order.append(chunks[-1])
+    chunks[-1].append(trial)
+  return order
+
+
+def run_pack(sweep, pack: List[Trial], root) -> List[Dict[str, Any]]:
+  """run_trial for trials that train as one pack (`packed.train_pack`, in one subprocess:
+  `python -m wae_jax.sweep --train_pack=FILE`), each then evaluated alone. A trial that
+  diverges is 'diverged' (its workdir's packed.DIVERGED_FILE) while the others train on; any
+  other failure of the pack raises TrialError, for the caller to retry the pack."""
+  from wae_jax import packed  # pylint: disable=g-import-not-at-top  (imports JAX)
+
+  todo = [t for t in pack if not (trial_workdir(root, t) / TRIAL_FILE).exists()]
+  if len(todo) < 2:
+    return [run_trial(sweep, t, root) for t in pack]
+  configs = [trial_config(sweep, t) for t in todo]
+  workdirs = [trial_workdir(root, t) for t in todo]
+  folder = pathlib.Path(root).absolute() / PACKS_DIR / todo[0].trial_id
+  folder.mkdir(parents=True, exist_ok=True)
+  for workdir in workdirs:
+    workdir.mkdir(parents=True, exist_ok=True)
+  files.write_json(
+      folder / PACK_FILE,
+      {
+          'trials': [
+              {'trial_id': t.trial_id, 'workdir': str(w), 'config': wae_config.as_dict(c)}
+              for t, w, c in zip(todo, workdirs, configs)
+          ]
+      },
+  )
+  start = time.time()
+  code, output = _run_module(
+      'wae_jax.sweep', todo[0].config_file, {}, folder, f'--train_pack={folder / PACK_FILE}'
+  )
+  if code != 0 and not errors.diverged(output):
+    raise TrialError(
+        f'pack {", ".join(t.trial_id for t in todo)}: training exited with status {code}; the '
+        f'end of its output ({folder / LOG_FILE}):\n{output}'
+    )
+  seconds = time.time() - start
+  results = {}
+  for trial, config, workdir in zip(todo, configs, workdirs):
+    status = 'diverged' if (workdir / packed.DIVERGED_FILE).exists() else 'ok'
+    # Its share of the pack's time: the pack trained its trials at once.
+    results[trial.trial_id] = _evaluate_trial(
+        sweep, trial, config, workdir, status, seconds / len(todo)
+    )
+  return [
+      results.get(t.trial_id) or json.loads((trial_workdir(root, t) / TRIAL_FILE).read_text())
+      for t in pack
+  ]
+
+
+def pack_configs(given, pack_file) -> Tuple[List[ml_collections.ConfigDict], List[str]]:
+  """The configs and workdirs run_pack wrote to `pack_file`, each built on `given` (the
+  trials' base config file) with every recorded value."""
+  recorded = json.loads(pathlib.Path(pack_file).read_text())['trials']
+  configs = []
+  for trial in recorded:
+    config = given.copy_and_resolve_references()
+    for path, value in wae_config.flatten(trial['config']).items():
+      _set(config, path, wae_config.as_config_value(value), f'{pack_file}: {path}')
+    configs.append(config)
+  return configs, [trial['workdir'] for trial in recorded]
+
+
+def _evaluate_trial(
+    sweep, trial: Trial, config, workdir: pathlib.Path, status: str, train_seconds: float
+) -> Dict[str, Any]:
+  """Evaluates each kept checkpoint of a trained trial (those evaluated before it was
+  interrupted keep their results), selects the best and writes trial.json."""
+  start = time.time()
+  metric = fid_metric(config)
+  flags = override_flags(trial, config)
   steps = checkpoint_steps(workdir)
-  # Steps evaluated before the trial was interrupted keep their results.
   todo = [str(step) for step in steps if not eval_file(workdir, step).exists()]
   code, output = (
-      _run_module('wae_jax.sweep', spec, flags, workdir, f'--steps={",".join(todo)}')
+      _run_module('wae_jax.sweep', trial.config_file, flags, workdir, f'--steps={",".join(todo)}')
       if todo
       else (0, '')
   )
@@ -382,7 +473,7 @@ def run_trial(sweep, trial: Trial, root) -> Dict[str, Any]:
       'fids': {str(s): v for s, v in fids.items()},
       'workdir': str(workdir),
       'train_seconds': round(train_seconds, 1),
-      'seconds': round(time.time() - start, 1),
+      'seconds': round(train_seconds + time.time() - start, 1),
   }
-  files.write_json(done, result)
+  files.write_json(workdir / TRIAL_FILE, result)
   return result
