@@ -130,7 +130,7 @@ class Timing:
   note: str = ''
 
 
-def _time_steps(
+def time_steps(
     run_steps: Callable[[int], None],
     flops: int,
     batch_size: int,
@@ -218,7 +218,7 @@ def time_jax(
     jax.block_until_ready((state, metrics))
     holder[0] = state
 
-  t = _time_steps(
+  t = time_steps(
       run_steps, flops, batch_size, repeats, steps_per_trial, max_seconds, predicted_step_s
   )
   t.compile_s = compile_s
@@ -254,7 +254,7 @@ def time_torch(
       trainer.train_step(images)
     sync()
 
-  t = _time_steps(
+  t = time_steps(
       run_steps, flops, batch_size, repeats, steps_per_trial, max_seconds, predicted_step_s
   )
   return t
@@ -291,7 +291,7 @@ def time_parts_jax(
   out = {}
   for name in PARTS:
     fn = fns[name]
-    t = _time_steps(
+    t = time_steps(
         lambda n, fn=fn: jax.block_until_ready([fn(state.params) for _ in range(n)]),
         1,
         batch_size,
@@ -334,7 +334,7 @@ def time_parts_torch(
   out = {}
   for part in PARTS:
     name, kind = part.split()
-    t = _time_steps(
+    t = time_steps(
         lambda n, name=name, b=kind == 'fwd+bwd': run(name, b, n),
         1,
         batch_size,
@@ -423,7 +423,7 @@ def time_penalty(
   start = time.perf_counter()
   compiled = jax.jit(penalty_step(name, config)).lower(*args).compile()
   compile_s = time.perf_counter() - start
-  t = _time_steps(
+  t = time_steps(
       lambda n: jax.block_until_ready([compiled(*args) for _ in range(n)]),
       1,
       batch_size,

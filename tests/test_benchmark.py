@@ -307,7 +307,7 @@ def test_torch_reference_refuses_resnet():
 
 def test_slow_steps_are_skipped_or_approximate(monkeypatch):
   calls = []
-  timing = benchmark._time_steps(
+  timing = benchmark.time_steps(
       calls.append,
       flops=10**9,
       batch_size=10,
@@ -324,7 +324,7 @@ def test_slow_steps_are_skipped_or_approximate(monkeypatch):
     clock[0] += 8.0 * n
 
   monkeypatch.setattr(benchmark.time, 'perf_counter', lambda: clock[0])
-  timing = benchmark._time_steps(
+  timing = benchmark.time_steps(
       slow,
       flops=10**9,
       batch_size=10,
@@ -335,7 +335,7 @@ def test_slow_steps_are_skipped_or_approximate(monkeypatch):
   )
   assert timing.approximate and timing.step_s == 8.0 and timing.img_per_s == 10 / 8.0
   assert 'warm-up step alone' in timing.note
-  timing = benchmark._time_steps(
+  timing = benchmark.time_steps(
       slow,
       flops=10**9,
       batch_size=10,

@@ -22,6 +22,8 @@ from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import packed
 from wae_jax import train
+from wae_jax.accelerators import aot
+from wae_jax.accelerators import flops
 from wae_jax.sweep import trials
 
 
@@ -272,3 +274,23 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
   assert line == 'error: --seeds=1,x,1: expected distinct integers >= 0, e.g. --seeds=0,1,2'
   line = error_line(_main(f'--workdir={tmp_path}', '--seeds=3', '--mode=evaluate'))
   assert f'--workdir={tmp_path}/seed_3' in line
+
+
+def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collectives():
+  config = tiny_config('wae_mmd')
+  config.data.dir = None
+  r = aot.analyse(config, 'v5e:2x2', pack=8)  # 2 trials on each of the 4 chips
+  assert r.pack == 8 and r.trials_per_chip == 2 and r.conv_impl == 'xla'
+  # Each chip steps its own trials: nothing crosses chips (unpacked, the gradients are
+  # all-reduced: test_aot), not even the images, which the partitioner gathered unasked.
+  assert r.collectives == {}
+  state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0), 10))
+  assert r.params_bytes == 2 * checkpoints.state_bytes((state.params, state.batch_stats))
+  assert r.alias_bytes >= r.params_bytes + r.optimizer_bytes  # donated
+  assert r.model_flops == pytest.approx(2 * flops.train_step_flops(config, 8))
+  bound = r.roofline()
+  assert bound['img_per_s'] == pytest.approx(8 * config.train.batch_size / bound['step_s'])
+  assert bound['chip_s_per_trial_step'] == pytest.approx(bound['step_s'] * 4 / 8)
+  assert 'a pack of 8 trials, batch 8 each (2 trials per chip)' in aot.format_report(r)
+  with pytest.raises(errors.ConfigError, match=r'--pack=6 does not split over the 4 chips'):
+    aot.analyse(config, 'v5e:2x2', pack=6)

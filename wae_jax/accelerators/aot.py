@@ -4,6 +4,8 @@
     python -m wae_jax.accelerators.aot --config=configs/celeba.py:wae_mmd --topology=v5e:16x16 \\
         --config.train.batch_size=1024
     python -m wae_jax.accelerators.aot --config=configs/celeba.py:vae --topology=h100:2x8
+    python -m wae_jax.accelerators.aot --config=configs/celeba.py:wae_mmd --topology=h100:8 \\
+        --pack=16   # 16 trials of a sweep trained together, 2 per chip
 
 The step is the training loop's own (`train.make_train_step` jitted by `parallel.jit_on_mesh`:
 state replicated and donated, batch split over every chip), built from the same config and
@@ -39,6 +41,7 @@ from wae_jax import config as wae_config
 from wae_jax import errors
 from wae_jax import files
 from wae_jax import models
+from wae_jax import packed
 from wae_jax import parallel
 from wae_jax import train
 from wae_jax.accelerators import flops as model_flops
@@ -200,7 +203,7 @@ class Report:
   arch: str
   dtype: str
   conv_impl: str
-  batch_size: int
+  batch_size: int  # per trial
   donated: bool
   compile_s: float
   params_bytes: int  # parameters and BatchNorm statistics (all nets)
@@ -217,6 +220,12 @@ class Report:
   collective_ops: List[Collective]  # in the order of the compiled program
   peak_flops: Optional[float]
   hbm_bytes_per_s: Optional[float]
+  pack: int = 1  # trials trained together (wae_jax.packed), each on one chip; 1: one trial
+  # on every chip, its batch split
+
+  @property
+  def trials_per_chip(self) -> float:
+    return self.pack / self.num_chips
 
   @property
   def collectives(self) -> Dict[str, Dict[str, int]]:
@@ -258,7 +267,9 @@ class Report:
         compute_s=compute_s,
         memory_s=memory_s,
         step_s=step_s,
-        img_per_s=self.batch_size / step_s,
+        img_per_s=self.batch_size * self.pack / step_s,
+        # A trial's step in chip-seconds: what a sweep's chip-hours add up.
+        chip_s_per_trial_step=step_s * self.num_chips / self.pack,
         bound='compute' if compute_s >= memory_s else 'memory',
     )
 
@@ -325,16 +336,26 @@ def _gib(n: float) -> str:
   return f'{n / hardware.GiB:.2f} GiB'
 
 
-def analyse(config, topology: str, donate: bool = True) -> Report:
-  """Compiles the config's train step for `topology` and reads off its per-chip figures.
+def analyse(config, topology: str, donate: bool = True, pack: int = 1) -> Report:
+  """Compiles the config's train step for `topology` and reads off its per-chip figures:
+  one trial with its batch split over the chips, or (`pack` > 1) a pack of trials
+  (`wae_jax.packed`) split over them, `pack` / chips whole trials on each.
 
   Raises DoesNotFitError before compiling when the state alone exceeds the chip's HBM.
   """
   wae_config.validate(config)
   tgt = target(topology)
-  mesh = parallel.make_mesh(tgt.devices)
-  batch_size = config.train.batch_size
-  parallel.check_batch_size(batch_size, mesh)
+  batch_size, num_chips = config.train.batch_size, len(tgt.devices)
+  if pack > 1:
+    if pack % num_chips:
+      raise errors.ConfigError(
+          f'--pack={pack} does not split over the {num_chips} chips of {topology}: each chip '
+          f'trains whole trials; allowed: a multiple of {num_chips}'
+      )
+    mesh = jax.sharding.Mesh(np.asarray(tgt.devices), (packed.TRIAL_AXIS,))
+  else:
+    mesh = parallel.make_mesh(tgt.devices)
+    parallel.check_batch_size(batch_size, mesh)
   platform = tgt.devices[0].platform
   model = models.build_autoencoder(config, platform)
   adversary = models.build_adversary(config)
@@ -342,33 +363,45 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
   state = jax.eval_shape(
       lambda: train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch)
   )
-  params_bytes = checkpoints.state_bytes((state.params, state.batch_stats, state.adversary_params))
-  optimizer_bytes = checkpoints.state_bytes((state.opt_state, state.adversary_opt_state))
-  sizes = dict(
-      topology=topology, chip=tgt.chip.name, num_chips=len(tgt.devices), batch_size=batch_size
+  per_chip = max(1, pack // num_chips)  # states on each chip
+  params_bytes = per_chip * checkpoints.state_bytes(
+      (state.params, state.batch_stats, state.adversary_params)
   )
+  optimizer_bytes = per_chip * checkpoints.state_bytes((state.opt_state, state.adversary_opt_state))
+  sizes = dict(topology=topology, chip=tgt.chip.name, num_chips=num_chips, batch_size=batch_size)
   hbm = tgt.chip.hbm_bytes
   if hbm and params_bytes + optimizer_bytes > hbm:
     raise DoesNotFitError(
         _state_too_big(params_bytes + optimizer_bytes, hbm, tgt.chip.name, config.model.width)
     )
 
-  def spec(x, sharding):
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+  def spec(x, sharding, lead=()):
+    return jax.ShapeDtypeStruct(lead + x.shape, x.dtype, sharding=sharding)
 
-  state_spec = jax.tree_util.tree_map(lambda x: spec(x, parallel.replicated(mesh)), state)
-  images = jax.ShapeDtypeStruct(
-      (batch_size,) + tuple(config.data.image_shape),
-      np.float32,
-      sharding=parallel.batch_sharded(mesh),
-  )
-  step = parallel.jit_on_mesh(
-      train.make_train_step(config, model, adversary, steps_per_epoch, jax.random.PRNGKey(0)),
-      mesh,
-      donate=donate,
-  )
+  images = jax.ShapeDtypeStruct((batch_size,) + tuple(config.data.image_shape), np.float32)
+  if pack > 1:
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(packed.TRIAL_AXIS))
+    numbers = packed.step_numbers([config])
+    key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+    arguments = jax.tree_util.tree_map(
+        lambda x: spec(x, split, (pack,)),
+        (state, images, {k: v[0] for k, v in numbers.items()}, key, np.bool_(True)),
+    )
+    step = packed.jit_packed(
+        packed.make_packed_step(config, model, adversary, steps_per_epoch), mesh
+    )
+  else:
+    arguments = (
+        jax.tree_util.tree_map(lambda x: spec(x, parallel.replicated(mesh)), state),
+        spec(images, parallel.batch_sharded(mesh)),
+    )
+    step = parallel.jit_on_mesh(
+        train.make_train_step(config, model, adversary, steps_per_epoch, jax.random.PRNGKey(0)),
+        mesh,
+        donate=donate,
+    )
   start = time.perf_counter()
-  compiled = step.lower(state_spec, images).compile()
+  compiled = step.lower(*arguments).compile()
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -382,7 +415,7 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
       arch=config.model.arch,
       dtype=dtype,
       conv_impl=models.resolve_conv_impl(config.model.conv_impl, platform),
-      donated=donate,
+      donated=donate or pack > 1,
       compile_s=compile_s,
       params_bytes=params_bytes,
       optimizer_bytes=optimizer_bytes,
@@ -392,12 +425,13 @@ def analyse(config, topology: str, donate: bool = True) -> Report:
       temp_bytes=memory.temp_size_in_bytes,
       code_bytes=memory.generated_code_size_in_bytes,
       hbm_bytes=hbm,
-      model_flops=model_flops.train_step_flops(config, batch_size) / len(tgt.devices),
+      model_flops=model_flops.train_step_flops(config, batch_size) * max(pack, 1) / num_chips,
       xla_flops=cost.get('flops'),
       xla_bytes_accessed=cost.get('bytes accessed'),
       collective_ops=parse_collectives(compiled.as_text()),
       peak_flops=tgt.chip.peak(dtype),
       hbm_bytes_per_s=tgt.chip.hbm_bytes_per_s,
+      pack=pack,
   )
 
 
@@ -438,9 +472,15 @@ def format_report(r: Report) -> str:
   if not r.collectives:
     rows.append(('collectives', 'none'))
   width = max(len(name) for name, _ in rows)
+  what = (
+      f'a pack of {r.pack} trials, batch {r.batch_size} each ({r.trials_per_chip:g} trials per '
+      'chip)'
+      if r.pack > 1
+      else f'batch {r.batch_size} ({r.batch_size // r.num_chips} per chip)'
+  )
   lines = [
-      f'{r.objective} ({r.arch}, {r.dtype}, conv_impl {r.conv_impl}), batch {r.batch_size} '
-      f'({r.batch_size // r.num_chips} per chip) on {r.topology}: {r.num_chips} x '
+      f'{r.objective} ({r.arch}, {r.dtype}, conv_impl {r.conv_impl}), {what} on '
+      f'{r.topology}: {r.num_chips} x '
       f'{r.device_kind}, {r.num_hosts} host{"s" if r.num_hosts > 1 else ""}; state '
       f'{"donated" if r.donated else "not donated"}; compiled in {r.compile_s:.1f} s',
       'per chip:',
@@ -455,16 +495,19 @@ def format_report(r: Report) -> str:
         f'(model FLOPs / {_num(r.peak_flops, "FLOP/s")} {r.dtype} peak), memory '
         f'{bound["memory_s"] * 1e3:.3g} ms ({traffic_what}, {_num(traffic, "B")} / '
         f'{_num(r.hbm_bytes_per_s, "B/s")}): step >= {bound["step_s"] * 1e3:.3g} ms, '
-        f'<= {bound["img_per_s"]:,.0f} img/s, {bound["bound"]}-bound'
+        f'<= {bound["img_per_s"]:,.0f} img/s, {bound["bound"]}-bound; a trial\'s step >= '
+        f'{bound["chip_s_per_trial_step"] * 1e3:.3g} chip-ms'
     )
   return '\n'.join(lines)
 
 
-def run(config, topology: str, donate: bool = True, json_path: Optional[str] = None) -> None:
+def run(
+    config, topology: str, donate: bool = True, json_path: Optional[str] = None, pack: int = 1
+) -> None:
   """The command: prints the report (and writes its JSON); a config that does not compile for
   or fit on the target raises a WaeError, which errors.run prints in one line (exit status 2)
   after the report, if there is one."""
-  report = analyse(config, topology, donate=donate)
+  report = analyse(config, topology, donate=donate, pack=pack)
   print(format_report(report), flush=True)
   if json_path:
     files.write_json(json_path, report.to_json())
@@ -490,6 +533,13 @@ def _main():
   )
   donate = flags.DEFINE_bool('donate', True, 'Donate the state to the step, as training does.')
   json_path = flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
+  pack = flags.DEFINE_integer(
+      'pack',
+      1,
+      'Compile a pack of this many trials (wae_jax.packed: one vmapped step, whole trials on '
+      'each chip); 1: one trial, its batch split over the chips.',
+      lower_bound=1,
+  )
   flags.mark_flags_as_required(['config', 'topology'])
 
   def main(argv):
@@ -497,7 +547,7 @@ def _main():
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     # Compile on the host's CPU: a TPU VM's chips or a GPU host's GPUs may be busy training.
     jax.config.update('jax_platforms', 'cpu')
-    run(config.value, topology.value, donate.value, json_path.value)
+    run(config.value, topology.value, donate.value, json_path.value, pack.value)
 
   errors.run(main)
 
