@@ -24,7 +24,8 @@ Inception weights) must be absolute, since each trial's processes run in DIR/<tr
 it (wae_jax.accelerators.aot, on this CPU, 10-60 s each; trials differing only in e.g. learning
 rate, lambda or seed share one). Total chip-hours = sum over trials of steps x roofline step
 time x chips: a lower bound, not a measurement, without evaluation. --root keeps the figures in
-DIR/plan_cache.json for reruns; exit 2: unknown topology.
+DIR/plan_cache.json for reruns; exit 2: unknown topology. With --pack=K it compiles each shape
+as a pack of K trials too and prints the chip-hours of the same trials packed.
 
 GPU cluster: install this package (`pip install -e .[sweep]`) at the same path on every
 node, put DIR on a filesystem all nodes share, `ray start --head` on one node and
@@ -198,7 +199,7 @@ def _plan(sweep) -> int:
   jax.config.update('jax_platforms', 'cpu')
   root = pathlib.Path(_ROOT.value).absolute() if _ROOT.value else None
   cache = root / sweep_plan.PLAN_CACHE_FILE if root else None
-  rows = sweep_plan.plan(sweep, _TOPOLOGY.value, cache_path=cache)
+  rows = sweep_plan.plan(sweep, _TOPOLOGY.value, cache_path=cache, pack=_PACK.value)
   print(sweep_plan.format_plan(rows, _TOPOLOGY.value), end='')
   return 0
 

@@ -24,6 +24,7 @@ from wae_jax import packed
 from wae_jax import train
 from wae_jax.accelerators import aot
 from wae_jax.accelerators import flops
+from wae_jax.accelerators import sweep_plan
 from wae_jax.sweep import trials
 
 
@@ -294,3 +295,42 @@ def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collecti
   assert 'a pack of 8 trials, batch 8 each (2 trials per chip)' in aot.format_report(r)
   with pytest.raises(errors.ConfigError, match=r'--pack=6 does not split over the 4 chips'):
     aot.analyse(config, 'v5e:2x2', pack=6)
+
+
+class _PlanReport:
+  """What sweep_plan.plan reads of an aot.Report: a packed step of K trials on 4 chips takes
+  K / 4 x 1.5 ms against 4 ms unpacked; a pack of 16 does not fit."""
+
+  num_chips = 4
+
+  def __init__(self, pack):
+    self.pack = pack
+
+  def roofline(self):
+    step_s = 4e-3 if self.pack == 1 else self.pack / 4 * 1.5e-3
+    return dict(step_s=step_s, img_per_s=8 / step_s, bound='memory')
+
+  def fit_error(self):
+    return 'the compiled step needs 20 GiB per chip' if self.pack >= 16 else None
+
+
+def test_the_plan_prints_the_sweeps_chip_hours_packed_against_unpacked():
+  s = sweep_config('tiny')  # 2 shapes (latent sizes 4 and 8) x 2 seeds of 20 steps
+  calls = []
+
+  def analyse(config, topology, pack=1):
+    calls.append(pack)
+    return _PlanReport(pack)
+
+  rows = sweep_plan.plan(s, 'v5e:2x2', analyse=analyse, num_chips=4, pack=4, progress=len)
+  assert calls == [1, 4, 1, 4]
+  for row in rows:  # 2 trials: one pack of 4, half empty; 20 steps of 4 / 4 x 1.5 ms x 4 chips
+    assert row.chip_hours == pytest.approx(2 * 20 * 4e-3 * 4 / 3600)
+    assert row.packed_chip_hours == pytest.approx(1 * 20 * 1.5e-3 * 4 / 3600)
+  text = sweep_plan.format_plan(rows, 'v5e:2x2')
+  assert 'Packed 4 at a time' in text and '5.33x fewer' in text
+  rows = sweep_plan.plan(s, 'v5e:2x2', analyse=analyse, num_chips=4, pack=16, progress=len)
+  assert all(r.packed_chip_hours == r.chip_hours for r in rows)  # does not fit: unpacked
+  assert 'not packed (does not fit), counted unpacked' in sweep_plan.format_plan(rows, 'v5e:2x2')
+  with pytest.raises(errors.ConfigError, match='--pack=6 does not split over the 4 chips'):
+    sweep_plan.plan(s, 'v5e:2x2', analyse=analyse, num_chips=4, pack=6)

@@ -10,12 +10,14 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import math
 import pathlib
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from wae_jax import config as wae_config
 from wae_jax import data as datasets
+from wae_jax import errors
 from wae_jax import files
 from wae_jax import input_pipeline
 from wae_jax import penalties
@@ -94,6 +96,8 @@ class PlanRow:
   bound: Optional[str] = None  # 'compute' | 'memory'
   note: str = ''  # why it is not counted
   cached: bool = False  # its figures came from the cache, not a compile now
+  pack: int = 1  # trials per pack, with `plan(pack=K)`
+  packed_step_s: Optional[float] = None  # the packed step's roofline, if it fits
 
   @property
   def chip_hours(self) -> float:
@@ -101,6 +105,15 @@ class PlanRow:
     if self.status != 'ok':
       return 0.0
     return self.steps * self.step_s * self.num_chips / 3600
+
+  @property
+  def packed_chip_hours(self) -> float:
+    """The same trials trained `pack` at a time (their last pack may be partial, and costs a
+    whole one); the unpacked chip-hours where the pack does not fit."""
+    if self.packed_step_s is None:
+      return self.chip_hours
+    packs = math.ceil(len(self.trial_ids) / self.pack)
+    return packs * self.steps / len(self.trial_ids) * self.packed_step_s * self.num_chips / 3600
 
 
 def plan_fingerprint() -> str:
@@ -137,12 +150,12 @@ def save_plan_cache(path, cache: Dict[str, Dict[str, Any]]) -> None:
   files.write_json(path, {'fingerprint': plan_fingerprint(), 'entries': cache})
 
 
-def _analysed(analyse, config, topology: str) -> Dict[str, Any]:
+def _analysed(analyse, config, topology: str, pack: int = 1) -> Dict[str, Any]:
   """A cache entry: what `plan` needs of aot.analyse's report, as JSON."""
   from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
 
   try:
-    report = analyse(config, topology)
+    report = analyse(config, topology, **({'pack': pack} if pack > 1 else {}))
   except aot.DoesNotFitError as e:  # the state alone is too big: nothing compiled
     return {'fit_error': str(e)}
   return {
@@ -179,6 +192,7 @@ def plan(
     cache_path=None,
     num_chips: Optional[int] = None,
     progress: Callable[[str], None] = _print_stderr,
+    pack: int = 1,
 ) -> List[PlanRow]:
   """The sweep's trials grouped by compiled shape, each shape's roofline step time on
   `topology`: one row per shape, in the order of their first trials.
@@ -189,8 +203,10 @@ def plan(
   them on disk too: read first, written after each compile, so that a rerun compiles only
   what is new. A shape whose batch size does not split over the topology's chips is not
   compiled; it and one that does not fit in HBM are listed, not counted. `progress` gets a
-  line before each compile. Raises aot.TopologyError for an unknown topology, ValueError for
-  a wrong sweep.
+  line before each compile. With `pack` > 1 each counted shape is compiled again as a pack
+  of that many trials (wae_jax.packed, whole trials per chip; a multiple of the chips), for
+  the chip-hours of the same trials packed. Raises aot.TopologyError for an unknown topology,
+  ValueError for a wrong sweep.
   """
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   from wae_jax.accelerators import aot  # pylint: disable=g-import-not-at-top
@@ -198,6 +214,11 @@ def plan(
   analyse = analyse or aot.analyse
   if num_chips is None:
     num_chips = len(aot.target(topology).devices)  # an unknown topology fails here, at once
+  if pack > 1 and pack % num_chips:
+    raise errors.ConfigError(
+        f'--pack={pack} does not split over the {num_chips} chips of {topology}: each chip '
+        f'trains whole trials; allowed: a multiple of {num_chips}'
+    )
   cache = {} if cache is None else cache
   if cache_path is not None:
     for name, entry in load_plan_cache(cache_path).items():
@@ -256,6 +277,17 @@ def plan(
           roofline['img_per_s'],
           roofline['bound'],
       )
+      if pack > 1:
+        row.pack = pack
+        name = f'{topology} pack{pack} {text}'
+        if name not in cache:
+          progress(f'compiling a pack of {pack} of the same for {topology} ...')
+          cache[name] = _analysed(analyse, configs[text], topology, pack)
+          if cache_path is not None:
+            save_plan_cache(cache_path, cache)
+        packed = cache[name]
+        if packed.get('roofline') and not packed.get('fit_error'):
+          row.packed_step_s = packed['roofline']['step_s']
   return list(rows.values())
 
 
@@ -330,6 +362,25 @@ def format_plan(rows: List[PlanRow], topology: str) -> str:
       '',
   ]
   lines += [f'shape {i}: {r.note}' for i, r in enumerate(rows, 1) if r.status != 'ok']
+  pack = max((r.pack for r in rows), default=1)
+  if pack > 1:
+    packed = sum(r.packed_chip_hours for r in counted)
+    unpacked = sum(r.chip_hours for r in counted)
+    lines += [
+        f'Packed {pack} at a time (wae_jax.packed: whole trials on each chip, no collectives): '
+        f'{_hours(packed)} chip-hours for the same {counted_trials} trials against '
+        f'{_hours(unpacked)} unpacked'
+        + (f', {unpacked / packed:.2f}x fewer' if packed else '')
+        + '; per shape: '
+        + ', '.join(
+            f'{i}: {r.packed_step_s * 1e3:.3g} ms per packed step'
+            if r.packed_step_s
+            else f'{i}: not packed (does not fit), counted unpacked'
+            for i, r in enumerate(rows, 1)
+            if r.status == 'ok'
+        )
+        + '.'
+    ]
   lines += [
       f'Total: {_hours(total)} chip-hours on {topology} for {counted_trials} of {num_trials} '
       f'trials (the sum over trials of steps x step time x {num_chips} chips / 3600; '
