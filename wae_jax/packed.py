@@ -185,8 +185,9 @@ def train_pack(
     allow_config_change: bool = False,
 ) -> Dict[str, str]:
   """Trains the configs as one pack, trial i in workdirs[i] (resuming each from its latest
-  checkpoint); returns {workdir: 'done' | 'diverged'}. NonFiniteError (one line, the
-  `errors.DIVERGED` kind) after the others have finished if any trial diverged."""
+  checkpoint); returns {workdir: 'done' | 'diverged' | 'training' (stopped by a signal, with
+  a checkpoint)}. NonFiniteError (one line, the `errors.DIVERGED` kind) after the others
+  have finished if any trial diverged."""
   for config in configs:
     wae_config.validate(config)
   check_pack(configs, workdirs)
@@ -232,14 +233,7 @@ def _train_pack(configs, workdirs, allow_config_change: bool) -> Dict[str, str]:
     trial.writer = train.EventWriter(
         metric_writers.create_default_writer(str(trial.workdir)), trial.workdir
     )
-    wae_config.record_config(trial.config, trial.workdir, trial.step)
-    if trial.step == 0:
-      trial.writer.write_hparams(
-          {
-              k: v if isinstance(v, (int, float, str, bool)) else str(v)
-              for k, v in wae_config.flatten(trial.config).items()
-          }
-      )
+    train.record_start(trial.config, trial.workdir, trial.writer, trial.step)
     trial.batches = input_pipeline.train_batches(
         data.train_images, config.train.batch_size, trial.config.seed, trial.step
     )
@@ -381,7 +375,7 @@ class _Pack:
     if last:
       trial.status = 'done'
       (trial.workdir / DIVERGED_FILE).unlink(missing_ok=True)
-    if jax.process_index() == 0 and (trial.step % t.image_every == 0 or last):
+    if trial.step % t.image_every == 0 or last:
       visualize.write_pictures(
           trial.config,
           self.model,

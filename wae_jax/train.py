@@ -537,14 +537,7 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
         wae_config.describe_changes(changes),
     )
   if is_main:
-    wae_config.record_config(config, workdir, start_step)
-    if start_step == 0:
-      writer.write_hparams(
-          {
-              k: v if isinstance(v, (int, float, str, bool)) else str(v)
-              for k, v in wae_config.flatten(config).items()
-          }
-      )
+    record_start(config, workdir, writer, start_step)
   logging.info(
       'Training %s for %d steps (%d per epoch) from step %d on %d devices; data: %s',
       config.penalty.name,
@@ -595,6 +588,19 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
     stop.restore()
     finish(ckpts, writer, failed)
   return state
+
+
+def record_start(config, workdir, writer, start_step: int) -> None:
+  """The config a run starts or resumes under (wae_config.record_config), and at step 0 its
+  fields as TensorBoard hyperparameters."""
+  wae_config.record_config(config, workdir, start_step)
+  if start_step == 0:
+    writer.write_hparams(
+        {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in wae_config.flatten(config).items()
+        }
+    )
 
 
 def check_start(config, workdir, start_step: int, total_steps: int) -> None:

@@ -16,6 +16,22 @@ from wae_jax.models.autoencoder import latent_head
 from wae_jax.models.autoencoder import scaled_widths
 
 
+def _stride_2(conv, module, features: int, x, train: bool):
+  """conv (layers.Conv or ConvTranspose), stride 2 and no bias, then BatchNorm and ReLU: a
+  step of the encoder's or the decoder's, with `module`'s kernel size, implementation and
+  dtype (called inside its compact __call__, so the layers are its own)."""
+  k = (module.kernel_size, module.kernel_size)
+  x = conv(
+      features,
+      k,
+      strides=(2, 2),
+      use_bias=False,
+      implementation=module.conv_impl,
+      dtype=module.dtype,
+  )(x)
+  return batch_norm_relu(x, train, module.dtype)
+
+
 class Encoder(nn.Module):
   """Stride-2 convs with BN and ReLU, then a linear map to the latent code.
 
@@ -32,17 +48,8 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    k = (self.kernel_size, self.kernel_size)
     for features in self.widths:
-      x = layers.Conv(
-          features,
-          k,
-          strides=(2, 2),
-          use_bias=False,
-          implementation=self.conv_impl,
-          dtype=self.dtype,
-      )(x)
-      x = batch_norm_relu(x, train, self.dtype)
+      x = _stride_2(layers.Conv, self, features, x, train)
     return latent_head(x, self.latent_dim, self.gaussian, self.dtype)
 
 
@@ -74,15 +81,7 @@ class Decoder(nn.Module):
     x = x.reshape((z.shape[0], h0, w0, self.widths[0]))
     x = batch_norm_relu(x, train, self.dtype)
     for features in self.widths[1:]:
-      x = layers.ConvTranspose(
-          features,
-          k,
-          strides=(2, 2),
-          use_bias=False,
-          implementation=self.conv_impl,
-          dtype=self.dtype,
-      )(x)
-      x = batch_norm_relu(x, train, self.dtype)
+      x = _stride_2(layers.ConvTranspose, self, features, x, train)
     x = layers.ConvTranspose(
         channels, k, strides=(1, 1), implementation=self.conv_impl, dtype=self.dtype
     )(x)
