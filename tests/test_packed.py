@@ -293,8 +293,36 @@ def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collecti
   assert bound['img_per_s'] == pytest.approx(8 * config.train.batch_size / bound['step_s'])
   assert bound['chip_s_per_trial_step'] == pytest.approx(bound['step_s'] * 4 / 8)
   assert 'a pack of 8 trials, batch 8 each (2 trials per chip)' in aot.format_report(r)
-  with pytest.raises(errors.ConfigError, match=r'--pack=6 does not split over the 4 chips'):
-    aot.analyse(config, 'v5e:2x2', pack=6)
+
+  # A pack takes as many chips as divide it, as in training (packed.trial_mesh).
+  chips = aot.target('v5e:2x2').devices
+  assert [packed.trial_mesh(k, chips).size for k in (2, 4, 6, 64)] == [2, 4, 3, 4]
+
+
+def test_a_pack_that_libtpu_cannot_fit_while_compiling_is_one_line(monkeypatch):
+  # Compiling 64 CelebA DCGAN trials for v5e:2x2 (16 per chip) ends in libtpu's
+  # RESOURCE_EXHAUSTED: 20.03G of temporaries. It was a traceback; this is its shape.
+  class _Step:
+
+    def lower(self, *args):
+      del args
+      return self
+
+    def compile(self):
+      raise jax.errors.JaxRuntimeError(
+          'RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM\nmore'
+      )
+
+  monkeypatch.setattr(packed, 'jit_packed', lambda *args: _Step())
+  config = tiny_config('wae_mmd')
+  config.data.dir = None
+  with pytest.raises(aot.DoesNotFitError) as raised:
+    aot.analyse(config, 'v5e:2x2', pack=64)
+  assert str(raised.value) == (
+      'XLA cannot fit the compiled step in a v5e: RESOURCE_EXHAUSTED: E1000: '
+      'CompileTimeHbmOom: Ran out of memory on HBM Lower --pack (trials per chip), '
+      'config.model.width, or use more chips or a chip with more HBM'
+  )
 
 
 class _PlanReport:

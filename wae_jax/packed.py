@@ -136,10 +136,10 @@ def make_packed_step(config, model, adversary, steps_per_epoch: int):
   return jax.vmap(one_trial)
 
 
-def trial_mesh(num_trials: int) -> Mesh:
-  """This process's devices that the trials split over evenly: the most of them that divide
-  num_trials (a device trains whole trials)."""
-  devices = jax.local_devices()
+def trial_mesh(num_trials: int, devices=None) -> Mesh:
+  """The devices (default: this process's) that the trials split over evenly: the most of
+  them whose number divides num_trials (a device trains whole trials)."""
+  devices = list(jax.local_devices() if devices is None else devices)
   count = max(d for d in range(1, len(devices) + 1) if num_trials % d == 0)
   return Mesh(np.asarray(devices[:count]), (TRIAL_AXIS,))
 

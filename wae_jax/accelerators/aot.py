@@ -222,6 +222,7 @@ class Report:
   hbm_bytes_per_s: Optional[float]
   pack: int = 1  # trials trained together (wae_jax.packed), each on one chip; 1: one trial
   # on every chip, its batch split
+  idle_chips: int = 0  # the topology's chips a pack leaves idle (it uses as many as divide it)
 
   @property
   def trials_per_chip(self) -> float:
@@ -345,17 +346,13 @@ def analyse(config, topology: str, donate: bool = True, pack: int = 1) -> Report
   """
   wae_config.validate(config)
   tgt = target(topology)
-  batch_size, num_chips = config.train.batch_size, len(tgt.devices)
-  if pack > 1:
-    if pack % num_chips:
-      raise errors.ConfigError(
-          f'--pack={pack} does not split over the {num_chips} chips of {topology}: each chip '
-          f'trains whole trials; allowed: a multiple of {num_chips}'
-      )
-    mesh = jax.sharding.Mesh(np.asarray(tgt.devices), (packed.TRIAL_AXIS,))
+  batch_size = config.train.batch_size
+  if pack > 1:  # as training places a pack: on as many chips as divide it, whole trials each
+    mesh = packed.trial_mesh(pack, tgt.devices)
   else:
     mesh = parallel.make_mesh(tgt.devices)
     parallel.check_batch_size(batch_size, mesh)
+  num_chips = mesh.size
   platform = tgt.devices[0].platform
   model = models.build_autoencoder(config, platform)
   adversary = models.build_adversary(config)
@@ -371,8 +368,12 @@ def analyse(config, topology: str, donate: bool = True, pack: int = 1) -> Report
   sizes = dict(topology=topology, chip=tgt.chip.name, num_chips=num_chips, batch_size=batch_size)
   hbm = tgt.chip.hbm_bytes
   if hbm and params_bytes + optimizer_bytes > hbm:
+    need = params_bytes + optimizer_bytes
     raise DoesNotFitError(
-        _state_too_big(params_bytes + optimizer_bytes, hbm, tgt.chip.name, config.model.width)
+        f'{_over_hbm(f"the states of {per_chip} trials need", need, hbm, tgt.chip.name)}: '
+        'lower --pack (trials per chip) or config.model.width, or use more chips'
+        if pack > 1
+        else _state_too_big(need, hbm, tgt.chip.name, config.model.width)
     )
 
   def spec(x, sharding, lead=()):
@@ -401,7 +402,16 @@ def analyse(config, topology: str, donate: bool = True, pack: int = 1) -> Report
         donate=donate,
     )
   start = time.perf_counter()
-  compiled = step.lower(*arguments).compile()
+  try:
+    compiled = step.lower(*arguments).compile()
+  except jax.errors.JaxRuntimeError as e:
+    if 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    raise DoesNotFitError(  # libtpu refuses what cannot fit in HBM while it compiles
+        f'XLA cannot fit the compiled step in a {tgt.chip.name}: {_first_line(e)} Lower '
+        + ('--pack (trials per chip), ' if pack > 1 else 'config.train.batch_size, ')
+        + 'config.model.width, or use more chips or a chip with more HBM'
+    ) from e
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -432,6 +442,7 @@ def analyse(config, topology: str, donate: bool = True, pack: int = 1) -> Report
       peak_flops=tgt.chip.peak(dtype),
       hbm_bytes_per_s=tgt.chip.hbm_bytes_per_s,
       pack=pack,
+      idle_chips=len(tgt.devices) - num_chips,
   )
 
 
@@ -474,7 +485,7 @@ def format_report(r: Report) -> str:
   width = max(len(name) for name, _ in rows)
   what = (
       f'a pack of {r.pack} trials, batch {r.batch_size} each ({r.trials_per_chip:g} trials per '
-      'chip)'
+      'chip' + (f'; {r.idle_chips} chips idle' if r.idle_chips else '') + ')'
       if r.pack > 1
       else f'batch {r.batch_size} ({r.batch_size // r.num_chips} per chip)'
   )
