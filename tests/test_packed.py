@@ -159,12 +159,20 @@ def test_pack_writes_each_trials_run_resumes_and_reports_a_diverged_trial_alone(
     params = _restored_params(workdirs[2], configs[2], step)
     assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
 
+  # As if killed while trial 1's step 4 was being written: it resumes from step 2, trial 0
+  # from 4, and they train on together, each from its own step.
+  (tmp_path / 'aside' / 'checkpoints').mkdir(parents=True)
+  (workdirs[1] / 'checkpoints' / '4').rename(tmp_path / 'aside' / 'checkpoints' / '4')
   # Resumed to 6 steps, trial 0 equals the same config trained alone for 6.
   for config in configs:
     config.train.num_steps = 6
   with pytest.raises(train.NonFiniteError):
     packed.train_pack(configs, workdirs)
-  assert train_steps(workdirs[0]) == [2, 4, 6]
+  assert train_steps(workdirs[0]) == train_steps(workdirs[1]) == [2, 4, 6]
+  _assert_trees_close(
+      _restored_params(workdirs[1], configs[1], 4),
+      _restored_params(tmp_path / 'aside', configs[1], 4),
+  )
   alone = train.train_and_evaluate(configs[0], str(tmp_path / 'alone'))
   _assert_trees_close(_restored_params(workdirs[0], configs[0], 6), alone.params)
 
