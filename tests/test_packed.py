@@ -27,12 +27,22 @@ from wae_jax.accelerators import flops
 from wae_jax.accelerators import sweep_plan
 from wae_jax.sweep import trials
 
+# Two stride-2 layers each way instead of the DCGAN's four and three (1/32 width): packing
+# does not depend on the depth, and each test compiles a solo and a packed step.
+SHALLOW = {'model.encoder_widths': (128, 256), 'model.decoder_widths': (256, 128)}
+
+
+def _shallow_config(objective='wae_mmd'):
+  config = tiny_config(objective)
+  config.model.encoder_widths, config.model.decoder_widths = SHALLOW.values()
+  return config
+
 
 def _trial_configs(objective, rows):
-  """tiny configs with `rows` of {field path: value} set, one config per row."""
+  """Shallow tiny configs with `rows` of {field path: value} set, one config per row."""
   configs = []
   for row in rows:
-    config = tiny_config(objective)
+    config = _shallow_config(objective)
     for path, value in row.items():
       section, name = path.rsplit('.', 1) if '.' in path else (None, path)
       (config[section] if section else config)[name] = value
@@ -212,6 +222,7 @@ def test_a_sweep_packs_seeds_of_a_configuration_and_reports_its_diverged_trial_a
   s = sweep_config('tiny', num_steps=4, num_checkpoints=1)
   s.fixed.data.dir = str(mnist_dir)
   s.fixed.train.max_nonfinite_steps = 2
+  s.fixed.model.encoder_widths, s.fixed.model.decoder_widths = SHALLOW.values()
   sampled = trials.sample_trials(s)
   groups = trials.packs(s, sampled, 2)
   # The tiny sweep: 2 configurations (other latent sizes: other shapes) x 2 seeds.
@@ -270,6 +281,7 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
       '--config.train.batch_size=8',
       '--config.train.pretrain_steps=0',
       f'--config.data.dir={mnist_dir}',
+      *(f'--config.{path}={value}' for path, value in SHALLOW.items()),
   )
   assert result.returncode == 0, result.stderr[-4000:]
   assert 'Traceback' not in result.stderr
@@ -286,7 +298,7 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
 
 
 def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collectives():
-  config = tiny_config('wae_mmd')
+  config = _shallow_config()
   config.data.dir = None
   r = aot.analyse(config, 'v5e:2x2', pack=8)  # 2 trials on each of the 4 chips
   assert r.pack == 8 and r.trials_per_chip == 2 and r.conv_impl == 'xla'
