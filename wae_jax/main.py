@@ -77,9 +77,9 @@ def _seeds():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  wae_config.validate(_CONFIG.value)  # a bad value fails before the config's 90 log lines
   parallel.initialize_distributed(_DISTRIBUTED.value)
-  logging.info('Config:\n%s', _CONFIG.value)
+  # Each mode checks its config (training validates it, then logs it), so that a refusal is
+  # one line alone, before the config's 90 log lines.
   if _SEEDS.value is not None:
     seeds = _seeds()
     packed.train_pack(
@@ -91,10 +91,13 @@ def main(argv):
     train.train_and_evaluate(
         _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
     )
-  elif _MODE.value == 'sample':
-    inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
-  else:
-    evaluate.evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
+  else:  # the checkpoint's recorded config is validated too, where it is read
+    wae_config.validate(_CONFIG.value)
+    logging.info('Config:\n%s', _CONFIG.value)
+    if _MODE.value == 'sample':
+      inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
+    else:
+      evaluate.evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
 
 
 if __name__ == '__main__':

@@ -191,6 +191,7 @@ def train_pack(
   for config in configs:
     wae_config.validate(config)
   check_pack(configs, workdirs)
+  logging.info('Config of the first of %d trials:\n%s', len(configs), configs[0])
   if jax.process_count() > 1:
     raise errors.ConfigError(
         'packed trials train in one process (each on its own devices): run a pack per host'

@@ -493,6 +493,7 @@ def train_and_evaluate(
   unless `allow_config_change` (`wae_config.check_resume`).
   """
   wae_config.validate(config)
+  logging.info('Config:\n%s', config)  # after the check: a refusal is one line alone
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
   # One run at a time in a workdir (the lock is taken where the workdir is written from).
@@ -573,13 +574,12 @@ def _train(config, workdir: pathlib.Path, mesh, allow_config_change: bool) -> Tr
         state,
         train_step,
         batches,
-        start_step,
-        total_steps,
-        stop,
-        report,
-        writer,
-        ckpts,
-        lambda s, step: visualize.write_pictures(
+        steps=(start_step, total_steps),
+        stop=stop,
+        report=report,
+        writer=writer,
+        ckpts=ckpts,
+        pictures=lambda s, step: visualize.write_pictures(
             config, model, s, data.test_images, writer, workdir, step
         ),
     )
@@ -631,20 +631,10 @@ def check_step_memory(config, lowered, mesh) -> None:
     )
 
 
-def _loop(
-    config,
-    state,
-    train_step,
-    batches,
-    start_step,
-    total_steps,
-    stop,
-    report,
-    writer,
-    ckpts,
-    pictures,
-):
-  """The steps, with metrics, pictures and checkpoints; stops cleanly on SIGTERM or Ctrl-C."""
+def _loop(config, state, train_step, batches, *, steps, stop, report, writer, ckpts, pictures):
+  """The steps after `steps` = (start, total) to the total, with metrics, pictures and
+  checkpoints; stops cleanly on SIGTERM or Ctrl-C."""
+  start_step, total_steps = steps
   t = config.train
   is_main = jax.process_index() == 0
   history, previous = [], None
