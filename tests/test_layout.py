@@ -191,7 +191,9 @@ def test_nothing_points_outside_the_repository():
       assert outside not in text, f'{path} refers to {outside}, which is not in this repository'
 
 
-def test_a_checkpoint_written_before_the_new_layout_restores_and_samples_the_same(tmp_path):
+def test_a_checkpoint_written_before_the_new_layout_restores_and_samples_the_same(
+    tmp_path, fully_optimized
+):
   """tests/data/checkpoint_9ebb13e: 2 steps of a 1/32-width WAE-GAN trained by commit 9ebb13e
   (the flat package), with the sample grid that commit decoded from it."""
   old = REPO / 'tests' / 'data' / 'checkpoint_9ebb13e'
