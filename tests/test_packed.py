@@ -23,6 +23,7 @@ from wae_jax import models
 from wae_jax import packed
 from wae_jax import train
 from wae_jax.accelerators import aot
+from wae_jax.models import layers
 from wae_jax.accelerators import flops
 from wae_jax.accelerators import sweep_plan
 from wae_jax.sweep import trials
@@ -133,7 +134,13 @@ def _restored_params(workdir, config, step):
     ckpts.close()
 
 
-def test_pack_writes_each_trials_run_resumes_and_reports_a_diverged_trial_alone(tmp_path):
+def test_pack_writes_each_trials_run_resumes_and_reports_a_diverged_trial_alone(
+    tmp_path, monkeypatch
+):
+  # The CPU layers split a batch into chunks (a lax.scan) as they do at batch 100: under the
+  # pack's shard_map that scan was refused.
+  monkeypatch.setattr(layers, '_CHUNK_BYTES', 20_000)
+  monkeypatch.setattr(layers, '_CHUNK_ROWS', 0)
   common = {
       'train.checkpoint_every': 2,
       'train.log_every': 2,
