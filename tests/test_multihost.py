@@ -18,24 +18,39 @@ import numpy as np
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
-from tests.helpers import tiny_config
 from wae_jax import checkpoints
+from wae_jax import config as wae_config
 from wae_jax import inference
+from wae_jax import train
+
+# The tiny run both tests train, beside the workdir and the number of steps.
+_SETTINGS = {
+    'model.width': 0.03125,
+    'train.batch_size': 8,
+    'train.pretrain_steps': 2,
+    'train.log_every': 1,
+    'train.image_every': 100000,
+    'train.checkpoint_every': 100000,
+    'data.dir': str(MNIST_DIR),
+}
 
 
 def _overrides(workdir, steps):
   return [
       '--config=configs/mnist.py:wae_mmd',
       f'--workdir={workdir}',
-      '--config.model.width=0.03125',
-      '--config.train.batch_size=8',
       f'--config.train.num_steps={steps}',
-      '--config.train.pretrain_steps=2',
-      '--config.train.log_every=1',
-      '--config.train.image_every=100000',
-      '--config.train.checkpoint_every=100000',
-      f'--config.data.dir={MNIST_DIR}',
-  ]
+  ] + [f'--config.{field}={value}' for field, value in _SETTINGS.items()]
+
+
+def _config(steps):
+  """The config _overrides(workdir, steps) gives the command."""
+  config = wae_config.load_config_file(f'{REPO / "configs" / "mnist.py"}:wae_mmd')
+  config.train.num_steps = steps
+  for field, value in _SETTINGS.items():
+    section, name = field.split('.')
+    config[section][name] = value
+  return config
 
 
 def _free_port():
@@ -94,19 +109,10 @@ def test_two_processes_train_like_one(tmp_path):
   _wait(*_start_two_processes(workdir, STEPS - 1, tmp_path))
   texts = _wait(*_start_two_processes(workdir, STEPS, tmp_path))
   assert 'process 1 of 2, 2 local of 4 devices' in texts[1]
-  one = subprocess.run(
-      [sys.executable, '-m', 'wae_jax.main'] + _overrides(tmp_path / 'one', STEPS),
-      cwd=REPO,
-      env=_env(1),
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert one.returncode == 0, one.stderr[-4000:]
+  # One process with one device (this one's): the command's training, without its start.
+  state_one = train.train_and_evaluate(_config(STEPS), str(tmp_path / 'one'))
 
-  config = tiny_config('wae_mmd')
-  _, state_two = inference.restore(config, str(workdir))
-  _, state_one = inference.restore(config, str(tmp_path / 'one'))
+  _, state_two = inference.restore(_config(STEPS), str(workdir))
   assert int(state_two.step) == int(state_one.step) == STEPS
   for a, b in zip(
       jax.tree_util.tree_leaves(state_two.params), jax.tree_util.tree_leaves(state_one.params)
