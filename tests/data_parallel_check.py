@@ -24,19 +24,21 @@ NUM_STEPS = 3
 BATCH = 16
 
 
-def initial_state(config):
-  steps_per_epoch = 100
-  init_rng, _ = jax.random.split(jax.random.PRNGKey(0))
-  return train.create_train_state(config, init_rng, steps_per_epoch)
-
-
-def run(config, mesh, images):
-  steps_per_epoch = 100
-  _, train_rng = jax.random.split(jax.random.PRNGKey(0))
-  state = parallel.replicate(initial_state(config), mesh)
-  step = parallel.jit_on_mesh(train.make_train_step(
-      config, models.build_autoencoder(config), models.build_adversary(config),
-      steps_per_epoch, train_rng), mesh)
+def run(config, mesh, images, steps_per_epoch, initial):
+  """NUM_STEPS steps from `initial` (host arrays) on `mesh`: the state, the last loss and the
+  rows of each device's shard. The step is the one train_and_evaluate compiles for the config
+  (the run's key and steps per epoch), so that main's loop on 8 devices finds it compiled."""
+  state = parallel.replicate(initial, mesh)
+  step = parallel.jit_on_mesh(
+      train.make_train_step(
+          config,
+          models.build_autoencoder(config),
+          models.build_adversary(config),
+          steps_per_epoch,
+          train.run_keys(config)['train'],
+      ),
+      mesh,
+  )
   batches = parallel.mesh_batches(images, BATCH, seed=0, mesh=mesh)
   shards = None
   for _ in range(NUM_STEPS):
@@ -56,20 +58,27 @@ def main():
   for objective in sys.argv[1:]:
     config = tiny_config(objective)
     config.train.batch_size = BATCH
-    images = input_pipeline.load_dataset(config.data).train_images[:10 * BATCH]
-    many, loss_many, shards = run(config, parallel.make_mesh(), images)
-    one, loss_one, _ = run(config, parallel.make_mesh(jax.devices()[:1]), images)
+    train_images = input_pipeline.load_dataset(config.data).train_images
+    steps_per_epoch = input_pipeline.steps_per_epoch(len(train_images), BATCH)
+    images = train_images[: 10 * BATCH]
+    # On the host: each run's step donates (overwrites) the state it is given.
+    initial = jax.device_get(
+        train.create_train_state(config, train.run_keys(config)['init'], steps_per_epoch)
+    )
+    many, loss_many, shards = run(config, parallel.make_mesh(), images, steps_per_epoch, initial)
+    one, loss_one, _ = run(
+        config, parallel.make_mesh(jax.devices()[:1]), images, steps_per_epoch, initial
+    )
     out[objective] = {
         'shard_rows': shards,
-        'loss_8': loss_many, 'loss_1': loss_one,
+        'loss_8': loss_many,
+        'loss_1': loss_one,
         'params': max_difference(many.params, one.params),
         'batch_stats': max_difference(many.batch_stats, one.batch_stats),
         'adversary_params': max_difference(many.adversary_params, one.adversary_params),
         # How far the steps moved the adversary from where it started.
-        'adversary_moved': max_difference(many.adversary_params,
-                                          jax.device_get(initial_state(config).adversary_params)),
-        'param_scale': max(float(np.max(np.abs(x)))
-                           for x in jax.tree_util.tree_leaves(one.params)),
+        'adversary_moved': max_difference(many.adversary_params, initial.adversary_params),
+        'param_scale': max(float(np.max(np.abs(x))) for x in jax.tree_util.tree_leaves(one.params)),
     }
   # The whole loop (checkpoints, resume, pictures) on 8 devices, and the divisibility check.
   config = tiny_config('wae_gan')
