@@ -51,7 +51,8 @@ for arch, nets in (('dcgan', 'DCGAN'), ('resnet50v2', 'ResNet50-v2')):
         continue
       roof = r['roofline']
       fits = r['total_bytes'] <= r['hbm_bytes']
-      rows.append(f"| {nets} | {topo} | {pack} ({pack // r['num_chips']}) | {gib(r['params_bytes'] + r['optimizer_bytes'])} | {gib(r['temp_bytes'])} | {gib(r['total_bytes'])} ({gib(r['hbm_bytes'])}){'' if fits else ' **does not fit**'} | {r['traffic_bytes'] / 1e9:.1f} | {', '.join(r['collectives']) or 'none'} | {roof['step_s'] * 1e3:.3g} ({roof['bound']}) | {roof['chip_s_per_trial_step'] * 1e3:.3g} |")
+      idle = f"; {r['idle_chips']} chips idle" if r.get('idle_chips') else ''
+      rows.append(f"| {nets} | {topo} | {pack} ({pack // r['num_chips']}{idle}) | {gib(r['params_bytes'] + r['optimizer_bytes'])} | {gib(r['temp_bytes'])} | {gib(r['total_bytes'])} ({gib(r['hbm_bytes'])}){'' if fits else ' **does not fit**'} | {r['traffic_bytes'] / 1e9:.1f} | {', '.join(r['collectives']) or 'none'} | {roof['step_s'] * 1e3:.3g} ({roof['bound']}) | {roof['chip_s_per_trial_step'] * 1e3:.3g} |")
 (out / 'pack_table.md').write_text('\n'.join(rows) + '\n')
 print('\n'.join(rows))
 PY
