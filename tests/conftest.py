@@ -51,21 +51,38 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
-# The files with the longest tests (several processes, a Ray sweep, runs killed and resumed)
-# start first, one per pytest-xdist worker, so that none of them ends the session alone.
+# The files that take longest, longest first: pytest-xdist's workers take whole files
+# (--dist loadfile), in this order, so that none of these starts late and ends the session
+# alone. The rest follow in collection order.
 _LONGEST_FIRST = (
-    'test_ray_sweep.py',
+    'test_reliability.py',
+    'test_aot.py',
     'test_multihost.py',
+    'test_penalty_registry.py',
+    'test_train.py',
+    'test_main.py',
+    'test_ray_sweep.py',
+    'test_torch_reference.py',
+    'test_benchmark.py',
     'test_data_parallel.py',
-    'test_reliability.py::test_sigkill',
     'test_evaluate_parallel.py',
-    'test_main.py::test_cli_trains',
-    'test_benchmark.py::test_main_tiny_model',
 )
 
 
+def _start_rank(item) -> int:
+  file_name = item.nodeid.split('::')[0].rsplit('/', 1)[-1]
+  return _LONGEST_FIRST.index(file_name) if file_name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items):
-  items.sort(key=lambda item: not any(name in item.nodeid for name in _LONGEST_FIRST))
+  items.sort(key=_start_rank)
+
+
+def pytest_configure(config):
+  """pytest-xdist hands out the files in collection order, not (its default under --dist
+  loadfile) the files with the most tests first, which started the longest files last."""
+  if hasattr(config.option, 'loadscopereorder'):
+    config.option.loadscopereorder = False
 
 
 def pytest_xdist_auto_num_workers(config):
