@@ -124,6 +124,7 @@ _THIRD_PARTY = (
     'orbax.checkpoint',
     'PIL',
     'scipy',
+    'sklearn.mixture',
 )
 _FORK_EACH = """
 import importlib, os, sys
