@@ -51,21 +51,23 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
-# The files that take longest, longest first: pytest-xdist's workers take whole files
-# (--dist loadfile), in this order, so that none of these starts late and ends the session
-# alone. The rest follow in collection order.
+# The files that take longest, longest first (their totals in a full run): pytest-xdist's
+# workers take whole files (--dist loadfile), in this order, so that none of these starts late
+# and ends the session alone. The rest follow in collection order.
 _LONGEST_FIRST = (
     'test_reliability.py',
     'test_aot.py',
-    'test_multihost.py',
+    'test_packed.py',
     'test_penalty_registry.py',
+    'test_multihost.py',
+    'test_ray_sweep.py',
     'test_train.py',
     'test_main.py',
-    'test_ray_sweep.py',
     'test_torch_reference.py',
     'test_benchmark.py',
     'test_data_parallel.py',
-    'test_evaluate_parallel.py',
+    'test_evaluate.py',
+    'test_sweep_plan.py',
 )
 
 
