@@ -207,10 +207,11 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
   )
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
   images = _random_images(config, config.train.batch_size)
-  # The convolutions' matrix products run in bfloat16 ...
-  jaxpr = str(jax.make_jaxpr(step_fn)(state, images))
+  # The convolutions' matrix products run in bfloat16 (the step traced once, then compiled) ...
+  traced = jax.jit(step_fn).trace(state, images)
+  jaxpr = str(traced.jaxpr)
   assert 'bf16' in jaxpr and 'dot_general' in jaxpr
-  new_state, metrics = jax.jit(step_fn)(state, images)
+  new_state, metrics = traced.lower().compile()(state, images)
   # ... while parameters, optimizer state, losses and penalty stay float32.
   for leaf in jax.tree_util.tree_leaves(
       (new_state.params, new_state.opt_state, new_state.batch_stats)
@@ -222,8 +223,8 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
   # And the bfloat16 model computes nearly what the float32 model does.
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   config.model.dtype = 'float32'
-  exact = models.build_autoencoder(config).apply(variables, images)
-  approx = model.apply(variables, images)
+  exact = jax.jit(models.build_autoencoder(config).apply)(variables, images)
+  approx = jax.jit(model.apply)(variables, images)
   assert approx.dtype == jnp.float32
   np.testing.assert_allclose(approx, exact, atol=0.1)
   assert float(jnp.abs(approx - exact).mean()) < 0.02
