@@ -52,8 +52,8 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 
 
 # The files that take longest, longest first (their totals in a full run): pytest-xdist's
-# workers take whole files (--dist loadfile), in this order, so that none of these starts late
-# and ends the session alone. The rest follow in collection order.
+# workers take whole files (--dist loadfile), in this order (--no-loadscope-reorder), so that
+# none of these starts late and ends the session alone. The rest follow in collection order.
 _LONGEST_FIRST = (
     'test_reliability.py',
     'test_aot.py',
@@ -78,13 +78,6 @@ def _start_rank(item) -> int:
 
 def pytest_collection_modifyitems(items):
   items.sort(key=_start_rank)
-
-
-def pytest_configure(config):
-  """pytest-xdist hands out the files in collection order, not (its default under --dist
-  loadfile) the files with the most tests first, which started the longest files last."""
-  if hasattr(config.option, 'loadscopereorder'):
-    config.option.loadscopereorder = False
 
 
 def pytest_xdist_auto_num_workers(config):
