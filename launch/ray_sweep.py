@@ -11,9 +11,10 @@ trains and evaluates in subprocesses and writes DIR/<trial_id>/trial.json when f
 --pack=K the trials that share a compiled shape train K at a time in one task
 (wae_jax.sweep.trials.run_pack: one vmapped step, wae_jax.packed), then each is evaluated. A
 failed trial is retried --max_retries times, then reported (logged, DIR/failures.json, a
-'failed' row) while the others go on; the exit status is 1 if any failed (2, with one line,
-for a bad sweep config or flag, before anything runs). Running the same
-command again skips the finished trials, resumes interrupted ones from their checkpoints and
+'failed' row) while the others go on; a pack that fails so is run again one trial at a time,
+so that one trial's fault does not fail the rest. The exit status is 1 if any trial failed (2,
+with one line, for a bad sweep config or flag, before anything runs). Running the same command
+again skips the finished trials, resumes interrupted ones from their checkpoints and
 retries the failed ones. At the end DIR/results.csv, results.md and the figures are written.
 The sweep's config files are found relative to the current directory, here, before anything
 is sent to Ray; paths in the trials' configs (--sweep.fixed.data.dir=..., the caches, the
@@ -250,6 +251,18 @@ def _run_on_ray(sweep, pending, root, resources):
       except ray.exceptions.RayError as e:
         error = str(getattr(e, 'cause', None) or e).strip()
         lines = error.splitlines() or ['']
+        if len(pack) > 1:
+          # One trial's fault (a damaged workdir) or the pack's (too many for the chip's
+          # memory) must not fail the others: they are tried again one by one.
+          logging.warning(
+              'pack %s failed after %d attempts: %s ... %s; its trials run again one by one',
+              ', '.join(t.trial_id for t in pack),
+              _MAX_RETRIES.value + 1,
+              lines[0],
+              lines[-1],
+          )
+          queue.extend([t] for t in pack)
+          continue
         logging.error(
             '%s failed after %d attempts: %s ... %s',
             ', '.join(t.trial_id for t in pack),
