@@ -17,7 +17,6 @@ from wae_jax import inference
 from wae_jax import packed
 from wae_jax import parallel
 from wae_jax import train
-from wae_jax.evaluation import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/mnist.py:wae_mmd.', lock_config=True
@@ -97,6 +96,10 @@ def main(argv):
     if _MODE.value == 'sample':
       inference.sample(_CONFIG.value, _WORKDIR.value, _STEP.value)
     else:
+      # Imported here: the evaluators (scikit-learn's mixture, the FID networks) cost a
+      # training or a refused command about a second of start-up.
+      from wae_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+
       evaluate.evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
 
 
