@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO
+from tests.helpers import SHALLOW
 from tests.helpers import error_line
+from tests.helpers import shallow_config
 from tests.helpers import sweep_config
 from tests.helpers import tiny_config
 from wae_jax import checkpoints
@@ -28,22 +30,12 @@ from wae_jax.accelerators import flops
 from wae_jax.accelerators import sweep_plan
 from wae_jax.sweep import trials
 
-# Two stride-2 layers each way instead of the DCGAN's four and three (1/32 width): packing
-# does not depend on the depth, and each test compiles a solo and a packed step.
-SHALLOW = {'model.encoder_widths': (128, 256), 'model.decoder_widths': (256, 128)}
-
-
-def _shallow_config(objective='wae_mmd'):
-  config = tiny_config(objective)
-  config.model.encoder_widths, config.model.decoder_widths = SHALLOW.values()
-  return config
-
 
 def _trial_configs(objective, rows):
   """Shallow tiny configs with `rows` of {field path: value} set, one config per row."""
   configs = []
   for row in rows:
-    config = _shallow_config(objective)
+    config = shallow_config(objective)
     for path, value in row.items():
       section, name = path.rsplit('.', 1) if '.' in path else (None, path)
       (config[section] if section else config)[name] = value
@@ -305,7 +297,7 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
 
 
 def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collectives():
-  config = _shallow_config()
+  config = shallow_config()
   config.data.dir = None
   r = aot.analyse(config, 'v5e:2x2', pack=8)  # 2 trials on each of the 4 chips
   assert r.pack == 8 and r.trials_per_chip == 2 and r.conv_impl == 'xla'

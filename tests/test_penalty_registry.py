@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
+from tests.helpers import shallow_config
 from tests.helpers import tiny_config
 from wae_jax import config as wae_config
 from wae_jax import errors
@@ -226,7 +227,7 @@ def test_step_loss_is_reconstruction_plus_lambda_times_the_registered_penalty(ob
   """For every built-in penalty: the step's loss is reconstruction + lambda * its registered
   function on the step's codes; and each field it reads, changed, changes the step's penalty
   to the function's with that value."""
-  config = tiny_config(objective)  # test_train's configs: their steps may be compiled already
+  config = shallow_config(objective)
   if config.penalty.lam == 1:
     config.penalty.lam = LAM
   metrics, expected = _step_and_recomputed(config)
