@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import REPO
 from tests.helpers import error_line
-from tests.helpers import tiny_config
+from tests.helpers import shallow_config
 from wae_jax import checkpoints
 from wae_jax import train
 from wae_jax.accelerators import aot
@@ -21,7 +21,7 @@ _REPORTS = {}
 
 
 def small_config(objective: str, arch: str):
-  config = tiny_config(objective)
+  config = shallow_config(objective)  # the DCGAN: two stride-2 layers each way
   config.data.dir = None
   config.train.batch_size = BATCH
   config.model.arch = arch
