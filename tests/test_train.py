@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import shallow_config
 from tests.helpers import tiny_config
 from wae_jax import models
 from wae_jax import parallel
@@ -42,7 +43,7 @@ def _run_steps(config, num_steps):
     ],
 )
 def test_train_step_learns(objective, extra_metrics):
-  config = tiny_config(objective)
+  config = shallow_config(objective)
   before, after, metrics = _run_steps(config, 8)
   assert int(after.step) == 8
   for key in (
@@ -80,7 +81,7 @@ def test_alternating_gan_update_penalises_the_encoder_with_the_updated_adversary
   """Algorithm 1's order: the adversary's step is the simultaneous one's (both see the codes of
   the same parameters), and the auto-encoder's step is the simultaneous one taken against the
   adversary after its step."""
-  config = tiny_config('wae_gan')
+  config = shallow_config('wae_gan')
   model, adversary = models.build_autoencoder(config), models.build_adversary(config)
   state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
   images = _random_images(config, config.train.batch_size)
@@ -119,7 +120,7 @@ def test_celeba_config_trains_a_step_on_random_data():
 
 
 def test_unset_num_steps_and_kernel_scale_mean_epochs_and_the_papers_c():
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   assert config.train.num_steps is None and config.penalty.kernel_scale is None
   assert train.num_train_steps(config, steps_per_epoch=7) == config.train.num_epochs * 7
   config.train.num_steps = 3
@@ -150,7 +151,7 @@ def test_prior_moment_gaps():
 
 
 def test_pretraining_moves_codes_towards_the_prior():
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.train.batch_size = 32  # a covariance of 8-d codes needs more than 8 of them
   config.train.pretrain_steps = 40
   config.train.pretrain_learning_rate = 3e-3
@@ -183,7 +184,7 @@ def test_pretraining_moves_codes_towards_the_prior():
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
   # WAE-GAN: its state has the most parts (adversary and its optimizer besides the AE's).
-  config = tiny_config('wae_gan')
+  config = shallow_config('wae_gan')
   config.train.pretrain_steps = 3
   config.train.checkpoint_every = 4
   config.train.log_every = 2
@@ -203,7 +204,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_dir):
 
 
 def test_bfloat16_activations_keep_float32_parameters_and_losses():
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.model.dtype = 'bfloat16'
   model = models.build_autoencoder(config)
   step_fn = train.make_train_step(
@@ -237,7 +238,7 @@ def test_bfloat16_activations_keep_float32_parameters_and_losses():
 def test_jitted_step_donates_the_state_and_a_checkpoint_keeps_its_own_copy(tmp_path):
   from wae_jax import checkpoints  # pylint: disable=g-import-not-at-top
 
-  config = tiny_config('wae_gan')
+  config = shallow_config('wae_gan')
   mesh = parallel.make_mesh()
   state = parallel.replicate(train.create_train_state(config, jax.random.PRNGKey(0), 10), mesh)
   step = parallel.jit_on_mesh(
