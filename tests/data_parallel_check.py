@@ -14,7 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the chec
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+from tests.helpers import shallow_config  # pylint: disable=g-import-not-at-top
 from wae_jax import input_pipeline
 from wae_jax import models
 from wae_jax import parallel
@@ -56,7 +56,7 @@ def max_difference(a, b):
 def main():
   out = {'device_count': jax.device_count()}
   for objective in sys.argv[1:]:
-    config = tiny_config(objective)
+    config = shallow_config(objective)
     config.train.batch_size = BATCH
     train_images = input_pipeline.load_dataset(config.data).train_images
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train_images), BATCH)
@@ -81,7 +81,7 @@ def main():
         'param_scale': max(float(np.max(np.abs(x))) for x in jax.tree_util.tree_leaves(one.params)),
     }
   # The whole loop (checkpoints, resume, pictures) on 8 devices, and the divisibility check.
-  config = tiny_config('wae_gan')
+  config = shallow_config('wae_gan')
   config.train.batch_size = BATCH
   config.train.num_steps = 2
   with tempfile.TemporaryDirectory() as workdir:

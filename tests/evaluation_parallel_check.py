@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the chec
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+from tests.helpers import shallow_config  # pylint: disable=g-import-not-at-top
 from wae_jax import models
 from wae_jax.evaluation import batching
 from wae_jax.evaluation import evaluate
@@ -36,7 +36,7 @@ def numbers(cache_dir: str):
 
   The caller replaces mnist_classifier.load_or_train with untrained_classifier.
   """
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.eval.cache_dir = cache_dir
   config.eval.num_samples = 150
   config.eval.sharpness_images = 150

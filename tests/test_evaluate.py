@@ -18,7 +18,7 @@ from sklearn import mixture
 from tests.helpers import error_line
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
-from tests.helpers import tiny_config
+from tests.helpers import shallow_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
@@ -35,7 +35,7 @@ from wae_jax.evaluation import samplers
 
 @pytest.fixture(scope='module')
 def trained_vae(tmp_path_factory, mnist_dir):
-  config = tiny_config('vae')
+  config = shallow_config('vae')
   config.train.num_steps = 2
   config.eval.num_samples = 300
   config.eval.sharpness_images = 100
@@ -495,7 +495,7 @@ def test_prior_sampler_and_sampler_names():
 def test_evaluators_values_equal_their_recomputation():
   """Reconstruction cost and MSE, the test codes' MMD and the encoder variance, recomputed here
   from the context's arrays: what each evaluator reads, and how it reduces it."""
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   assert (config.cost.name, config.penalty.kernel) == ('l2sq', 'imq_multiscale')
   config.cost.scale = 0.05
   config.eval.mmd_codes = 30
@@ -549,7 +549,7 @@ def test_evaluators_values_equal_their_recomputation():
 
 
 def test_the_prior_sampler_draws_the_prior_variance():
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.model.prior_variance = 4.0
   draws = samplers.prior_noise(config, 1, 20000)
   assert draws.shape == (20000, 8)

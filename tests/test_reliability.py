@@ -20,7 +20,8 @@ import pytest
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
-from tests.helpers import tiny_config
+from tests.helpers import SHALLOW
+from tests.helpers import shallow_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import errors
@@ -42,7 +43,7 @@ def _leaves_equal(a, b, atol=0.0):
 
 
 def _small_run_config(num_steps, **train_fields):
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.train.num_steps = num_steps
   config.train.log_every = 1
   config.train.image_every = 1000
@@ -69,7 +70,7 @@ def _state_step_and_images(config):
 
 
 def test_nonfinite_step_is_not_applied_and_is_counted():
-  config = tiny_config('wae_gan')
+  config = shallow_config('wae_gan')
   state, step, images = _state_step_and_images(config)
   poisoned = images.copy()
   poisoned[3, 5, 5, 0] = np.nan
@@ -105,7 +106,7 @@ def test_nonfinite_step_is_not_applied_and_is_counted():
 def test_a_step_whose_update_is_not_finite_is_skipped_though_its_gradient_is():
   # An infinite learning rate times a finite gradient: the loss and gradients are finite, the
   # updated parameters are not. (validate refuses the rate; the step must not trust that.)
-  config = tiny_config('wae_mmd')
+  config = shallow_config('wae_mmd')
   config.train.learning_rate = float('inf')
   state, step, images = _state_step_and_images(config)
   after, metrics = step(state, images)
@@ -252,8 +253,8 @@ def test_checkpoint_of_another_model_config_is_a_clear_error(tmp_path):
   message = str(error.value)
   assert str(tmp_path / 'checkpoints') in message
   assert (
-      "['params']['encoder']['Dense_0']['kernel']: checkpoint has (128, 8), this config "
-      'expects (128, 4)'
+      "['params']['decoder']['Dense_0']['kernel']: checkpoint has (8, 1568), this config "
+      'expects (4, 1568)'
   ) in message
   assert 'different model config' in message and '\n' not in message
 
@@ -435,6 +436,7 @@ def _main_command(workdir, num_steps, checkpoint_every):
       '--config.train.log_every=1',
       '--config.train.image_every=100000',
       f'--config.data.dir={MNIST_DIR}',
+      *(f'--config.{path}={value}' for path, value in SHALLOW.items()),  # _small_run_config's
   ]
 
 
