@@ -18,6 +18,7 @@ import numpy as np
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
+from tests.helpers import SHALLOW
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
 from wae_jax import inference
@@ -32,6 +33,7 @@ _SETTINGS = {
     'train.image_every': 100000,
     'train.checkpoint_every': 100000,
     'data.dir': str(MNIST_DIR),
+    **SHALLOW,
 }
 
 
