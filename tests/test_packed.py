@@ -221,7 +221,6 @@ def test_a_sweep_packs_seeds_of_a_configuration_and_reports_its_diverged_trial_a
   s = sweep_config('tiny', num_steps=4, num_checkpoints=1)
   s.fixed.data.dir = str(mnist_dir)
   s.fixed.train.max_nonfinite_steps = 2
-  s.fixed.model.encoder_widths, s.fixed.model.decoder_widths = SHALLOW.values()
   sampled = trials.sample_trials(s)
   groups = trials.packs(s, sampled, 2)
   # The tiny sweep: 2 configurations (other latent sizes: other shapes) x 2 seeds.
