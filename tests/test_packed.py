@@ -380,3 +380,33 @@ def test_the_plan_prints_the_sweeps_chip_hours_packed_against_unpacked():
   assert 'not packed (does not fit), counted unpacked' in sweep_plan.format_plan(rows, 'v5e:2x2')
   with pytest.raises(errors.ConfigError, match='--pack=6 does not split over the 4 chips'):
     sweep_plan.plan(s, 'v5e:2x2', analyse=analyse, num_chips=4, pack=6)
+
+
+def test_a_damaged_or_missing_pack_file_is_one_line(tmp_path):
+  given = tiny_config()
+  (tmp_path / 'cut.json').write_text('{"trials": [{"con')
+  (tmp_path / 'other.json').write_text('{"trials": [{"config": {}}]}')
+  for name, why in (
+      ('cut.json', 'JSONDecodeError'),
+      ('other.json', "KeyError: 'workdir'"),
+  ):
+    with pytest.raises(errors.ConfigError, match='is not a pack file as run_pack writes it') as e:
+      trials.pack_configs(given, tmp_path / name)
+    assert why in str(e.value)
+  line = error_line(
+      subprocess.run(
+          [
+              sys.executable,
+              '-m',
+              'wae_jax.sweep',
+              '--config=configs/mnist.py:wae_mmd,small',
+              f'--workdir={tmp_path}',
+              f'--train_pack={tmp_path / "missing.json"}',
+          ],
+          cwd=REPO,
+          capture_output=True,
+          text=True,
+          timeout=300,
+      )
+  )
+  assert line == f'error: --train_pack={tmp_path / "missing.json"}: no such file'

@@ -428,14 +428,23 @@ def run_pack(sweep, pack: List[Trial], root) -> List[Dict[str, Any]]:
 def pack_configs(given, pack_file) -> Tuple[List[ml_collections.ConfigDict], List[str]]:
   """The configs and workdirs run_pack wrote to `pack_file`, each built on `given` (the
   trials' base config file) with every recorded value."""
-  recorded = json.loads(pathlib.Path(pack_file).read_text())['trials']
+  try:
+    recorded = json.loads(pathlib.Path(pack_file).read_text())['trials']
+    pairs = [(trial['config'], trial['workdir']) for trial in recorded]
+  except FileNotFoundError as e:
+    raise errors.NotFoundError(f'--train_pack={pack_file}: no such file') from e
+  except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a pack's
+    raise errors.ConfigError(
+        f'--train_pack={pack_file} is not a pack file as run_pack writes it (JSON with '
+        f'"trials": [{{"config": ..., "workdir": ...}}, ...]): {type(e).__name__}: {e}'
+    ) from e
   configs = []
-  for trial in recorded:
+  for recorded_config, _ in pairs:
     config = given.copy_and_resolve_references()
-    for path, value in wae_config.flatten(trial['config']).items():
+    for path, value in wae_config.flatten(recorded_config).items():
       _set(config, path, wae_config.as_config_value(value), f'{pack_file}: {path}')
     configs.append(config)
-  return configs, [trial['workdir'] for trial in recorded]
+  return configs, [workdir for _, workdir in pairs]
 
 
 def _evaluate_trial(
