@@ -251,30 +251,21 @@ def _run_on_ray(sweep, pending, root, resources):
       except ray.exceptions.RayError as e:
         error = str(getattr(e, 'cause', None) or e).strip()
         lines = error.splitlines() or ['']
+        attempts = _MAX_RETRIES.value + 1
+        ids = ', '.join(t.trial_id for t in pack)
+        failed = f'{ids} failed after {attempts} attempts: {lines[0]} ... {lines[-1]}'
         if len(pack) > 1:
           # One trial's fault (a damaged workdir) or the pack's (too many for the chip's
           # memory) must not fail the others: they are tried again one by one.
-          logging.warning(
-              'pack %s failed after %d attempts: %s ... %s; its trials run again one by one',
-              ', '.join(t.trial_id for t in pack),
-              _MAX_RETRIES.value + 1,
-              lines[0],
-              lines[-1],
-          )
+          logging.warning('pack %s; its trials run again one by one', failed)
           queue.extend([t] for t in pack)
           continue
-        logging.error(
-            '%s failed after %d attempts: %s ... %s',
-            ', '.join(t.trial_id for t in pack),
-            _MAX_RETRIES.value + 1,
-            lines[0],
-            lines[-1],
-        )
+        logging.error('%s', failed)
         failures.extend(
             {
                 **trials.trial_record(sweep, trial),
                 'error': error[-2000:],
-                'attempts': _MAX_RETRIES.value + 1,
+                'attempts': attempts,
             }
             for trial in pack
         )

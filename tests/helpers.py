@@ -31,6 +31,7 @@ def tiny_config(objective: str = 'wae_mmd', dataset: str = 'mnist'):
 # Two stride-2 layers each way instead of the DCGAN's four and three: a step compiles in less
 # time, for tests whose point does not depend on the depth.
 SHALLOW = {'model.encoder_widths': (128, 256), 'model.decoder_widths': (256, 128)}
+SHALLOW_FLAGS = tuple(f'--config.{path}={value}' for path, value in SHALLOW.items())
 
 
 def shallow_config(objective: str = 'wae_mmd'):

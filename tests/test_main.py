@@ -8,7 +8,7 @@ from PIL import Image
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
-from tests.helpers import SHALLOW
+from tests.helpers import SHALLOW_FLAGS
 from tests.helpers import error_line
 
 
@@ -131,7 +131,7 @@ def test_cli_sample_of_a_checkpoint_of_another_shape_is_one_line_and_no_tracebac
       '--config.train.num_steps=1',
       '--config.train.pretrain_steps=0',
       '--config.train.batch_size=8',
-      *(f'--config.{path}={value}' for path, value in SHALLOW.items()),
+      *SHALLOW_FLAGS,
   ]
   _run(*flags, f'--config.data.dir={MNIST_DIR}')
   for record in workdir.glob('config*.json'):  # as an older run's: the given config is used

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO
-from tests.helpers import SHALLOW
+from tests.helpers import SHALLOW_FLAGS
 from tests.helpers import error_line
 from tests.helpers import shallow_config
 from tests.helpers import sweep_config
@@ -279,7 +279,7 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
       '--config.train.batch_size=8',
       '--config.train.pretrain_steps=0',
       f'--config.data.dir={mnist_dir}',
-      *(f'--config.{path}={value}' for path, value in SHALLOW.items()),
+      *SHALLOW_FLAGS,
   )
   assert result.returncode == 0, result.stderr[-4000:]
   assert 'Traceback' not in result.stderr

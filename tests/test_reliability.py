@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import MNIST_DIR
 from tests.helpers import REPO
-from tests.helpers import SHALLOW
+from tests.helpers import SHALLOW_FLAGS
 from tests.helpers import shallow_config
 from wae_jax import checkpoints
 from wae_jax import config as wae_config
@@ -436,7 +436,7 @@ def _main_command(workdir, num_steps, checkpoint_every):
       '--config.train.log_every=1',
       '--config.train.image_every=100000',
       f'--config.data.dir={MNIST_DIR}',
-      *(f'--config.{path}={value}' for path, value in SHALLOW.items()),  # _small_run_config's
+      *SHALLOW_FLAGS,  # _small_run_config's
   ]
 
 
