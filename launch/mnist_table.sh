@@ -8,10 +8,9 @@
 #
 #   WAE_JAX_MNIST_DIR=../shared/data/mnist bash launch/mnist_table.sh [ROOT] [extra flags]
 #
-# 15 runs. On this project's 2-core CPU one training took 6 minutes with the cores to itself
-# (WAE-GAN) and 8 to 16 minutes sharing them, so the trainings take about 1.5 to 4 hours
-# (WAE-SWD and WAE-Sinkhorn were not timed), plus the 15 evaluations; the first evaluation also
-# trains the MNIST classifier for the FID (3 minutes, then cached).
+# 15 runs. On this project's 2-core CPU, with the cores to itself, each training took 5.9 to
+# 7.6 minutes (100 minutes in all) and each evaluation under a minute: about 2 hours for the
+# table (docs/results.md).
 #
 # Runs go to ROOT/<objective>/seed<k> (ROOT defaults to workdirs/mnist_table), the report to
 # ROOT/report (report.md, report.png, report.json). Extra flags are passed to every training and
