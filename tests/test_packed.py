@@ -260,18 +260,20 @@ def test_a_sweep_packs_seeds_of_a_configuration_and_reports_its_diverged_trial_a
   assert trials.run_pack(s, [first, second], tmp_path) == result
 
 
-def _main(*args):
+def _run_module(module, *args, timeout=600):
+  """`python -m <module>` on the small WAE-MMD config, from the checkout."""
   return subprocess.run(
-      [sys.executable, '-m', 'wae_jax.main', '--config=configs/mnist.py:wae_mmd,small', *args],
+      [sys.executable, '-m', module, '--config=configs/mnist.py:wae_mmd,small', *args],
       cwd=REPO,
       capture_output=True,
       text=True,
-      timeout=600,
+      timeout=timeout,
   )
 
 
 def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, mnist_dir):
-  result = _main(
+  result = _run_module(
+      'wae_jax.main',
       f'--workdir={tmp_path}',
       '--seeds=3,5',
       '--config.train.num_steps=2',
@@ -289,9 +291,11 @@ def test_cli_trains_seeds_as_a_pack_and_refuses_bad_seeds_in_one_line(tmp_path, 
     assert train_steps(workdir) == [2]
     assert json.loads(wae_config.record_file(workdir, 0).read_text())['seed'] == seed
 
-  line = error_line(_main(f'--workdir={tmp_path}', '--seeds=1,x,1'))
+  line = error_line(_run_module('wae_jax.main', f'--workdir={tmp_path}', '--seeds=1,x,1'))
   assert line == 'error: --seeds=1,x,1: expected distinct integers >= 0, e.g. --seeds=0,1,2'
-  line = error_line(_main(f'--workdir={tmp_path}', '--seeds=3', '--mode=evaluate'))
+  line = error_line(
+      _run_module('wae_jax.main', f'--workdir={tmp_path}', '--seeds=3', '--mode=evaluate')
+  )
   assert f'--workdir={tmp_path}/seed_3' in line
 
 
@@ -393,20 +397,8 @@ def test_a_damaged_or_missing_pack_file_is_one_line(tmp_path):
     with pytest.raises(errors.ConfigError, match='is not a pack file as run_pack writes it') as e:
       trials.pack_configs(given, tmp_path / name)
     assert why in str(e.value)
+  missing = tmp_path / 'missing.json'
   line = error_line(
-      subprocess.run(
-          [
-              sys.executable,
-              '-m',
-              'wae_jax.sweep',
-              '--config=configs/mnist.py:wae_mmd,small',
-              f'--workdir={tmp_path}',
-              f'--train_pack={tmp_path / "missing.json"}',
-          ],
-          cwd=REPO,
-          capture_output=True,
-          text=True,
-          timeout=300,
-      )
+      _run_module('wae_jax.sweep', f'--workdir={tmp_path}', f'--train_pack={missing}', timeout=300)
   )
-  assert line == f'error: --train_pack={tmp_path / "missing.json"}: no such file'
+  assert line == f'error: --train_pack={missing}: no such file'
