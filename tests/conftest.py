@@ -108,8 +108,8 @@ def mnist_dir():
 @pytest.fixture
 def fully_optimized():
   """XLA's default optimisations (not the session's fast compiles), for a test that compares
-  bit for bit with numbers computed under them. Compiled anew: a cached program may be the
-  session's."""
+  bit for bit with numbers computed under them, or that spends more time running its steps
+  than compiling them. Compiled anew: a cached program may be the session's."""
   import jax  # pylint: disable=g-import-not-at-top
 
   fast = jax.config.read('jax_disable_most_optimizations')
