@@ -356,9 +356,12 @@ def test_step_loss_matches_train_py_for_each_penalty_it_has(objective):
   rngs, z_prior = train.step_randomness(config, rng, 0, BATCH)
   # The Gaussian encoder's noise of the step, from its codes (Flax derives the key it draws
   # it with from the step's 'latent' key).
-  (codes, mean, log_variance, _), _ = train.encode_decode(
-      config, model, state.params, state.batch_stats, images, rngs
-  )
+  # Jitted: one compile, not one per operation of the auto-encoder.
+  (codes, mean, log_variance, _), _ = jax.jit(
+      lambda params, batch_stats, x, rngs: train.encode_decode(
+          config, model, params, batch_stats, x, rngs
+      )
+  )(state.params, state.batch_stats, images, rngs)
   latent_noise = None
   if log_variance is not None:
     latent_noise = (codes - mean) / jnp.exp(0.5 * log_variance)
