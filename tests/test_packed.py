@@ -311,7 +311,7 @@ def test_a_pack_compiled_for_a_tpu_trains_whole_trials_per_chip_with_no_collecti
   state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0), 10))
   assert r.params_bytes == 2 * checkpoints.state_bytes((state.params, state.batch_stats))
   assert r.alias_bytes >= r.params_bytes + r.optimizer_bytes  # donated
-  assert r.model_flops == pytest.approx(2 * flops.train_step_flops(config, 4))
+  assert r.model_flops == pytest.approx(2 * flops.train_step_flops(config, config.train.batch_size))
   bound = r.roofline()
   assert bound['img_per_s'] == pytest.approx(8 * config.train.batch_size / bound['step_s'])
   assert bound['chip_s_per_trial_step'] == pytest.approx(bound['step_s'] * 4 / 8)
